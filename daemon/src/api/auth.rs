@@ -1,0 +1,163 @@
+//! Access control for the TCP listener (contract section 4, "Access").
+//!
+//! - `Host` must be `localhost`, `127.0.0.1` or `[::1]` (any port): a DNS-rebinding page gets 403.
+//! - A browser `Origin`, when sent, must be one of those hosts too; no CORS headers are sent.
+//! - Every route needs `Authorization: Bearer <token>` or the `agentd_token` cookie, which
+//!   `GET /?token=<token>` sets for the web page.
+//!
+//! The Unix socket does not pass through here: its directory (0700) and file (0600) permissions
+//! and the peer uid check are its access control.
+
+use super::error::ApiError;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+
+/// The name of the cookie the web page authenticates with.
+pub const COOKIE: &str = "agentd_token";
+
+/// Whether a `Host` (or `Origin` authority) names loopback.
+fn is_loopback_host(authority: &str) -> bool {
+    let host = if let Some(rest) = authority.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((h, port)) if port.is_empty() || port.starts_with(':') => return h == "::1",
+            _ => return false,
+        }
+    } else {
+        authority.split(':').next().unwrap_or("")
+    };
+    host.eq_ignore_ascii_case("localhost") || host == "127.0.0.1"
+}
+
+/// Compares secrets in time independent of where they differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn presented_token(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        && let Some(t) = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+    {
+        return Some(t.trim());
+    }
+    for cookies in headers.get_all(header::COOKIE) {
+        let Ok(cookies) = cookies.to_str() else {
+            continue;
+        };
+        for c in cookies.split(';') {
+            if let Some((k, v)) = c.trim().split_once('=')
+                && k == COOKIE
+            {
+                return Some(v);
+            }
+        }
+    }
+    None
+}
+
+/// The TCP listener's guard. State: the token.
+pub async fn tcp_guard(State(token): State<Arc<str>>, req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if !is_loopback_host(host) {
+        return ApiError::forbidden(format!(
+            "Host {host:?} is not allowed; use localhost, 127.0.0.1 or [::1]"
+        ))
+        .into_response();
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+        let authority = origin.split_once("://").map(|(_, a)| a).unwrap_or("");
+        if !is_loopback_host(authority) {
+            return ApiError::forbidden(format!("Origin {origin:?} is not allowed"))
+                .into_response();
+        }
+    }
+    let mut set_cookie = false;
+    let authorized = match presented_token(headers) {
+        Some(t) => same_secret(t.as_bytes(), token.as_bytes()),
+        None => false,
+    } || {
+        // `GET /?token=…` logs the web page in.
+        let from_query = (req.uri().path() == "/")
+            .then(|| req.uri().query())
+            .flatten()
+            .and_then(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .find(|(k, _)| k == "token")
+                    .map(|(_, v)| v.into_owned())
+            });
+        set_cookie = from_query
+            .as_deref()
+            .is_some_and(|t| same_secret(t.as_bytes(), token.as_bytes()));
+        set_cookie
+    };
+    if !authorized {
+        return ApiError::unauthorized().into_response();
+    }
+    let mut resp = next.run(req).await;
+    if set_cookie {
+        let cookie = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict");
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            resp.headers_mut().insert(header::SET_COOKIE, v);
+        }
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for ok in [
+            "localhost",
+            "localhost:7431",
+            "LOCALHOST:1",
+            "127.0.0.1",
+            "127.0.0.1:80",
+            "[::1]",
+            "[::1]:7431",
+        ] {
+            assert!(is_loopback_host(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "evil.com",
+            "localhost.evil.com",
+            "127.0.0.1.nip.io",
+            "[::2]:1",
+            "[::1]x",
+            "10.0.0.1:7431",
+        ] {
+            assert!(!is_loopback_host(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tokens() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=b; agentd_token=xyz"),
+        );
+        assert_eq!(presented_token(&h), Some("xyz"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc"),
+        );
+        assert_eq!(presented_token(&h), Some("abc"));
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b"abcd"));
+    }
+}

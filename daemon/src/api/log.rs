@@ -1,0 +1,77 @@
+//! `GET /v1/agents/{id}/log`: a run's output as plain text, read from the run log on disk (the
+//! database keeps only the item, so hundreds of MB of output cost the daemon nothing until
+//! someone reads them). With `follow=true` the answer stays open and streams new output until
+//! the run finishes.
+
+use super::params::Params;
+use super::{ApiError, AppState};
+use crate::ingest::runlog::output_data;
+use crate::ingest::runs::MAX_LINE;
+use crate::ingest::tail::{FileCursor, Opened};
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::header;
+use axum::response::Response;
+use std::time::Duration;
+
+/// How often a followed log is checked for new output. Runs print in bursts; this keeps a
+/// follower responsive without a watch per request.
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
+
+pub async fn agent_log(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(q.as_deref(), &["follow"])?;
+    let follow = p.flag("follow")?;
+    if s.store.get(&id)?.is_none() {
+        return Err(ApiError::not_found(format!("no agent with id {id:?}")));
+    }
+    let Some(path) = s.store.origin(&id)? else {
+        return Err(ApiError::not_found(format!("{id} has no log")));
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(16);
+    let store = s.store.clone();
+    let shutdown = s.shutdown.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut cursor = FileCursor::default();
+        loop {
+            // Decide before reading, so that output written just before the end is not missed.
+            let finished = !follow
+                || *shutdown.borrow()
+                || store
+                    .get(&id)
+                    .ok()
+                    .flatten()
+                    .is_none_or(|i| !i.status.is_active());
+            let opened = match Opened::open(&path, &mut cursor) {
+                Ok(o) => o,
+                Err(e) => {
+                    let _ = tx.blocking_send(Ok(format!(
+                        "[agentd: cannot read {}: {e}]\n",
+                        path.display()
+                    )
+                    .into()));
+                    return;
+                }
+            };
+            let mut open = true;
+            let _ = opened.read_lines(&mut cursor, MAX_LINE, &mut |line| {
+                if let (true, Some(data)) = (open, output_data(line)) {
+                    open = tx.blocking_send(Ok(data.into())).is_ok();
+                }
+            });
+            if finished || !open {
+                return;
+            }
+            std::thread::sleep(FOLLOW_POLL);
+        }
+    });
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Body::from_stream(stream))
+        .map_err(ApiError::internal)
+}

@@ -1,0 +1,211 @@
+//! The HTTP API (contract section 4): the only module that knows HTTP and JSON shapes.
+//!
+//! One [`router`] serves both listeners. The TCP listener wraps it in [`auth::tcp_guard`] (Host
+//! check, bearer token or cookie); the Unix socket relies on its file permissions and the peer
+//! uid check in `listen`. Every handler answers JSON errors through [`ApiError`]; a panic in a
+//! handler becomes a `500` and never takes the daemon down.
+
+pub mod auth;
+pub mod error;
+mod events;
+mod log;
+pub mod params;
+
+use crate::ingest::SourceStats;
+use crate::model::{Item, Millis, derive_on_read};
+use crate::store::Store;
+use crate::store::writer::{Published, WriterHandle};
+use agentd_wire::{AgentsPage, Health, HttpInfo, SourceHealth};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+pub use error::ApiError;
+use futures_util::FutureExt;
+use params::Params;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Largest request body accepted (hook payloads are a few KiB).
+const MAX_BODY: usize = 1024 * 1024;
+
+/// Everything handlers read. Cheap to clone: all handles.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub published: Published,
+    pub writer: WriterHandle,
+    pub sources: Vec<Arc<SourceStats>>,
+    pub started_at: Millis,
+    /// The bound TCP address, if any.
+    pub http_addr: Option<String>,
+    /// Flips to `true` at shutdown so that streaming answers end.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// The routes, shared by both listeners.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/v1/health", get(health))
+        .route("/v1/agents", get(list_agents))
+        .route("/v1/agents/{id}", get(get_agent))
+        .route("/v1/agents/{id}/log", get(log::agent_log))
+        .route("/v1/summary", get(summary))
+        .route("/v1/events", get(events::events))
+        .route("/v1/sync", post(sync))
+        .fallback(|| async { ApiError::not_found("no such route; see /v1/health") })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(catch_panics))
+        .with_state(state)
+}
+
+/// Turns a panic inside a handler into a `500` answer instead of a dropped connection.
+async fn catch_panics(req: Request, next: Next) -> Response {
+    match std::panic::AssertUnwindSafe(next.run(req))
+        .catch_unwind()
+        .await
+    {
+        Ok(resp) => resp,
+        Err(_) => ApiError::internal("a request handler panicked").into_response(),
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Response {
+    axum::Json(value).into_response()
+}
+
+async fn health(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let errors = s
+        .published
+        .errors
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let mut sources = Vec::new();
+    for src in &s.sources {
+        let e = errors.get(src.name).cloned().unwrap_or_default();
+        sources.push(SourceHealth {
+            name: src.name.to_owned(),
+            roots: src.roots.clone(),
+            files: src.files(),
+            items: s.store.count(&format!("i:{}", id_scheme_of(src.name)))?,
+            errors: e.errors,
+            last_error: e.last_error,
+        });
+    }
+    let store_error = s
+        .published
+        .store_error
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let body = Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        pid: std::process::id(),
+        started_at: s.started_at,
+        items: s.store.count("a")?,
+        http: s.http_addr.clone().map(|addr| HttpInfo { addr }),
+        sources,
+        store_error,
+    };
+    Ok(json(&body))
+}
+
+/// The item id scheme a source produces.
+fn id_scheme_of(source: &str) -> &'static str {
+    match source {
+        crate::ingest::runs::SOURCE => crate::ingest::runlog::ID_SCHEME,
+        _ => "",
+    }
+}
+
+fn finish(mut item: Item, now: Millis) -> Item {
+    derive_on_read(&mut item, now);
+    item
+}
+
+async fn list_agents(
+    State(s): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(q.as_deref(), params::AGENT_PARAMS)?;
+    let now = Millis::now();
+    if let Some(prefix) = p.one("id_prefix") {
+        let limit = params::filter(&p, &s.store.context().tz)?.limit;
+        let store = s.store.clone();
+        let prefix = prefix.to_owned();
+        let items = tokio::task::spawn_blocking(move || find_by_prefix(&store, &prefix, limit))
+            .await
+            .map_err(ApiError::internal)??;
+        let items = items.into_iter().map(|i| finish(i, now)).collect();
+        return Ok(json(&AgentsPage {
+            items,
+            next_cursor: None,
+        }));
+    }
+    let filter = params::filter(&p, &s.store.context().tz)?;
+    let store = s.store.clone();
+    let page = tokio::task::spawn_blocking(move || store.list(&filter))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(json(&AgentsPage {
+        items: page.items.into_iter().map(|i| finish(i, now)).collect(),
+        next_cursor: page.next_cursor.as_deref().map(params::encode_cursor),
+    }))
+}
+
+/// Items whose id starts with `prefix`; a prefix without a scheme (`3f2a`) is tried after each
+/// known scheme (`cli:3f2a`, …) so that short ids from `agentctl ls` resolve.
+fn find_by_prefix(
+    store: &Store,
+    prefix: &str,
+    limit: usize,
+) -> Result<Vec<Item>, crate::store::StoreError> {
+    let mut out = store.ids_with_prefix(prefix, limit)?;
+    if !prefix.contains(':') {
+        for scheme in ["claude-code", "codex", "gemini", "cli", "cloud"] {
+            if out.len() >= limit {
+                break;
+            }
+            out.extend(store.ids_with_prefix(&format!("{scheme}:{prefix}"), limit - out.len())?);
+        }
+    }
+    Ok(out)
+}
+
+async fn get_agent(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    match s.store.get(&id)? {
+        Some(item) => Ok(json(&finish(item, Millis::now()))),
+        None => Err(ApiError::not_found(format!("no agent with id {id:?}"))),
+    }
+}
+
+async fn summary(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let p = Params::parse(q.as_deref(), &["tab"])?;
+    let personal = p.personal()?;
+    let snapshot = s.published.summary.borrow().tab(personal);
+    Ok(json(&snapshot))
+}
+
+/// Cloud sync arrives with the cloud source; until one is configured there is nothing to fetch,
+/// so the answer is an honest zero once everything queued is committed.
+async fn sync(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let writer = s.writer.clone();
+    tokio::task::spawn_blocking(move || writer.barrier())
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    Ok(json(&serde_json::json!({"synced": 0})))
+}
+
+/// The management view: a small page that lists agents and follows `/v1/events`.
+async fn index() -> Html<&'static str> {
+    Html(include_str!("index.html"))
+}

@@ -1,0 +1,270 @@
+//! The daemon's resolved configuration: flags over environment over the config file over the
+//! contract's defaults (CONTRACT.md section 2). Resolution happens once, at start-up; nothing
+//! else in the daemon reads the environment or the config file.
+
+use agentd_wire::paths;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The default loopback listener (contract section 2).
+pub const DEFAULT_HTTP: &str = "127.0.0.1:7431";
+
+/// Everything `run` needs to know, fully resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Holds the database, the token, the pid lock and the default runs dir.
+    pub state_dir: PathBuf,
+    /// The Unix socket the API is served on.
+    pub socket: PathBuf,
+    /// The loopback TCP listener; `None` when disabled with `off`.
+    pub http: Option<SocketAddr>,
+    /// Who "me" is: items created by this user are in the Personal tab.
+    pub user: String,
+    /// Directories of CLI run logs (contract section 6): `<state dir>/runs` first, then config.
+    pub runs_dirs: Vec<PathBuf>,
+}
+
+/// Command-line values that override the environment and the file; `None` means not given.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub state_dir: Option<PathBuf>,
+    pub socket: Option<PathBuf>,
+    pub config: Option<PathBuf>,
+    pub http: Option<String>,
+}
+
+/// Why the configuration could not be resolved. Each message names the file or value at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error(
+        "invalid HTTP listener {value:?}: expected ADDRESS:PORT such as 127.0.0.1:7431, or `off`"
+    )]
+    Http { value: String },
+}
+
+/// The optional TOML file. Unknown keys are ignored so that a newer config keeps working with an
+/// older daemon; sections used by later sources are parsed where those sources live.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct FileConfig {
+    user: Option<String>,
+    http: Option<String>,
+    sources: FileSources,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct FileSources {
+    runs: FileRuns,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct FileRuns {
+    dirs: Vec<PathBuf>,
+}
+
+impl Config {
+    /// Resolves the configuration from flags, the given environment and the config file.
+    pub fn resolve(flags: &Overrides, env: paths::Env<'_>) -> Result<Config, ConfigError> {
+        let state_dir = flags
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| paths::state_dir(env));
+        let socket = flags
+            .socket
+            .clone()
+            .unwrap_or_else(|| paths::socket_path(env, &state_dir));
+        let (config_path, explicit) = match &flags.config {
+            Some(p) => (p.clone(), true),
+            None => paths::config_path(env),
+        };
+        let file = load_file(&config_path, explicit)?;
+
+        let http_text = flags
+            .http
+            .clone()
+            .or_else(|| env("AGENTD_HTTP"))
+            .or(file.http)
+            .unwrap_or_else(|| DEFAULT_HTTP.to_owned());
+        let http = parse_http(&http_text)?;
+
+        let user = env("AGENTD_USER")
+            .or(file.user)
+            .unwrap_or_else(os_user_name);
+
+        let mut runs_dirs = vec![state_dir.join("runs")];
+        for d in file.sources.runs.dirs {
+            let d = expand_home(&d, env);
+            if !runs_dirs.contains(&d) {
+                runs_dirs.push(d);
+            }
+        }
+        Ok(Config {
+            state_dir,
+            socket,
+            http,
+            user,
+            runs_dirs,
+        })
+    }
+
+    /// The redb database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.state_dir.join("agentd.redb")
+    }
+}
+
+fn load_file(path: &Path, explicit: bool) -> Result<FileConfig, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+            return Ok(FileConfig::default());
+        }
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+fn parse_http(text: &str) -> Result<Option<SocketAddr>, ConfigError> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let text = text.trim();
+    // `localhost:7431` is what people type; resolve it to loopback without a DNS lookup.
+    let normalized = match text.strip_prefix("localhost:") {
+        Some(port) => format!("127.0.0.1:{port}"),
+        None => text.to_owned(),
+    };
+    normalized
+        .parse::<SocketAddr>()
+        .map(Some)
+        .map_err(|_| ConfigError::Http {
+            value: text.to_owned(),
+        })
+}
+
+fn expand_home(p: &Path, env: paths::Env<'_>) -> PathBuf {
+    match (p.strip_prefix("~"), env("HOME")) {
+        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => p.to_owned(),
+    }
+}
+
+/// The OS user name of this process (from the password database), else `$USER`.
+pub fn os_user_name() -> String {
+    // SAFETY: getpwuid_r writes into the buffers we pass and returns a pointer into them.
+    unsafe {
+        let uid = libc::getuid();
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 4096];
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        if libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) == 0
+            && !result.is_null()
+            && !pwd.pw_name.is_null()
+            && let Ok(name) = std::ffi::CStr::from_ptr(pwd.pw_name).to_str()
+        {
+            return name.to_owned();
+        }
+    }
+    std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn resolve(flags: &Overrides, pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::resolve(flags, &move |k: &str| map.get(k).cloned())
+    }
+
+    #[test]
+    fn flags_beat_env_and_defaults_apply() {
+        let dir = std::env::temp_dir().join(format!("agentd-cfg-{}", std::process::id()));
+        let flags = Overrides {
+            state_dir: Some(dir.clone()),
+            http: Some("off".into()),
+            ..Default::default()
+        };
+        let c = resolve(
+            &flags,
+            &[("HOME", "/nonexistent"), ("AGENTD_HTTP", "127.0.0.1:1")],
+        )
+        .unwrap();
+        assert_eq!(c.state_dir, dir);
+        assert_eq!(c.http, None);
+        assert_eq!(c.socket, dir.join("agentd.sock"));
+        assert_eq!(c.runs_dirs, vec![dir.join("runs")]);
+
+        let c = resolve(
+            &Overrides::default(),
+            &[("HOME", "/nonexistent"), ("AGENTD_USER", "bob")],
+        )
+        .unwrap();
+        assert_eq!(c.http, Some(DEFAULT_HTTP.parse().unwrap()));
+        assert_eq!(c.user, "bob");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let flags = Overrides {
+            http: Some("nope".into()),
+            ..Default::default()
+        };
+        let err = resolve(&flags, &[("HOME", "/nonexistent")]).unwrap_err();
+        assert!(err.to_string().contains("\"nope\""), "{err}");
+
+        let flags = Overrides {
+            config: Some("/nonexistent/agentd.toml".into()),
+            ..Default::default()
+        };
+        let err = resolve(&flags, &[("HOME", "/nonexistent")]).unwrap_err();
+        assert!(
+            err.to_string().contains("/nonexistent/agentd.toml"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn file_values_apply() {
+        let dir = std::env::temp_dir().join(format!("agentd-cfgfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("config.toml");
+        std::fs::write(&file, "user = \"carol\"\nhttp = \"localhost:9\"\n[sources.runs]\ndirs = [\"~/more-runs\"]\n[cloud]\nme = \"x\"\n").unwrap();
+        let flags = Overrides {
+            config: Some(file.clone()),
+            state_dir: Some(dir.clone()),
+            ..Default::default()
+        };
+        let c = resolve(&flags, &[("HOME", "/home/carol")]).unwrap();
+        assert_eq!(c.user, "carol");
+        assert_eq!(c.http, Some("127.0.0.1:9".parse().unwrap()));
+        assert_eq!(c.runs_dirs[1], PathBuf::from("/home/carol/more-runs"));
+
+        std::fs::write(&file, "user = [").unwrap();
+        let err = resolve(&flags, &[]).unwrap_err();
+        assert!(err.to_string().contains("config.toml"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,53 @@
+//! Ingestors: each turns one kind of source into [`ItemUpdate`](crate::store::writer::ItemUpdate)s
+//! plus a cursor, and sends them to the writer. An ingestor is a parser (pure, in its own module)
+//! plus a loop driven by the closed [`IngestEvent`] enum.
+//!
+//! - [`runlog`]: the CLI run log format (contract section 6), parser and fold.
+//! - [`tail`]: incremental, restart-safe reading of line files.
+//! - [`runs`]: the runs-dir ingestor (notify + tail + runlog).
+
+pub mod runlog;
+pub mod runs;
+pub mod tail;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What wakes an ingestor's loop.
+#[derive(Debug)]
+pub enum IngestEvent {
+    /// A file-system notification (or a watcher error, which triggers a rescan).
+    Fs(notify::Result<notify::Event>),
+    /// Periodic housekeeping: look for stores that appeared.
+    Tick,
+    /// Stop after the current step.
+    Shutdown,
+}
+
+/// Live figures of one source for `/v1/health`; error counts live in the store.
+#[derive(Debug, Default)]
+pub struct SourceStats {
+    /// The source's name (`runs`, …).
+    pub name: &'static str,
+    /// The directories it watches.
+    pub roots: Vec<String>,
+    /// Files known to it.
+    pub files: AtomicU64,
+    /// Whether the initial scan has finished.
+    pub scanned: std::sync::atomic::AtomicBool,
+}
+
+impl SourceStats {
+    /// Stats for a source watching `roots`.
+    pub fn new(name: &'static str, roots: &[std::path::PathBuf]) -> SourceStats {
+        SourceStats {
+            name,
+            roots: roots.iter().map(|r| r.display().to_string()).collect(),
+            ..SourceStats::default()
+        }
+    }
+
+    /// The number of files known.
+    pub fn files(&self) -> u64 {
+        self.files.load(Ordering::Relaxed)
+    }
+}

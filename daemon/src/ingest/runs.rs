@@ -1,0 +1,426 @@
+//! The runs-dir ingestor: follows `<runs dir>/*.jsonl` (contract section 6) and keeps one item
+//! per file.
+//!
+//! On start it watches every runs dir that exists and scans it, reading only what changed since
+//! the stored cursor (so a restart re-reads nothing and picks up what was written while it was
+//! down). Then notify events drive it; a watcher error or overflow triggers a rescan, and a tick
+//! notices dirs that appear later. Each file's cursor and fold are committed with its item, so a
+//! crash replays at most an uncommitted tail, which folds to the same item.
+//!
+//! It runs on its own thread: notify's callback hands events straight to it over a std channel,
+//! and the file work is blocking I/O anyway.
+
+use super::runlog::{self, RunFold};
+use super::tail::{FileCursor, Opened};
+use super::{IngestEvent, SourceStats};
+use crate::model::{Millis, MineRule};
+use crate::store::Store;
+use crate::store::writer::{IngestBatch, ItemUpdate, WriteOp, WriterHandle};
+use notify::{EventKind, RecursiveMode, Watcher};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::Duration;
+
+/// The source's name in `/v1/health` and in cursor keys.
+pub const SOURCE: &str = "runs";
+
+/// Lines longer than this are skipped (and counted): a run log line is one record, and output
+/// records are written in chunks far below this.
+pub const MAX_LINE: usize = 16 * 1024 * 1024;
+
+/// How often to look for runs dirs that did not exist yet.
+const TICK: Duration = Duration::from_secs(2);
+
+/// Files per batch during a scan: large enough to share commits, small enough to show progress.
+const SCAN_BATCH: usize = 256;
+
+/// Files whose state is kept in memory between events (live runs are appended to often);
+/// beyond this the cache is dropped and state is read back from the store.
+const HOT_FILES: usize = 1024;
+
+/// What is stored per file: where reading stands and the run's folded state.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct FileState {
+    cursor: FileCursor,
+    fold: RunFold,
+}
+
+/// Starts the ingestor thread. Send [`IngestEvent::Shutdown`] on the returned sender to stop it.
+pub fn spawn(
+    dirs: Vec<PathBuf>,
+    store: Store,
+    writer: WriterHandle,
+    stats: Arc<SourceStats>,
+) -> std::io::Result<(Sender<IngestEvent>, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let events = tx.clone();
+    let source = RunsSource {
+        dirs,
+        watched: HashSet::new(),
+        watcher: None,
+        events,
+        store,
+        writer,
+        stats,
+        hot: HashMap::new(),
+    };
+    let thread = std::thread::Builder::new()
+        .name("agentd-runs".into())
+        .spawn(move || source.run(rx))?;
+    Ok((tx, thread))
+}
+
+struct RunsSource {
+    dirs: Vec<PathBuf>,
+    watched: HashSet<PathBuf>,
+    /// Kept alive for as long as the source runs; dropping it stops notifications.
+    watcher: Option<notify::RecommendedWatcher>,
+    /// Where the watcher's callback sends events (the same channel the loop reads).
+    events: Sender<IngestEvent>,
+    store: Store,
+    writer: WriterHandle,
+    stats: Arc<SourceStats>,
+    hot: HashMap<PathBuf, FileState>,
+}
+
+/// The outcome of reading one file.
+#[derive(Default)]
+struct FileResult {
+    update: Option<ItemUpdate>,
+    cursor: Option<(String, Vec<u8>)>,
+    errors: u64,
+    last_error: Option<String>,
+    new_file: bool,
+}
+
+impl RunsSource {
+    fn run(mut self, rx: Receiver<IngestEvent>) {
+        let events = self.events.clone();
+        match notify::recommended_watcher(move |res| {
+            let _ = events.send(IngestEvent::Fs(res));
+        }) {
+            Ok(w) => self.watcher = Some(w),
+            Err(e) => tracing::error!(
+                "cannot start the file watcher, runs are scanned every {TICK:?}: {e}"
+            ),
+        }
+        if self.watch_new_dirs().is_err() {
+            return;
+        }
+        self.stats.scanned.store(true, Ordering::Relaxed);
+        loop {
+            let event = match rx.recv_timeout(TICK) {
+                Ok(e) => e,
+                Err(RecvTimeoutError::Timeout) => IngestEvent::Tick,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let step = match event {
+                IngestEvent::Shutdown => return,
+                IngestEvent::Tick => self.on_tick(),
+                IngestEvent::Fs(first) => {
+                    // Coalesce a burst: everything already queued is handled in one step.
+                    let mut paths = BTreeSet::new();
+                    let mut rescan = false;
+                    let mut stop = false;
+                    let mut next = Some(IngestEvent::Fs(first));
+                    while let Some(ev) = next {
+                        match ev {
+                            IngestEvent::Fs(Ok(ev)) => rescan |= self.collect(ev, &mut paths),
+                            IngestEvent::Fs(Err(e)) => {
+                                tracing::warn!("file watcher error, rescanning runs dirs: {e}");
+                                rescan = true;
+                            }
+                            IngestEvent::Tick => {}
+                            IngestEvent::Shutdown => stop = true,
+                        }
+                        next = rx.try_recv().ok();
+                    }
+                    let r = if rescan {
+                        self.scan_all()
+                    } else {
+                        self.process_paths(paths)
+                    };
+                    if stop {
+                        return;
+                    }
+                    r
+                }
+            };
+            if step.is_err() {
+                return; // the writer stopped: the daemon is shutting down
+            }
+        }
+    }
+
+    /// Adds an event's run-log paths to `paths`; returns whether a rescan is needed.
+    fn collect(&mut self, ev: notify::Event, paths: &mut BTreeSet<PathBuf>) -> bool {
+        if ev.need_rescan() {
+            return true;
+        }
+        match ev.kind {
+            EventKind::Create(_) | EventKind::Modify(_) | EventKind::Any | EventKind::Other => {
+                paths.extend(ev.paths.into_iter().filter(|p| is_run_log(p)));
+            }
+            EventKind::Remove(_) => {
+                for p in ev.paths.iter().filter(|p| is_run_log(p)) {
+                    self.hot.remove(p);
+                    let _ =
+                        self.stats
+                            .files
+                            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                                n.checked_sub(1)
+                            });
+                }
+                // A removed runs dir must be watched again when it comes back.
+                self.watched.retain(|d| d.is_dir());
+            }
+            EventKind::Access(_) => {}
+        }
+        false
+    }
+
+    fn on_tick(&mut self) -> Result<(), ()> {
+        self.watched.retain(|d| d.is_dir());
+        if self.watcher.is_none() {
+            return self.scan_all(); // no notifications: poll
+        }
+        self.watch_new_dirs()
+    }
+
+    /// Watches and scans every runs dir that exists and is not watched yet.
+    fn watch_new_dirs(&mut self) -> Result<(), ()> {
+        for dir in self.dirs.clone() {
+            if self.watched.contains(&dir) || !dir.is_dir() {
+                continue;
+            }
+            if let Some(w) = self.watcher.as_mut()
+                && let Err(e) = w.watch(&dir, RecursiveMode::NonRecursive)
+            {
+                tracing::warn!("cannot watch {}: {e}", dir.display());
+                continue;
+            }
+            tracing::info!("following runs in {}", dir.display());
+            self.watched.insert(dir.clone());
+            self.scan_dir(&dir)?;
+        }
+        Ok(())
+    }
+
+    fn scan_all(&mut self) -> Result<(), ()> {
+        self.watched.clear();
+        self.stats.files.store(0, Ordering::Relaxed);
+        if let Some(w) = self.watcher.as_mut() {
+            for dir in &self.dirs {
+                let _ = w.unwatch(dir);
+            }
+        }
+        self.watch_new_dirs()
+    }
+
+    /// Reads every run log in `dir` that changed since its cursor, in batches.
+    fn scan_dir(&mut self, dir: &Path) -> Result<(), ()> {
+        let started = std::time::Instant::now();
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) => {
+                let msg = format!("cannot list {}: {e}", dir.display());
+                tracing::warn!("{msg}");
+                return self.send(IngestBatch {
+                    source: SOURCE,
+                    errors: 1,
+                    last_error: Some(msg),
+                    ..Default::default()
+                });
+            }
+        };
+        let mut batch = IngestBatch {
+            source: SOURCE,
+            ..Default::default()
+        };
+        let (mut files, mut read) = (0u64, 0u64);
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if !is_run_log(&path) {
+                continue;
+            }
+            files += 1;
+            self.stats.files.fetch_add(1, Ordering::Relaxed);
+            let r = self.read_file(&path, true);
+            read += u64::from(r.cursor.is_some());
+            add_to_batch(&mut batch, r);
+            if batch.updates.len() + batch.cursors.len() >= SCAN_BATCH {
+                let full = std::mem::replace(
+                    &mut batch,
+                    IngestBatch {
+                        source: SOURCE,
+                        ..Default::default()
+                    },
+                );
+                self.send(full)?;
+            }
+        }
+        self.send(batch)?;
+        tracing::info!(
+            "scanned {}: {files} run logs, {read} with new lines, in {:?}",
+            dir.display(),
+            started.elapsed()
+        );
+        Ok(())
+    }
+
+    fn process_paths(&mut self, paths: BTreeSet<PathBuf>) -> Result<(), ()> {
+        let mut batch = IngestBatch {
+            source: SOURCE,
+            ..Default::default()
+        };
+        for path in paths {
+            if !path.parent().is_some_and(|d| self.watched.contains(d)) {
+                continue;
+            }
+            let r = self.read_file(&path, false);
+            if r.new_file {
+                self.stats.files.fetch_add(1, Ordering::Relaxed);
+            }
+            add_to_batch(&mut batch, r);
+        }
+        self.send(batch)
+    }
+
+    fn send(&self, batch: IngestBatch) -> Result<(), ()> {
+        if batch.updates.is_empty() && batch.cursors.is_empty() && batch.errors == 0 {
+            return Ok(());
+        }
+        self.writer.send(WriteOp::Ingest(batch)).map_err(|_| ())
+    }
+
+    /// Reads what is new in one file. During a scan an unchanged file costs one stat and one
+    /// cursor lookup.
+    fn read_file(&mut self, path: &Path, scanning: bool) -> FileResult {
+        let key = format!("{SOURCE}:{}", path.display());
+        let mut result = FileResult::default();
+        let mut state = match self.hot.remove(path) {
+            Some(s) => s,
+            None => match self.store.cursor(&key) {
+                Ok(Some(bytes)) => serde_json::from_slice(&bytes).unwrap_or_default(),
+                Ok(None) => {
+                    result.new_file = true;
+                    FileState::default()
+                }
+                Err(e) => {
+                    tracing::error!("reading the cursor of {}: {e}", path.display());
+                    return result;
+                }
+            },
+        };
+        if scanning
+            && !result.new_file
+            && let Ok(meta) = std::fs::metadata(path)
+        {
+            use std::os::unix::fs::MetadataExt;
+            let c = &state.cursor;
+            if meta.ino() == c.ino && meta.dev() == c.dev && meta.len() == c.offset {
+                return result; // nothing new
+            }
+        }
+        let before = state.cursor.clone();
+        let opened = match Opened::open(path, &mut state.cursor) {
+            Ok(o) => o,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return result,
+            Err(e) => {
+                result.errors = 1;
+                result.last_error = Some(format!("cannot read {}: {e}", path.display()));
+                tracing::warn!("{}", result.last_error.as_deref().unwrap_or_default());
+                return result;
+            }
+        };
+        if opened.reset {
+            state.fold = RunFold::default();
+        }
+        let mtime = Millis(opened.mtime_ms);
+        let mut errors = 0u64;
+        let mut last_error = None;
+        let fold = &mut state.fold;
+        let read =
+            opened.read_lines(
+                &mut state.cursor,
+                MAX_LINE,
+                &mut |line| match runlog::parse_line(line) {
+                    Ok(record) => fold.apply(record),
+                    Err(e) => {
+                        errors += 1;
+                        last_error =
+                            Some(format!("{}: skipped a malformed line: {e}", path.display()));
+                    }
+                },
+            );
+        match read {
+            Ok(out) if out.oversized > 0 => {
+                errors += out.oversized;
+                last_error = Some(format!(
+                    "{}: skipped {} line(s) longer than {} MiB",
+                    path.display(),
+                    out.oversized,
+                    MAX_LINE >> 20
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                errors += 1;
+                last_error = Some(format!("cannot read {}: {e}", path.display()));
+            }
+        }
+        if let Some(msg) = &last_error {
+            tracing::warn!("{msg}");
+        }
+        result.errors = errors;
+        result.last_error = last_error;
+        if state.cursor == before && !result.new_file {
+            self.keep_hot(path, state);
+            return result;
+        }
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !state.fold.is_empty() {
+            result.update = Some(ItemUpdate {
+                item: state.fold.item(&stem, mtime),
+                mine: MineRule::Creator,
+                origin: Some(path.display().to_string()),
+            });
+        }
+        result.cursor = Some((key, serde_json::to_vec(&state).unwrap_or_default()));
+        self.keep_hot(path, state);
+        result
+    }
+
+    fn keep_hot(&mut self, path: &Path, state: FileState) {
+        if state.fold.end.is_some() {
+            return; // a finished run is rarely appended to again
+        }
+        if self.hot.len() >= HOT_FILES {
+            self.hot.clear();
+        }
+        self.hot.insert(path.to_owned(), state);
+    }
+}
+
+fn add_to_batch(batch: &mut IngestBatch, r: FileResult) {
+    batch.updates.extend(r.update);
+    batch.cursors.extend(r.cursor);
+    batch.errors += r.errors;
+    if r.last_error.is_some() {
+        batch.last_error = r.last_error;
+    }
+}
+
+/// `*.jsonl`, not hidden (editors and atomic writers use dot-files for temporaries).
+fn is_run_log(p: &Path) -> bool {
+    p.extension().is_some_and(|e| e == "jsonl")
+        && p.file_name()
+            .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
+}

@@ -1,0 +1,239 @@
+//! Incremental reading of append-only line files.
+//!
+//! A [`FileCursor`] remembers which file (device and inode) was read and how far, counting only
+//! complete lines: a half-written last line is left for the next read. A file that was replaced
+//! (new inode) or truncated (shorter than the cursor) is read again from the start, and the
+//! caller is told so that it resets its fold. A line longer than the limit is dropped without
+//! ever being held in memory whole, and reading resumes at the next newline.
+//!
+//! Files are opened read-only and non-blocking (a FIFO dropped into a watched dir cannot hang
+//! the reader); agentd never writes into a file it tails.
+
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+/// Read granularity. Large enough to amortise syscalls, small enough to keep per-file memory low.
+const CHUNK: usize = 64 * 1024;
+
+/// Where reading of one file stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileCursor {
+    pub dev: u64,
+    pub ino: u64,
+    /// Bytes consumed: everything before this is folded (or deliberately skipped).
+    pub offset: u64,
+    /// Inside an oversized line: discard up to and including the next newline.
+    pub skipping: bool,
+}
+
+/// A file opened for tailing, and whether its cursor had to start over.
+pub struct Opened {
+    file: File,
+    /// The file is not the one the cursor describes, or it shrank: read from the start.
+    pub reset: bool,
+    /// Its length when opened.
+    pub len: u64,
+    /// Its modification time, epoch ms.
+    pub mtime_ms: i64,
+}
+
+/// What one read found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReadOutcome {
+    pub lines: u64,
+    /// Lines dropped for exceeding the limit.
+    pub oversized: u64,
+}
+
+impl Opened {
+    /// Opens `path` and checks it against the cursor (which it updates on a reset).
+    pub fn open(path: &Path, cursor: &mut FileCursor) -> io::Result<Opened> {
+        let meta = std::fs::metadata(path)?;
+        if !meta.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)?;
+        let meta = file.metadata()?;
+        let same = meta.dev() == cursor.dev && meta.ino() == cursor.ino;
+        let reset = !same || meta.len() < cursor.offset;
+        if reset {
+            *cursor = FileCursor {
+                dev: meta.dev(),
+                ino: meta.ino(),
+                offset: 0,
+                skipping: false,
+            };
+        }
+        let mtime_ms = meta.mtime() * 1000 + meta.mtime_nsec() / 1_000_000;
+        Ok(Opened {
+            file,
+            reset,
+            len: meta.len(),
+            mtime_ms,
+        })
+    }
+
+    /// Reads complete lines after the cursor, calling `on_line` for each (without the newline),
+    /// and advances the cursor past them.
+    pub fn read_lines(
+        mut self,
+        cursor: &mut FileCursor,
+        max_line: usize,
+        on_line: &mut dyn FnMut(&[u8]),
+    ) -> io::Result<ReadOutcome> {
+        self.file.seek(SeekFrom::Start(cursor.offset))?;
+        let mut out = ReadOutcome::default();
+        let mut pending: Vec<u8> = Vec::new();
+        let mut chunk = vec![0u8; CHUNK];
+        loop {
+            let n = match self.file.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            let mut rest = &chunk[..n];
+            while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+                let (head, tail) = (&rest[..nl], &rest[nl + 1..]);
+                if cursor.skipping {
+                    cursor.skipping = false;
+                    pending.clear();
+                } else if pending.is_empty() {
+                    deliver(head, on_line, &mut out);
+                } else {
+                    pending.extend_from_slice(head);
+                    deliver(&pending, on_line, &mut out);
+                    pending.clear();
+                }
+                cursor.offset += nl as u64 + 1;
+                rest = tail;
+            }
+            if cursor.skipping {
+                cursor.offset += rest.len() as u64;
+            } else {
+                pending.extend_from_slice(rest);
+                if pending.len() > max_line {
+                    // Drop what we have of the line and everything up to its newline.
+                    cursor.offset += pending.len() as u64;
+                    pending.clear();
+                    cursor.skipping = true;
+                    out.oversized += 1;
+                }
+            }
+        }
+        // `pending` is a half-written line: not consumed, read again next time.
+        Ok(out)
+    }
+}
+
+fn deliver(line: &[u8], on_line: &mut dyn FnMut(&[u8]), out: &mut ReadOutcome) {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return;
+    }
+    out.lines += 1;
+    on_line(line);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("agentd-tail-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("f.jsonl")
+    }
+
+    fn read(path: &Path, cursor: &mut FileCursor, max: usize) -> (bool, Vec<String>, ReadOutcome) {
+        let opened = Opened::open(path, cursor).unwrap();
+        let reset = opened.reset;
+        let mut lines = Vec::new();
+        let out = opened
+            .read_lines(cursor, max, &mut |l| {
+                lines.push(String::from_utf8_lossy(l).into_owned())
+            })
+            .unwrap();
+        (reset, lines, out)
+    }
+
+    fn append(path: &Path, data: &[u8]) {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap()
+            .write_all(data)
+            .unwrap();
+    }
+
+    #[test]
+    fn half_lines_wait_and_pieces_equal_whole() {
+        let p = scratch("pieces");
+        let mut c = FileCursor::default();
+        append(&p, b"one\ntw");
+        assert_eq!(read(&p, &mut c, 100).1, vec!["one"]);
+        assert_eq!(c.offset, 4);
+        append(&p, b"o\r\n\nthree");
+        let (reset, lines, _) = read(&p, &mut c, 100);
+        assert!(!reset);
+        assert_eq!(lines, vec!["two"]);
+        append(&p, b"\n");
+        assert_eq!(read(&p, &mut c, 100).1, vec!["three"]);
+        assert_eq!(read(&p, &mut c, 100).1, Vec::<String>::new());
+    }
+
+    #[test]
+    fn truncation_and_replacement_start_over() {
+        let p = scratch("trunc");
+        let mut c = FileCursor::default();
+        append(&p, b"a\nb\n");
+        read(&p, &mut c, 100);
+        std::fs::write(&p, b"c\n").unwrap(); // shorter: truncated in place
+        let (reset, lines, _) = read(&p, &mut c, 100);
+        assert!(reset);
+        assert_eq!(lines, vec!["c"]);
+
+        let tmp = p.with_extension("tmp");
+        std::fs::write(&tmp, b"x\ny\nz\n").unwrap();
+        std::fs::rename(&tmp, &p).unwrap(); // replaced: new inode, longer
+        let (reset, lines, _) = read(&p, &mut c, 100);
+        assert!(reset);
+        assert_eq!(lines, vec!["x", "y", "z"]);
+    }
+
+    #[test]
+    fn oversized_lines_are_dropped_across_reads() {
+        let p = scratch("huge");
+        let mut c = FileCursor::default();
+        append(&p, b"ok\n");
+        append(&p, &vec![b'x'; 300_000]);
+        let (_, lines, out) = read(&p, &mut c, 1000);
+        assert_eq!((lines, out.oversized), (vec!["ok".to_owned()], 1));
+        assert!(c.skipping);
+        append(&p, &vec![b'y'; 1000]);
+        append(&p, b"\nafter\n");
+        let (_, lines, out) = read(&p, &mut c, 1000);
+        assert_eq!((lines, out.oversized), (vec!["after".to_owned()], 0));
+        assert!(!c.skipping);
+        assert_eq!(c.offset, std::fs::metadata(&p).unwrap().len());
+    }
+
+    #[test]
+    fn non_regular_files_are_refused() {
+        let p = scratch("dir");
+        std::fs::create_dir(&p).unwrap();
+        assert!(Opened::open(&p, &mut FileCursor::default()).is_err());
+    }
+}

@@ -1,0 +1,134 @@
+//! agentd: a per-user daemon that tracks every AI coding agent the user runs.
+//!
+//! Layout (see ARCHITECTURE.md for the bird's-eye view and the invariants):
+//! - [`config`]: flags, environment and config file resolved once into a [`Config`].
+//! - [`model`]: the agent item and its derived fields, computed in one place.
+//! - [`store`]: the redb database, its indexes and queries, and the one writer thread.
+//! - [`summary`]: the in-memory counts behind `/v1/summary` and the shell prompt.
+//! - [`ingest`]: sources (run logs now) that turn files into item updates for the writer.
+//! - [`api`]: the HTTP API, the only module that knows HTTP.
+//! - [`listen`]: the Unix socket and TCP listeners and their accept loops.
+//! - [`instance`]: the single-instance lock and the TCP token.
+//!
+//! [`run`] wires them together; `main.rs` only parses flags and waits for a signal.
+
+pub mod api;
+pub mod config;
+pub mod ingest;
+pub mod instance;
+pub mod listen;
+pub mod model;
+pub mod store;
+pub mod summary;
+
+pub use config::Config;
+
+use std::future::Future;
+use std::sync::Arc;
+
+/// Why the daemon could not start (or stopped with an error). Each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Instance(#[from] instance::InstanceError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Listen(#[from] listen::ListenError),
+    #[error("cannot start a worker thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Runs the daemon until `shutdown` resolves: takes the instance lock, opens the store, starts
+/// the writer and the ingestors, binds both listeners and serves. On shutdown it stops
+/// accepting, lets open requests finish, commits everything queued and removes the socket.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    let started_at = model::Millis::now();
+    let lock = instance::Lock::acquire(&config.state_dir)?;
+    let token = instance::load_or_create_token(&config.state_dir)?;
+    let tz = jiff::tz::TimeZone::system();
+    let store = store::Store::open(
+        &config.db_path(),
+        store::IndexContext {
+            me: config.user.clone(),
+            tz,
+        },
+    )?;
+    let (writer, published, writer_thread) = store::writer::spawn(store.clone())?;
+
+    let unix = listen::bind_unix(&config.socket)?;
+    let tcp = match config.http {
+        Some(addr) => Some(listen::bind_tcp(addr).await?),
+        None => None,
+    };
+    let http_addr = tcp
+        .as_ref()
+        .and_then(|t| t.local_addr().ok())
+        .map(|a| a.to_string());
+
+    let runs_stats = Arc::new(ingest::SourceStats::new(
+        ingest::runs::SOURCE,
+        &config.runs_dirs,
+    ));
+    // The default runs dir is ours (in the state dir): create it so that it is watched at once.
+    if let Err(e) = listen::private_dir(&config.runs_dirs[0]) {
+        tracing::warn!("{e}");
+    }
+    let (runs_tx, runs_thread) = ingest::runs::spawn(
+        config.runs_dirs.clone(),
+        store.clone(),
+        writer.clone(),
+        runs_stats.clone(),
+    )
+    .map_err(DaemonError::Thread)?;
+
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let state = api::AppState {
+        store: store.clone(),
+        published,
+        writer: writer.clone(),
+        sources: vec![runs_stats],
+        started_at,
+        http_addr: http_addr.clone(),
+        shutdown: shutdown_rx.clone(),
+    };
+    let unix_router = api::router(state.clone());
+    let tcp_router = api::router(state).layer(axum::middleware::from_fn_with_state(
+        Arc::<str>::from(token),
+        api::auth::tcp_guard,
+    ));
+    tracing::info!(
+        socket = %config.socket.display(),
+        http = http_addr.as_deref().unwrap_or("off"),
+        items = store.count("a").unwrap_or(0),
+        pid = std::process::id(),
+        "agentd ready"
+    );
+    let listeners = listen::Listeners {
+        unix,
+        unix_path: config.socket.clone(),
+        tcp,
+    };
+    let server = tokio::spawn(listen::serve(
+        listeners,
+        unix_router,
+        tcp_router,
+        shutdown_rx,
+    ));
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    let _ = server.await;
+    let _ = runs_tx.send(ingest::IngestEvent::Shutdown);
+    let writer_for_stop = writer.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = runs_thread.join();
+        let _ = writer_for_stop.send(store::writer::WriteOp::Shutdown);
+        let _ = writer_thread.join();
+    })
+    .await;
+    drop(lock);
+    tracing::info!("stopped");
+    Ok(())
+}

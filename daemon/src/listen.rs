@@ -1,0 +1,263 @@
+//! The two listeners and their accept loops.
+//!
+//! - **Unix socket** (interprocess, filesystem path): its directory is made `0700` and checked to
+//!   be the user's, the socket is `0600`, and each peer's uid must be ours. A socket file left by
+//!   a crashed daemon is replaced only after a connect to it is refused; one that answers
+//!   belongs to a live daemon and start-up stops.
+//! - **TCP** on loopback, behind the token and Host guard of `api::auth`.
+//!
+//! Each connection is served by hyper's HTTP/1 with a header read timeout and a buffer cap, so a
+//! client that connects and never sends, or floods headers, costs one bounded task; a semaphore
+//! caps connections overall. Shutdown stops accepting and lets open requests finish.
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use interprocess::local_socket::tokio::{Listener as LocalListener, Stream as LocalStream};
+use interprocess::local_socket::traits::StreamCommon as _;
+use interprocess::local_socket::traits::tokio::Listener as _;
+use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
+use interprocess::os::unix::local_socket::ListenerOptionsExt as _;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{Semaphore, watch};
+
+/// A client must send its request headers within this time, including on an idle keep-alive
+/// connection, or the connection is closed.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Largest buffered request head (request line and headers).
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// Connections served at once across both listeners; beyond it new ones are closed at once.
+const MAX_CONNECTIONS: usize = 512;
+
+/// How long shutdown waits for open requests to finish.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why a listener could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("cannot create the socket directory {dir}: {source}")]
+    Dir { dir: PathBuf, source: io::Error },
+    #[error(
+        "the socket directory {dir} belongs to uid {owner}, not to this user; refusing to use it"
+    )]
+    ForeignDir { dir: PathBuf, owner: u32 },
+    #[error("the socket {path} is in use by another agentd{pid}; stop it first")]
+    SocketInUse { path: PathBuf, pid: String },
+    #[error("the socket path {path} is too long for a Unix socket (at most 107 bytes)")]
+    PathTooLong { path: PathBuf },
+    #[error("cannot listen on {path}: {source}")]
+    Bind { path: PathBuf, source: io::Error },
+    #[error("cannot listen on http {addr}: {source}")]
+    Tcp {
+        addr: std::net::SocketAddr,
+        source: io::Error,
+    },
+}
+
+/// Both bound listeners.
+pub struct Listeners {
+    pub unix: LocalListener,
+    pub unix_path: PathBuf,
+    pub tcp: Option<tokio::net::TcpListener>,
+}
+
+/// Creates `dir` (and parents) with mode 0700, or checks an existing one: it must be ours, and
+/// group or other access is removed.
+pub fn private_dir(dir: &Path) -> Result<(), ListenError> {
+    let err = |source| ListenError::Dir {
+        dir: dir.to_owned(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(err)?;
+    let meta = std::fs::metadata(dir).map_err(err)?;
+    // SAFETY: getuid has no preconditions.
+    let me = unsafe { libc::getuid() };
+    if meta.uid() != me {
+        return Err(ListenError::ForeignDir {
+            dir: dir.to_owned(),
+            owner: meta.uid(),
+        });
+    }
+    if meta.mode() & 0o077 != 0 {
+        tracing::warn!(
+            "{} was accessible to other users; setting it to 0700",
+            dir.display()
+        );
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Asks a live daemon on `path` for its pid, for the error message.
+fn pid_of_live_daemon(path: &Path) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(path) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let _ = s.write_all(b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let mut buf = Vec::new();
+    let _ = s.take(64 * 1024).read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("pid")?.as_u64())
+        .map(|p| format!(" (pid {p})"))
+        .unwrap_or_default()
+}
+
+/// Binds the Unix socket at `path`, replacing a stale socket file only when nothing answers it.
+pub fn bind_unix(path: &Path) -> Result<LocalListener, ListenError> {
+    if path.as_os_str().len() > 107 {
+        return Err(ListenError::PathTooLong {
+            path: path.to_owned(),
+        });
+    }
+    if let Some(dir) = path.parent() {
+        private_dir(dir)?;
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => {
+            return Err(ListenError::SocketInUse {
+                path: path.to_owned(),
+                pid: pid_of_live_daemon(path),
+            });
+        }
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            tracing::info!(
+                "removing a stale socket left by a daemon that is gone: {}",
+                path.display()
+            );
+            let _ = std::fs::remove_file(path);
+        }
+        Err(_) => {}
+    }
+    let bind_err = |source| ListenError::Bind {
+        path: path.to_owned(),
+        source,
+    };
+    let name = path.to_fs_name::<GenericFilePath>().map_err(bind_err)?;
+    let listener = ListenerOptions::new()
+        .name(name)
+        .mode(0o600)
+        .create_tokio()
+        .map_err(bind_err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_err)?;
+    Ok(listener)
+}
+
+/// Binds the TCP listener.
+pub async fn bind_tcp(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, ListenError> {
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            "the HTTP listener {addr} is not on loopback: anyone who can reach it and has the token can read agent data"
+        );
+    }
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ListenError::Tcp { addr, source })
+}
+
+/// Serves both listeners until `shutdown` flips, then drains open connections.
+pub async fn serve(
+    listeners: Listeners,
+    unix_router: Router,
+    tcp_router: Router,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let graceful = GracefulShutdown::new();
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // SAFETY: getuid has no preconditions.
+    let me = unsafe { libc::getuid() };
+    let Listeners {
+        unix,
+        unix_path,
+        tcp,
+    } = listeners;
+    loop {
+        tokio::select! {
+            r = unix.accept() => match r {
+                Ok(stream) => {
+                    match peer_uid(&stream) {
+                        Some(uid) if uid == me => spawn_conn(stream, &unix_router, &graceful, &limit),
+                        other => tracing::warn!("refused a socket client with uid {other:?}"),
+                    }
+                }
+                Err(e) => accept_error(e).await,
+            },
+            r = accept_tcp(tcp.as_ref()) => match r {
+                Ok(stream) => {
+                    let _ = stream.set_nodelay(true);
+                    spawn_conn(stream, &tcp_router, &graceful, &limit);
+                }
+                Err(e) => accept_error(e).await,
+            },
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(unix);
+    drop(tcp);
+    let _ = std::fs::remove_file(&unix_path);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections were still open after {DRAIN_TIMEOUT:?}; closing them");
+    }
+}
+
+fn peer_uid(stream: &LocalStream) -> Option<u32> {
+    stream.peer_creds().ok()?.euid()
+}
+
+async fn accept_tcp(tcp: Option<&tokio::net::TcpListener>) -> io::Result<tokio::net::TcpStream> {
+    match tcp {
+        Some(l) => l.accept().await.map(|(s, _)| s),
+        None => std::future::pending().await,
+    }
+}
+
+/// Accept errors (out of file descriptors, mostly) are logged and retried after a pause rather
+/// than ending the loop.
+async fn accept_error(e: io::Error) {
+    tracing::warn!("accept failed: {e}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+fn spawn_conn<S>(stream: S, router: &Router, graceful: &GracefulShutdown, limit: &Arc<Semaphore>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Ok(permit) = limit.clone().try_acquire_owned() else {
+        tracing::warn!("too many connections ({MAX_CONNECTIONS}); closing a new one");
+        return;
+    };
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .serve_connection(
+            TokioIo::new(stream),
+            TowerToHyperService::new(router.clone()),
+        );
+    let conn = graceful.watch(conn);
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!("connection ended: {e}");
+        }
+        drop(permit);
+    });
+}

@@ -1,0 +1,98 @@
+//! `agentd`: parses flags, sets up logging and the runtime, and runs the daemon until SIGTERM or
+//! SIGINT. Everything else lives in the library (`agentd::run`).
+
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// The per-user agent daemon: watches agent stores and run logs, serves the agents API.
+#[derive(Debug, Parser)]
+#[command(name = "agentd", version, about)]
+struct Args {
+    /// State dir (database, token, runs). Default: $XDG_STATE_HOME/agentd or ~/.local/state/agentd.
+    #[arg(long, env = "AGENTD_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Unix socket path. Default: $XDG_RUNTIME_DIR/agentd/agentd.sock, else <state dir>/agentd.sock.
+    #[arg(long, env = "AGENTD_SOCKET", value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Config file (TOML). Default: $XDG_CONFIG_HOME/agentd/config.toml.
+    #[arg(long, env = "AGENTD_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Loopback HTTP listener: ADDRESS:PORT (port 0 picks one) or `off`. Default: 127.0.0.1:7431.
+    #[arg(long, env = "AGENTD_HTTP", value_name = "ADDR")]
+    http: Option<String>,
+}
+
+fn init_logging() {
+    use tracing_subscriber::prelude::*;
+    let spec = std::env::var("AGENTD_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_default();
+    let filter: tracing_subscriber::filter::Targets = match spec.parse() {
+        Ok(f) if !spec.is_empty() => f,
+        _ => "info".parse().unwrap_or_default(),
+    };
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_target(false),
+        )
+        .with(filter)
+        .init();
+}
+
+async fn signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging();
+    let overrides = agentd::config::Overrides {
+        state_dir: args.state_dir,
+        socket: args.socket,
+        config: args.config,
+        http: args.http,
+    };
+    let config = match agentd::Config::resolve(&overrides, &agentd_wire::paths::process_env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("agentd: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("agentd: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(agentd::run(config, signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("agentd: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! The embedded database: one redb file holding items, their indexes, per-partition counts,
+//! ingest cursors and metadata.
+//!
+//! Layout (schema version [`SCHEMA_VERSION`]):
+//!
+//! | table     | key                                   | value                               |
+//! |-----------|---------------------------------------|-------------------------------------|
+//! | `items`   | item id                               | the item as contract JSON           |
+//! | `index`   | partition `\0` recency `id`           | nothing                             |
+//! | `counts`  | partition                             | number of items in it               |
+//! | `cursors` | `<source>:<file path>`                | the ingestor's resume state (JSON)  |
+//! | `origins` | item id                               | the file the item was read from     |
+//! | `meta`    | `schema_version`, `me`, `tz`, `health:<source>` | small values              |
+//!
+//! A *partition* is one filterable value (`s:working`, `o:cli`, `c:alice`, `d:2026-11-28`, …;
+//! see [`partitions`]). Inside a partition keys sort newest `updated_at` first, so a filtered,
+//! paginated list is a prefix range scan and a cursor is a position in it. Counts let the query
+//! planner start from the smallest partition and let the summary start without scanning.
+//!
+//! Only the writer ([`writer`]) opens write transactions; readers use MVCC snapshots and never
+//! wait on it.
+
+pub mod query;
+pub mod writer;
+
+use crate::model::{Item, local_day};
+use jiff::tz::TimeZone;
+use redb::{ReadableDatabase, ReadableTableMetadata, TableDefinition};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub(crate) const ITEMS: TableDefinition<&str, &[u8]> = TableDefinition::new("items");
+pub(crate) const INDEX: TableDefinition<&[u8], ()> = TableDefinition::new("index");
+pub(crate) const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("counts");
+pub(crate) const CURSORS: TableDefinition<&str, &[u8]> = TableDefinition::new("cursors");
+pub(crate) const ORIGINS: TableDefinition<&str, &str> = TableDefinition::new("origins");
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// Bumped whenever the layout above changes; [`Store::open`] migrates older files forward.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// redb's page cache. The default (1 GiB) would let a scan of a large database grow the daemon
+/// far past its memory budget; hot data (recent index pages, counts) fits comfortably in this.
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Why the store could not be opened or read.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Db(#[from] redb::Error),
+    #[error("the database {path} is in use by another process")]
+    Locked { path: PathBuf },
+    #[error(
+        "the database {path} cannot be opened: {reason}. agentd will not start empty over it; move it aside (agentd rebuilds local items from the stores it watches) or restore a backup"
+    )]
+    Unreadable { path: PathBuf, reason: String },
+    #[error(
+        "the database {path} has schema version {found}, newer than this agentd understands ({SCHEMA_VERSION}); upgrade agentd"
+    )]
+    TooNew { path: PathBuf, found: u32 },
+    #[error("a stored record could not be decoded: {0}")]
+    Decode(String),
+}
+
+macro_rules! impl_from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self { StoreError::Db(e.into()) }
+        }
+    )*};
+}
+impl_from_redb!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::DatabaseError
+);
+
+/// Context the indexes depend on; when it changes between runs, the indexes are rebuilt.
+#[derive(Debug, Clone)]
+pub struct IndexContext {
+    /// The configured user ("me").
+    pub me: String,
+    /// The local time zone, for day partitions and "today".
+    pub tz: TimeZone,
+}
+
+/// A cheap, cloneable handle for reading; the writer has its own.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) db: Arc<redb::Database>,
+    pub(crate) ctx: Arc<IndexContext>,
+}
+
+impl Store {
+    /// Opens or creates the database, checks its schema version and rebuilds indexes when the
+    /// schema, the user or the time zone changed since the last run.
+    pub fn open(path: &Path, ctx: IndexContext) -> Result<Store, StoreError> {
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
+                    path: path.to_owned(),
+                },
+                other => StoreError::Unreadable {
+                    path: path.to_owned(),
+                    reason: other.to_string(),
+                },
+            })?;
+        let unreadable = |e: redb::Error| StoreError::Unreadable {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        };
+        let store = Store {
+            db: Arc::new(db),
+            ctx: Arc::new(ctx),
+        };
+        let found = store.meta_u32("schema_version").map_err(|e| match e {
+            StoreError::Db(e) => unreadable(e),
+            other => other,
+        })?;
+        if let Some(found) = found
+            && found > SCHEMA_VERSION
+        {
+            return Err(StoreError::TooNew {
+                path: path.to_owned(),
+                found,
+            });
+        }
+        writer::prepare(&store, found).map_err(|e| match e {
+            StoreError::Db(e) => unreadable(e),
+            other => other,
+        })?;
+        Ok(store)
+    }
+
+    /// The context the indexes were built with.
+    pub fn context(&self) -> &IndexContext {
+        &self.ctx
+    }
+
+    fn meta_u32(&self, key: &str) -> Result<Option<u32>, StoreError> {
+        Ok(self
+            .meta(key)?
+            .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok()))
+    }
+
+    /// A metadata value, if the meta table and the key exist.
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let rx = self.db.begin_read()?;
+        let t = match rx.open_table(META) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(t.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    /// One item by id, as stored (call `model::derive_on_read` before answering with it).
+    pub fn get(&self, id: &str) -> Result<Option<Item>, StoreError> {
+        let rx = self.db.begin_read()?;
+        let t = rx.open_table(ITEMS)?;
+        match t.get(id)? {
+            Some(v) => decode_item(v.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The file an item was read from, if it came from a file.
+    pub fn origin(&self, id: &str) -> Result<Option<PathBuf>, StoreError> {
+        let rx = self.db.begin_read()?;
+        let t = rx.open_table(ORIGINS)?;
+        Ok(t.get(id)?.map(|v| PathBuf::from(v.value())))
+    }
+
+    /// An ingestor's stored cursor.
+    pub fn cursor(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let rx = self.db.begin_read()?;
+        let t = rx.open_table(CURSORS)?;
+        Ok(t.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    /// The number of items in a partition (see [`partitions`]).
+    pub fn count(&self, partition: &str) -> Result<u64, StoreError> {
+        let rx = self.db.begin_read()?;
+        let t = rx.open_table(COUNTS)?;
+        Ok(t.get(partition)?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    /// Total number of items.
+    pub fn len(&self) -> Result<u64, StoreError> {
+        let rx = self.db.begin_read()?;
+        Ok(rx.open_table(ITEMS)?.len()?)
+    }
+
+    /// Whether the store holds no item.
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Items whose id starts with `prefix`, at most `limit`, in id order.
+    pub fn ids_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<Item>, StoreError> {
+        let rx = self.db.begin_read()?;
+        let t = rx.open_table(ITEMS)?;
+        let mut out = Vec::new();
+        for entry in t.range(prefix..)? {
+            let (k, v) = entry?;
+            if !k.value().starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push(decode_item(v.value())?);
+        }
+        Ok(out)
+    }
+}
+
+pub(crate) fn decode_item(bytes: &[u8]) -> Result<Item, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Decode(e.to_string()))
+}
+
+/// Maps an `updated_at` to 8 bytes that sort newest first.
+pub(crate) fn recency(updated_ms: i64) -> [u8; 8] {
+    (!((updated_ms as u64) ^ (1 << 63))).to_be_bytes()
+}
+
+/// The inverse of [`recency`].
+pub(crate) fn recency_ms(bytes: [u8; 8]) -> i64 {
+    ((!u64::from_be_bytes(bytes)) ^ (1 << 63)) as i64
+}
+
+/// A partition name may not contain the separator byte.
+fn clean(v: &str) -> String {
+    v.replace('\0', "\u{fffd}")
+}
+
+/// Every partition an item belongs to. Each is both indexed (for listing) and counted (for
+/// planning and the summary). `a` is everything, `m` the Personal tab.
+pub fn partitions(item: &Item, tz: &TimeZone) -> Vec<String> {
+    let mut p = Vec::with_capacity(10);
+    p.push("a".to_owned());
+    p.push(format!("s:{}", item.status));
+    p.push(format!("o:{}", item.source));
+    p.push(format!("d:{}", local_day(item.created_at, tz)));
+    p.push(format!("i:{}", id_scheme(&item.id)));
+    if item.mine {
+        p.push("m".to_owned());
+        p.push(format!("ms:{}", item.status));
+    }
+    if let Some(c) = &item.creator {
+        p.push(format!("c:{}", clean(c)));
+    }
+    if let Some(h) = &item.harness {
+        p.push(format!("h:{}", clean(h)));
+    }
+    p
+}
+
+/// The part of an id before the first `:` (`cli`, `claude-code`, `cloud`, …).
+pub fn id_scheme(id: &str) -> &str {
+    id.split_once(':').map(|(s, _)| s).unwrap_or("")
+}
+
+/// The index key of an item in one partition.
+pub(crate) fn index_key(partition: &str, updated_ms: i64, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(partition.len() + 9 + id.len());
+    k.extend_from_slice(partition.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&recency(updated_ms));
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recency_sorts_newest_first_and_round_trips() {
+        let times = [i64::MIN, -5, 0, 1, 1_795_857_243_120, i64::MAX];
+        for w in times.windows(2) {
+            assert!(
+                recency(w[1]) < recency(w[0]),
+                "{} should sort before {}",
+                w[1],
+                w[0]
+            );
+        }
+        for t in times {
+            assert_eq!(recency_ms(recency(t)), t);
+        }
+        assert!(index_key("s:working", 10, "b") < index_key("s:working", 5, "a"));
+        assert!(index_key("s:working", 5, "a") < index_key("s:working", 5, "b"));
+    }
+}

@@ -1,0 +1,226 @@
+//! Listing items: filters, the query plan and cursors.
+//!
+//! A list is answered by choosing the smallest union of partitions that every result must lie
+//! in (by their stored counts), merging those partitions' index ranges newest-first, and checking
+//! each candidate against the whole filter until the page is full. A cursor is the index position
+//! of the last candidate looked at, so the next page resumes exactly there.
+
+use super::{INDEX, ITEMS, Store, StoreError, decode_item, recency_ms};
+use crate::model::{Item, Source, Status, local_day};
+use redb::ReadableDatabase;
+use std::ops::Bound;
+
+/// Most candidates one request may examine. A filter that matches rarely (a `q=` over a huge
+/// history) answers with what it found so far and a cursor to continue, rather than holding a
+/// worker for seconds.
+pub const SCAN_BUDGET: usize = 50_000;
+
+/// A validated list filter (contract section 4, `GET /v1/agents`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    /// `tab=personal` (the default) keeps only the user's own items.
+    pub personal: bool,
+    pub sources: Vec<Source>,
+    pub statuses: Vec<Status>,
+    pub creator: Option<String>,
+    pub harness: Option<String>,
+    /// Created on this local date (`YYYY-MM-DD`), with its epoch-ms bounds.
+    pub day: Option<(String, i64, i64)>,
+    /// `created_at >= since`.
+    pub since: Option<i64>,
+    /// `created_at < until`.
+    pub until: Option<i64>,
+    /// Lower-cased text to find in the title or project.
+    pub q: Option<String>,
+    pub limit: usize,
+    /// Resume after this index position (recency bytes + id).
+    pub cursor: Option<Vec<u8>>,
+}
+
+impl Filter {
+    /// Whether an item passes every condition.
+    pub fn matches(&self, item: &Item) -> bool {
+        (!self.personal || item.mine)
+            && (self.sources.is_empty() || self.sources.contains(&item.source))
+            && (self.statuses.is_empty() || self.statuses.contains(&item.status))
+            && self
+                .creator
+                .as_ref()
+                .is_none_or(|c| item.creator.as_ref() == Some(c))
+            && self
+                .harness
+                .as_ref()
+                .is_none_or(|h| item.harness.as_ref() == Some(h))
+            && self
+                .day
+                .as_ref()
+                .is_none_or(|(_, s, e)| (*s..*e).contains(&item.created_at.0))
+            && self.since.is_none_or(|s| item.created_at.0 >= s)
+            && self.until.is_none_or(|u| item.created_at.0 < u)
+            && self.q.as_ref().is_none_or(|q| {
+                let hit =
+                    |v: &Option<String>| v.as_ref().is_some_and(|t| t.to_lowercase().contains(q));
+                hit(&item.title) || hit(&item.project)
+            })
+    }
+
+    /// The candidate partition unions; every matching item is in each of them.
+    fn plans(&self, store: &Store) -> Vec<Vec<String>> {
+        let tz = &store.ctx.tz;
+        let mut plans = vec![vec![if self.personal {
+            "m".to_owned()
+        } else {
+            "a".to_owned()
+        }]];
+        if !self.statuses.is_empty() {
+            let prefix = if self.personal { "ms" } else { "s" };
+            plans.push(
+                self.statuses
+                    .iter()
+                    .map(|s| format!("{prefix}:{s}"))
+                    .collect(),
+            );
+        }
+        if !self.sources.is_empty() {
+            plans.push(self.sources.iter().map(|s| format!("o:{s}")).collect());
+        }
+        if let Some(c) = &self.creator {
+            plans.push(vec![format!("c:{c}")]);
+        }
+        if let Some(h) = &self.harness {
+            plans.push(vec![format!("h:{h}")]);
+        }
+        if let Some((_, start, _)) = &self.day {
+            // Day partitions use the store's zone, the same one the bounds were computed in.
+            plans.push(vec![format!(
+                "d:{}",
+                local_day(crate::model::Millis(*start), tz)
+            )]);
+        }
+        plans
+    }
+}
+
+/// A page of results and where the next one starts.
+#[derive(Debug)]
+pub struct Page {
+    pub items: Vec<Item>,
+    pub next_cursor: Option<Vec<u8>>,
+}
+
+/// One partition's range, advanced in step with the others.
+struct Head<'a> {
+    range: redb::Range<'a, &'static [u8], ()>,
+    prefix_len: usize,
+    current: Option<Vec<u8>>,
+}
+
+impl Head<'_> {
+    fn advance(&mut self) -> Result<(), StoreError> {
+        self.current = match self.range.next() {
+            Some(entry) => Some(entry?.0.value()[self.prefix_len..].to_vec()),
+            None => None,
+        };
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Lists items matching the filter, newest `updated_at` first.
+    pub fn list(&self, filter: &Filter) -> Result<Page, StoreError> {
+        let mut best: Option<(u64, Vec<String>)> = None;
+        for plan in filter.plans(self) {
+            let mut cost = 0u64;
+            for p in &plan {
+                cost = cost.saturating_add(self.count(p)?);
+            }
+            if best.as_ref().is_none_or(|(c, _)| cost < *c) {
+                best = Some((cost, plan));
+            }
+        }
+        let (_, plan) = best.unwrap_or_default();
+
+        let rx = self.db.begin_read()?;
+        let index = rx.open_table(INDEX)?;
+        let items = rx.open_table(ITEMS)?;
+        let mut bounds = Vec::with_capacity(plan.len());
+        for p in &plan {
+            let mut start = p.as_bytes().to_vec();
+            start.push(0);
+            let prefix_len = start.len();
+            let mut end = p.as_bytes().to_vec();
+            end.push(1);
+            let lower = match &filter.cursor {
+                Some(c) => {
+                    let mut s = start.clone();
+                    s.extend_from_slice(c);
+                    Bound::Excluded(s)
+                }
+                None => Bound::Included(start),
+            };
+            bounds.push((lower, end, prefix_len));
+        }
+        let mut heads = Vec::with_capacity(bounds.len());
+        for (lower, end, prefix_len) in &bounds {
+            let lower = match lower {
+                Bound::Included(v) => Bound::Included(v.as_slice()),
+                Bound::Excluded(v) => Bound::Excluded(v.as_slice()),
+                Bound::Unbounded => Bound::Unbounded,
+            };
+            let range = index.range::<&[u8]>((lower, Bound::Excluded(end.as_slice())))?;
+            let mut head = Head {
+                range,
+                prefix_len: *prefix_len,
+                current: None,
+            };
+            head.advance()?;
+            heads.push(head);
+        }
+
+        let mut out = Vec::with_capacity(filter.limit.min(1000));
+        let mut scanned = 0usize;
+        let mut last_pos: Option<Vec<u8>> = None;
+        loop {
+            // The smallest position across heads is the newest remaining candidate.
+            let Some(i) = heads
+                .iter()
+                .enumerate()
+                .filter_map(|(i, h)| h.current.as_ref().map(|c| (i, c)))
+                .min_by(|a, b| a.1.cmp(b.1))
+                .map(|(i, _)| i)
+            else {
+                return Ok(Page {
+                    items: out,
+                    next_cursor: None,
+                });
+            };
+            let pos = heads[i].current.take().unwrap_or_default();
+            heads[i].advance()?;
+            if out.len() == filter.limit {
+                // A further candidate exists: the page ends at the last one returned.
+                return Ok(Page {
+                    items: out,
+                    next_cursor: last_pos,
+                });
+            }
+            if scanned >= SCAN_BUDGET {
+                return Ok(Page {
+                    items: out,
+                    next_cursor: last_pos,
+                });
+            }
+            scanned += 1;
+            let id = std::str::from_utf8(&pos[8..]).unwrap_or_default();
+            if let Some(v) = items.get(id)? {
+                let item = decode_item(v.value())?;
+                // Skip a stale index entry (never expected; cheap to guard).
+                let mut rec = [0u8; 8];
+                rec.copy_from_slice(&pos[..8]);
+                if item.updated_at.0 == recency_ms(rec) && filter.matches(&item) {
+                    out.push(item);
+                }
+            }
+            last_pos = Some(pos);
+        }
+    }
+}
