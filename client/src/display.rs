@@ -82,6 +82,11 @@ fn pad(s: &str, width: usize) -> String {
     }
 }
 
+/// The title column's index in the table.
+const TITLE: usize = 2;
+/// Narrowest the title may get before other columns are dropped.
+const MIN_TITLE: usize = 16;
+
 /// The agents table: status icon and word, source, title (cut to fit `width` columns when
 /// given), creator, created (relative), duration, credits or cost, short id.
 pub fn table(items: &[Item], now: Millis, width: Option<usize>) -> String {
@@ -113,32 +118,51 @@ pub fn table(items: &[Item], now: Millis, width: Option<usize>) -> String {
             *w = (*w).max(cell.width());
         }
     }
+    // Columns shown, in order; on a narrow terminal the least telling ones go first so that
+    // the title keeps room.
+    let mut shown: Vec<usize> = (0..HEADERS.len()).collect();
     if let Some(total) = width {
-        let others: usize = widths
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != 2)
-            .map(|(_, w)| w + 2)
-            .sum();
-        widths[2] = widths[2].min(total.saturating_sub(others).max(10));
+        let space = |shown: &[usize]| -> usize {
+            let others: usize = shown
+                .iter()
+                .filter(|&&c| c != TITLE)
+                .map(|&c| widths[c] + 2)
+                .sum();
+            total.saturating_sub(others)
+        };
+        for drop in [5, 3, 4, 1, 6] {
+            if space(&shown) >= MIN_TITLE {
+                break;
+            }
+            shown.retain(|&c| c != drop);
+        }
+        widths[TITLE] = widths[TITLE].min(space(&shown).max(MIN_TITLE));
     }
     let mut out = String::new();
-    let mut line = |cells: Vec<String>| {
-        let last = cells.len() - 1;
-        let text: Vec<String> = cells
+    let mut line = |cells: &[String]| {
+        let last = shown.len() - 1;
+        let text: Vec<String> = shown
             .iter()
             .enumerate()
-            .map(|(i, c)| {
-                let c = if i == 2 { fit(c, widths[2]) } else { c.clone() };
-                if i == last { c } else { pad(&c, widths[i]) }
+            .map(|(pos, &c)| {
+                let cell = if c == TITLE {
+                    fit(&cells[c], widths[c])
+                } else {
+                    cells[c].clone()
+                };
+                if pos == last {
+                    cell
+                } else {
+                    pad(&cell, widths[c])
+                }
             })
             .collect();
         out.push_str(text.join("  ").trim_end());
         out.push('\n');
     };
-    line(HEADERS.iter().map(|h| h.to_string()).collect());
-    for r in rows {
-        line(r.to_vec());
+    line(&HEADERS.map(str::to_owned));
+    for r in &rows {
+        line(r);
     }
     out
 }
@@ -201,6 +225,40 @@ mod tests {
         assert_eq!(fit("a long title here", 8), "a long …");
         assert_eq!(fit("日本語のタイトル", 7), "日本語…");
         assert_eq!(fit("two\nlines", 20), "two lines");
+    }
+
+    #[test]
+    fn narrow_terminals_drop_columns_before_the_title() {
+        let item: Item = serde_json::from_value(serde_json::json!({
+            "id": "cli:0123456789abcdef", "kind": "run", "source": "scheduled", "status": "blocked",
+            "status_detail": null, "harness": null, "title": "a fairly long title for a run", "creator": "somebody",
+            "mine": false, "project": null, "model": null, "created_at": "2026-11-28T09:00:00Z",
+            "updated_at": "2026-11-28T09:00:00Z", "finished_at": null, "duration_ms": 61000,
+            "credits": null, "cost_usd": 1.5
+        }))
+        .unwrap();
+        let now = Millis(agentd_wire::parse_rfc3339_ms("2026-11-28T09:05:00Z").unwrap());
+        for width in [200, 100, 80, 60, 40] {
+            let t = table(std::slice::from_ref(&item), now, Some(width));
+            for line in t.lines() {
+                assert!(
+                    line.width() <= width.max(MIN_TITLE + 30),
+                    "{width}: {line:?}"
+                );
+            }
+            assert!(t.contains("blocked") && t.contains("cli:01234567"), "{t}");
+        }
+        let wide = table(std::slice::from_ref(&item), now, Some(200));
+        assert!(
+            wide.contains("a fairly long title for a run")
+                && wide.contains("1m 01s")
+                && wide.contains("somebody")
+        );
+        let narrow = table(std::slice::from_ref(&item), now, Some(60));
+        assert!(
+            !narrow.contains("1m 01s") && narrow.contains('…'),
+            "{narrow}"
+        );
     }
 
     #[test]
