@@ -1,8 +1,10 @@
-//! The counts a shell prompt asks for, kept current in memory so that `/v1/summary` never scans.
+//! The counts a shell prompt asks for.
 //!
-//! The writer owns a [`Tallies`]: it adds each committed item's contribution and subtracts the
-//! replaced version's, then publishes a [`Summaries`] snapshot on a `watch` channel that handlers
-//! read without locking the database. "Today" restarts at local midnight with a recount.
+//! They are read from the store in a handful of point lookups, never a scan: active counts are
+//! the sizes of the `s:working`/`s:blocked` partitions (and their Personal twins), and today's
+//! totals are a per-day bucket ([`DayTotals`]) that the writer adjusts in the same transaction
+//! as each item. After every commit (and at local midnight) the writer publishes a fresh
+//! [`Summaries`] snapshot on a `watch` channel, so `/v1/summary` answers from memory.
 
 use crate::model::{Item, Status};
 use agentd_wire::{Summary, Today};
@@ -23,116 +25,109 @@ impl Summaries {
     }
 }
 
-/// Signed running sums for one tab (signed so that a subtraction never underflows mid-update).
-#[derive(Debug, Clone, Copy, Default)]
-struct Tally {
-    working: i64,
-    blocked: i64,
-    success: i64,
-    failed: i64,
-    canceled: i64,
-    credits: f64,
-    cost_usd: f64,
+/// Money is summed in millionths so that adding and removing an item's contribution is exact.
+const MICRO: f64 = 1_000_000.0;
+
+/// Totals of the items whose last update falls on one local day, for one tab.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DayTotals {
+    pub success: i64,
+    pub failed: i64,
+    pub canceled: i64,
+    pub credits_micro: i64,
+    pub cost_micro: i64,
 }
 
-impl Tally {
-    fn summary(&self) -> Summary {
-        let n = |v: i64| v.max(0) as u64;
-        Summary {
-            working: n(self.working),
-            blocked: n(self.blocked),
-            active: n(self.working) + n(self.blocked),
-            today: Today {
-                success: n(self.success),
-                failed: n(self.failed),
-                canceled: n(self.canceled),
-                credits: round6(self.credits.max(0.0)),
-                cost_usd: round6(self.cost_usd.max(0.0)),
-            },
-        }
-    }
-}
-
-/// Rounds away the float noise that incremental sums accumulate.
-fn round6(v: f64) -> f64 {
-    (v * 1e6).round() / 1e6
-}
-
-/// The writer's running tallies for both tabs.
-#[derive(Debug, Clone, Default)]
-pub struct Tallies {
-    personal: Tally,
-    all: Tally,
-    /// Start of today (local), epoch ms: items updated at or after it count as today's.
-    today_start: i64,
-    /// Start of tomorrow: when the writer must recount.
-    pub tomorrow_start: i64,
-}
-
-impl Tallies {
-    /// Empty tallies for the day `[today_start, tomorrow_start)`.
-    pub fn new(today_start: i64, tomorrow_start: i64) -> Tallies {
-        Tallies {
-            today_start,
-            tomorrow_start,
-            ..Tallies::default()
-        }
-    }
-
-    /// Sets the active counts (read from the store's partition counts).
-    pub fn set_active(&mut self, personal: (u64, u64), all: (u64, u64)) {
-        self.personal.working = personal.0 as i64;
-        self.personal.blocked = personal.1 as i64;
-        self.all.working = all.0 as i64;
-        self.all.blocked = all.1 as i64;
-    }
-
-    /// Whether an item updated at `updated_ms` counts as today's.
-    pub fn is_today(&self, updated_ms: i64) -> bool {
-        updated_ms >= self.today_start
-    }
-
-    /// Adds (`sign = 1`) or removes (`sign = -1`) an item's contribution to today's totals only.
-    pub fn apply_today(&mut self, item: &Item, sign: i64) {
-        if !self.is_today(item.updated_at.0) {
-            return;
-        }
-        let f = sign as f64;
-        for (tally, applies) in [(&mut self.all, true), (&mut self.personal, item.mine)] {
-            if !applies {
-                continue;
-            }
-            match item.status {
-                Status::Success => tally.success += sign,
-                Status::Failed => tally.failed += sign,
-                Status::Canceled => tally.canceled += sign,
-                Status::Working | Status::Blocked => {}
-            }
-            tally.credits += f * item.credits.unwrap_or(0.0);
-            tally.cost_usd += f * item.cost_usd.unwrap_or(0.0);
-        }
-    }
-
-    /// Adds or removes an item's whole contribution: active counts and today's totals.
+impl DayTotals {
+    /// Adds (`sign = 1`) or removes (`sign = -1`) one item's contribution.
     pub fn apply(&mut self, item: &Item, sign: i64) {
-        for (tally, applies) in [(&mut self.all, true), (&mut self.personal, item.mine)] {
-            if !applies {
-                continue;
-            }
-            match item.status {
-                Status::Working => tally.working += sign,
-                Status::Blocked => tally.blocked += sign,
-                _ => {}
-            }
+        match item.status {
+            Status::Success => self.success += sign,
+            Status::Failed => self.failed += sign,
+            Status::Canceled => self.canceled += sign,
+            Status::Working | Status::Blocked => {}
         }
-        self.apply_today(item, sign);
+        let micro = |v: Option<f64>| (v.unwrap_or(0.0) * MICRO).round() as i64;
+        self.credits_micro += sign * micro(item.credits);
+        self.cost_micro += sign * micro(item.cost_usd);
     }
 
-    /// The snapshot to publish.
-    pub fn summaries(&self) -> Summaries {
-        Summaries {
-            personal: self.personal.summary(),
-            all: self.all.summary(),
+    /// Adds another delta.
+    pub fn merge(&mut self, other: &DayTotals) {
+        self.success += other.success;
+        self.failed += other.failed;
+        self.canceled += other.canceled;
+        self.credits_micro += other.credits_micro;
+        self.cost_micro += other.cost_micro;
+    }
+
+    /// Whether every field is zero.
+    pub fn is_zero(&self) -> bool {
+        *self == DayTotals::default()
+    }
+
+    /// The stored form: five little-endian i64s.
+    pub fn encode(&self) -> [u8; 40] {
+        let mut out = [0u8; 40];
+        for (i, v) in [self.success, self.failed, self.canceled, self.credits_micro, self.cost_micro].iter().enumerate() {
+            out[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
         }
+        out
+    }
+
+    /// Reads the stored form; anything malformed reads as zero.
+    pub fn decode(bytes: &[u8]) -> DayTotals {
+        if bytes.len() != 40 {
+            return DayTotals::default();
+        }
+        let f = |i: usize| i64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+        DayTotals { success: f(0), failed: f(1), canceled: f(2), credits_micro: f(3), cost_micro: f(4) }
+    }
+
+    /// The contract's `today` object.
+    pub fn today(&self) -> Today {
+        let n = |v: i64| v.max(0) as u64;
+        Today {
+            success: n(self.success),
+            failed: n(self.failed),
+            canceled: n(self.canceled),
+            credits: self.credits_micro.max(0) as f64 / MICRO,
+            cost_usd: self.cost_micro.max(0) as f64 / MICRO,
+        }
+    }
+}
+
+/// A tab's summary from its active counts and today's totals.
+pub fn summary(working: u64, blocked: u64, today: &DayTotals) -> Summary {
+    Summary { working, blocked, active: working + blocked, today: today.today() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contributions_cancel_exactly_and_round_trip() {
+        let mut item: Item = serde_json::from_value(serde_json::json!({
+            "id": "cli:x", "kind": "run", "source": "cli", "status": "failed", "status_detail": null,
+            "harness": null, "title": null, "creator": null, "mine": true, "project": null, "model": null,
+            "created_at": "2026-11-28T09:00:00Z", "updated_at": "2026-11-28T09:00:00Z", "finished_at": null,
+            "duration_ms": null, "credits": 0.1, "cost_usd": 0.2
+        }))
+        .unwrap();
+        let mut t = DayTotals::default();
+        for _ in 0..1000 {
+            t.apply(&item, 1);
+        }
+        assert_eq!(t.today().cost_usd, 200.0);
+        assert_eq!(t.today().credits, 100.0);
+        assert_eq!(DayTotals::decode(&t.encode()), t);
+        for _ in 0..1000 {
+            t.apply(&item, -1);
+        }
+        assert!(t.is_zero());
+        item.status = Status::Working;
+        t.apply(&item, 1);
+        assert_eq!((t.failed, t.cost_micro), (0, 200_000));
     }
 }

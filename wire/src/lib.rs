@@ -232,6 +232,9 @@ pub struct SourceHealth {
     /// Lines or files skipped as malformed, unreadable or oversized, since the database was made.
     pub errors: u64,
     pub last_error: Option<String>,
+    /// Whether the initial scan (backfill) of the roots has finished.
+    #[serde(default)]
+    pub scan_done: bool,
 }
 
 /// The TCP listener in `GET /v1/health`.

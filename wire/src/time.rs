@@ -27,14 +27,23 @@ impl fmt::Display for Millis {
     }
 }
 
+/// Human-readable formats (JSON) get RFC 3339 text; compact binary formats (the daemon's
+/// storage) get the integer.
 impl Serialize for Millis {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format_rfc3339_ms(self.0))
+        if s.is_human_readable() {
+            s.serialize_str(&format_rfc3339_ms(self.0))
+        } else {
+            s.serialize_i64(self.0)
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Millis {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if !d.is_human_readable() {
+            return i64::deserialize(d).map(Millis);
+        }
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         parse_rfc3339_ms(&s)
             .map(Millis)

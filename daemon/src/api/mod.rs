@@ -94,6 +94,7 @@ async fn health(State(s): State<AppState>) -> Result<Response, ApiError> {
             items: s.store.count(&format!("i:{}", id_scheme_of(src.name)))?,
             errors: e.errors,
             last_error: e.last_error,
+            scan_done: src.scanned.load(std::sync::atomic::Ordering::Relaxed),
         });
     }
     let store_error = s

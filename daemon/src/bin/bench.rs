@@ -1,1 +1,348 @@
-fn main() {}
+//! `agentd-bench`: the core benchmark. Run it with
+//!
+//! ```text
+//! cargo build --release --workspace && target/release/agentd-bench [--items 100000,1000000]
+//! ```
+//!
+//! For each item count it writes that many run logs (the contract's format) into a fresh runs
+//! dir, starts the release `agentd` on it and measures, through the real ingest path and the
+//! real socket:
+//! - backfill: time until every file is an item (and the database size);
+//! - p50/p99 of `GET /v1/agents?status=…&limit=50` and `GET /v1/summary` (a new connection per
+//!   request, as `agentctl` makes);
+//! - daemon RSS after the queries (VmRSS, and the peak VmHWM);
+//! - cold start to socket ready (restart, median of several), then RSS after the restart scan;
+//! - the whole-process time of `agentctl prompt` next to a hello-world Rust binary.
+//!
+//! Generated files are kept under the bench dir and reused when the count matches, so a second
+//! run skips generation.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+struct Args {
+    items: Vec<usize>,
+    requests: usize,
+    dir: PathBuf,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args { items: vec![100_000, 1_000_000], requests: 2000, dir: std::env::temp_dir().join("agentd-bench") };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| usage(&format!("{flag} needs a value")));
+        match flag.as_str() {
+            "--items" => {
+                a.items = value().split(',').map(|n| n.trim().parse().unwrap_or_else(|_| usage("bad --items"))).collect()
+            }
+            "--requests" => a.requests = value().parse().unwrap_or_else(|_| usage("bad --requests")),
+            "--dir" => a.dir = PathBuf::from(value()),
+            "-h" | "--help" => usage(""),
+            other => usage(&format!("unknown argument {other}")),
+        }
+    }
+    a
+}
+
+fn usage(msg: &str) -> ! {
+    if !msg.is_empty() {
+        eprintln!("agentd-bench: {msg}");
+    }
+    eprintln!("usage: agentd-bench [--items N[,N…]] [--requests R] [--dir DIR]");
+    std::process::exit(2)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+fn rfc3339(ms: i64) -> String {
+    agentd_wire::format_rfc3339_ms(ms)
+}
+
+/// A tiny deterministic generator (no dependency, same corpus every run).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+}
+
+/// Writes `n` run logs: 1% working and 1% blocked (recent), the rest finished over a year.
+fn generate(runs: &Path, n: usize) -> std::io::Result<()> {
+    let marker = runs.join(".generated");
+    if std::fs::read_to_string(&marker).ok().as_deref() == Some(&n.to_string()) {
+        println!("  reusing {n} generated run logs in {}", runs.display());
+        return Ok(());
+    }
+    let _ = std::fs::remove_dir_all(runs);
+    std::fs::create_dir_all(runs)?;
+    let started = Instant::now();
+    let now = now_ms();
+    let mut rng = Lcg(42);
+    let sources = ["cli", "api", "slack", "linear", "scheduled"];
+    let harnesses = ["claude-code", "codex", "gemini"];
+    let mut bytes = 0usize;
+    for i in 0..n {
+        let kind = i % 100;
+        let age = if kind < 2 { (rng.next() % 3_600_000) as i64 } else { (rng.next() % (365 * 86_400_000)) as i64 };
+        let start = now - age;
+        let creator = if i % 10 < 7 { String::new() } else { format!(",\"creator\":\"user{}\"", i % 5) };
+        let mut text = format!(
+            "{{\"type\":\"start\",\"ts\":\"{}\",\"title\":\"bench run {i}: fix the flaky test in module {}\",\"harness\":\"{}\",\"source\":\"{}\",\"cwd\":\"/src/project{}\"{creator}}}\n",
+            rfc3339(start),
+            i % 97,
+            harnesses[i % 3],
+            sources[i % 5],
+            i % 13
+        );
+        text.push_str(&format!(
+            "{{\"type\":\"usage\",\"ts\":\"{}\",\"model\":\"claude-sonnet-4-5\",\"input_tokens\":{},\"output_tokens\":{},\"cost_usd\":{:.4}}}\n",
+            rfc3339(start + 1000),
+            rng.next() % 100_000,
+            rng.next() % 10_000,
+            (rng.next() % 10_000) as f64 / 10_000.0
+        ));
+        match kind {
+            0 => {}
+            1 => text.push_str(&format!(
+                "{{\"type\":\"status\",\"ts\":\"{}\",\"status\":\"blocked\",\"detail\":\"waiting for approval\"}}\n",
+                rfc3339(start + 2000)
+            )),
+            k => {
+                let status = if k < 70 { "success" } else if k < 90 { "failed" } else { "canceled" };
+                text.push_str(&format!(
+                    "{{\"type\":\"end\",\"ts\":\"{}\",\"status\":\"{status}\",\"exit_code\":{}}}\n",
+                    rfc3339(start + 1000 + (rng.next() % 3_600_000) as i64),
+                    if status == "success" { 0 } else { 1 }
+                ));
+            }
+        }
+        bytes += text.len();
+        std::fs::write(runs.join(format!("run-{i:07}.jsonl")), text)?;
+    }
+    std::fs::write(&marker, n.to_string())?;
+    println!(
+        "  generated {n} run logs ({:.1} MB) in {:.1}s",
+        bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn request(socket: &Path, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut s = UnixStream::connect(socket)?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let status = std::str::from_utf8(raw.get(9..12).unwrap_or_default()).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = match raw.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(i) => raw[i + 4..].to_vec(),
+        None => Vec::new(),
+    };
+    Ok((status, body))
+}
+
+fn health(socket: &Path) -> Option<serde_json::Value> {
+    let (status, body) = request(socket, "/v1/health").ok()?;
+    if status != 200 {
+        return None;
+    }
+    serde_json::from_slice(&body).ok()
+}
+
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+}
+
+fn sibling(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let p = exe.with_file_name(name);
+    if !p.exists() {
+        usage(&format!("{} is missing; build with `cargo build --release --workspace`", p.display()));
+    }
+    p
+}
+
+fn start(dir: &Path) -> (Daemon, Duration) {
+    let socket = dir.join("agentd.sock");
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("agentd.log")).unwrap();
+    let config = dir.join("config.toml");
+    if !config.exists() {
+        std::fs::write(&config, "# agentd-bench: defaults\n").unwrap();
+    }
+    let started = Instant::now();
+    let mut child = Command::new(sibling("agentd"))
+        .args(["--http", "off", "--state-dir"])
+        .arg(dir.join("state"))
+        .arg("--socket")
+        .arg(&socket)
+        .env("AGENTD_CONFIG", &config)
+        .env("AGENTD_USER", "bench")
+        .env("AGENTD_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn agentd");
+    loop {
+        if health(&socket).is_some() {
+            return (Daemon { child, socket }, started.elapsed());
+        }
+        let exited = child.try_wait().ok().flatten().is_some();
+        assert!(
+            !exited && started.elapsed() < Duration::from_secs(60),
+            "agentd did not start; see {}/agentd.log",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+impl Daemon {
+    fn stop(mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+
+    fn rss_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// Waits until the runs source has finished its scan and holds `items` items.
+    fn wait_items(&self, items: usize) -> Duration {
+        let started = Instant::now();
+        loop {
+            if let Some(h) = health(&self.socket) {
+                let src = &h["sources"][0];
+                if h["items"].as_u64() == Some(items as u64) && src["scan_done"] == true {
+                    return started.elapsed();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1e3;
+    (at(0.5), at(0.99))
+}
+
+fn measure(socket: &Path, path: &str, n: usize) -> (f64, f64) {
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let (status, _) = request(socket, path).expect("request");
+        samples.push(t.elapsed());
+        assert_eq!(status, 200, "{path}");
+    }
+    percentiles(samples)
+}
+
+fn time_process(cmd: &mut Command) -> Duration {
+    let t = Instant::now();
+    let _ = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status();
+    t.elapsed()
+}
+
+fn bench_prompt(dir: &Path, socket: &Path) {
+    let hello_src = dir.join("hello.rs");
+    let hello = dir.join("hello");
+    std::fs::write(&hello_src, "fn main() { println!(\"hello\"); }\n").unwrap();
+    let built = Command::new("rustc").args(["-O", "-o"]).arg(&hello).arg(&hello_src).status();
+    if !built.is_ok_and(|s| s.success()) {
+        println!("  prompt: rustc not found, hello-world comparison skipped");
+        return;
+    }
+    let agentctl = sibling("agentctl");
+    let (mut p, mut h, mut down) = (Vec::new(), Vec::new(), Vec::new());
+    let missing = dir.join("missing.sock");
+    for _ in 0..300 {
+        p.push(time_process(Command::new(&agentctl).arg("prompt").env("AGENTD_SOCKET", socket)));
+        h.push(time_process(&mut Command::new(&hello)));
+        down.push(time_process(Command::new(&agentctl).arg("prompt").env("AGENTD_SOCKET", &missing)));
+    }
+    let (pp, _) = percentiles(p);
+    let (hp, _) = percentiles(h);
+    let (dp, _) = percentiles(down);
+    println!(
+        "  agentctl prompt (whole process, median of 300): {pp:.2} ms  |  hello-world: {hp:.2} ms  |  ratio {:.2}x  |  daemon down: {dp:.2} ms",
+        pp / hp
+    );
+}
+
+fn main() {
+    let args = parse_args();
+    for &n in &args.items {
+        println!("== {n} items");
+        let dir = args.dir.join(n.to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        let runs = dir.join("state").join("runs");
+        let db = dir.join("state").join("agentd.redb");
+        let fresh_db = !db.exists() || std::fs::read_to_string(runs.join(".generated")).ok() != Some(n.to_string());
+        generate(&runs, n).expect("generate run logs");
+        if fresh_db {
+            let _ = std::fs::remove_file(&db);
+        }
+        let (d, _) = start(&dir);
+        let took = d.wait_items(n);
+        if fresh_db {
+            println!(
+                "  backfill through the runs-dir ingest: {:.1}s ({:.0} files/s), database {:.0} MB",
+                took.as_secs_f64(),
+                n as f64 / took.as_secs_f64(),
+                std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) as f64 / 1e6
+            );
+        }
+        for path in [
+            "/v1/agents?status=working&limit=50",
+            "/v1/agents?tab=all&status=failed&limit=50",
+            "/v1/agents?tab=all&status=blocked,working&source=slack&limit=50",
+            "/v1/summary",
+        ] {
+            let (p50, p99) = measure(&d.socket, path, args.requests);
+            println!("  GET {path:<62} p50 {p50:.3} ms  p99 {p99:.3} ms");
+        }
+        let (rss, hwm) = d.rss_kib();
+        println!("  daemon RSS after queries: {:.1} MB (peak {:.1} MB)", rss as f64 / 1024.0, hwm as f64 / 1024.0);
+        d.stop();
+
+        let mut starts = Vec::new();
+        for i in 0..5 {
+            let (d, ready) = start(&dir);
+            starts.push(ready);
+            let scan = d.wait_items(n);
+            if i == 4 {
+                let (rss, hwm) = d.rss_kib();
+                println!(
+                    "  restart scan of {n} unchanged files: {:.2}s; RSS after it {:.1} MB (peak {:.1} MB)",
+                    scan.as_secs_f64(),
+                    rss as f64 / 1024.0,
+                    hwm as f64 / 1024.0
+                );
+                bench_prompt(&dir, &d.socket);
+            }
+            d.stop();
+        }
+        let (p50, _) = percentiles(starts.clone());
+        let max = starts.iter().max().unwrap().as_secs_f64() * 1e3;
+        println!("  cold start to socket ready (5 restarts): median {p50:.1} ms, max {max:.1} ms");
+    }
+}

@@ -526,7 +526,7 @@ mod tests {
                 f.apply(parse_line(l.as_bytes()).unwrap());
             }
             // Persist and restore the state as the daemon does between restarts.
-            let mut f: RunFold = serde_json::from_slice(&serde_json::to_vec(&f).unwrap()).unwrap();
+            let mut f: RunFold = crate::store::decode(&crate::store::encode(&f)).unwrap();
             for l in &lines[split..] {
                 f.apply(parse_line(l.as_bytes()).unwrap());
             }

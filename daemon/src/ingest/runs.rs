@@ -305,7 +305,12 @@ impl RunsSource {
         let mut state = match self.hot.remove(path) {
             Some(s) => s,
             None => match self.store.cursor(&key) {
-                Ok(Some(bytes)) => serde_json::from_slice(&bytes).unwrap_or_default(),
+                Ok(Some(bytes)) => {
+                    if scanning && unchanged(path, &bytes) {
+                        return result; // the common case of a restart: one stat, one lookup
+                    }
+                    crate::store::decode(&bytes).unwrap_or_default()
+                }
                 Ok(None) => {
                     result.new_file = true;
                     FileState::default()
@@ -316,16 +321,6 @@ impl RunsSource {
                 }
             },
         };
-        if scanning
-            && !result.new_file
-            && let Ok(meta) = std::fs::metadata(path)
-        {
-            use std::os::unix::fs::MetadataExt;
-            let c = &state.cursor;
-            if meta.ino() == c.ino && meta.dev() == c.dev && meta.len() == c.offset {
-                return result; // nothing new
-            }
-        }
         let before = state.cursor.clone();
         let opened = match Opened::open(path, &mut state.cursor) {
             Ok(o) => o,
@@ -393,7 +388,7 @@ impl RunsSource {
                 origin: Some(path.display().to_string()),
             });
         }
-        result.cursor = Some((key, serde_json::to_vec(&state).unwrap_or_default()));
+        result.cursor = Some((key, crate::store::encode(&state)));
         self.keep_hot(path, state);
         result
     }
@@ -407,6 +402,20 @@ impl RunsSource {
         }
         self.hot.insert(path.to_owned(), state);
     }
+}
+
+/// Whether the file is exactly as far as its stored cursor, decoding only the cursor.
+fn unchanged(path: &Path, stored: &[u8]) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    #[derive(Deserialize)]
+    struct CursorOnly {
+        cursor: FileCursor,
+    }
+    let (Ok(meta), Ok(CursorOnly { cursor: c })) = (std::fs::metadata(path), crate::store::decode::<CursorOnly>(stored))
+    else {
+        return false;
+    };
+    meta.ino() == c.ino && meta.dev() == c.dev && meta.len() == c.offset
 }
 
 fn add_to_batch(batch: &mut IngestBatch, r: FileResult) {

@@ -10,12 +10,14 @@
 //! | `counts`  | partition                             | number of items in it               |
 //! | `cursors` | `<source>:<file path>`                | the ingestor's resume state (JSON)  |
 //! | `origins` | item id                               | the file the item was read from     |
+//! | `totals`  | `all:<day>`, `me:<day>`               | that day's totals ([`DayTotals`](crate::summary::DayTotals)) |
 //! | `meta`    | `schema_version`, `me`, `tz`, `health:<source>` | small values              |
 //!
 //! A *partition* is one filterable value (`s:working`, `o:cli`, `c:alice`, `d:2026-11-28`, …;
 //! see [`partitions`]). Inside a partition keys sort newest `updated_at` first, so a filtered,
 //! paginated list is a prefix range scan and a cursor is a position in it. Counts let the query
-//! planner start from the smallest partition and let the summary start without scanning.
+//! planner start from the smallest partition; with the day totals they make the summary a few
+//! point lookups, at start-up as after every commit.
 //!
 //! Only the writer ([`writer`]) opens write transactions; readers use MVCC snapshots and never
 //! wait on it.
@@ -35,6 +37,7 @@ pub(crate) const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("coun
 pub(crate) const CURSORS: TableDefinition<&str, &[u8]> = TableDefinition::new("cursors");
 pub(crate) const ORIGINS: TableDefinition<&str, &str> = TableDefinition::new("origins");
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub(crate) const TOTALS: TableDefinition<&str, &[u8]> = TableDefinition::new("totals");
 
 /// Bumped whenever the layout above changes; [`Store::open`] migrates older files forward.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -189,6 +192,24 @@ impl Store {
         Ok(t.get(partition)?.map(|v| v.value()).unwrap_or(0))
     }
 
+    /// Both tabs' summaries as committed: active counts from partition sizes, today's totals
+    /// from today's bucket. A few point lookups.
+    pub fn summaries(&self, now: crate::model::Millis) -> Result<crate::summary::Summaries, StoreError> {
+        use crate::summary::{DayTotals, summary};
+        let rx = self.db.begin_read()?;
+        let counts = rx.open_table(COUNTS)?;
+        let totals = rx.open_table(TOTALS)?;
+        let count = |p: &str| -> Result<u64, StoreError> { Ok(counts.get(p)?.map(|v| v.value()).unwrap_or(0)) };
+        let day = local_day(now, &self.ctx.tz);
+        let bucket = |tab: &str| -> Result<DayTotals, StoreError> {
+            Ok(totals.get(format!("{tab}:{day}").as_str())?.map(|v| DayTotals::decode(v.value())).unwrap_or_default())
+        };
+        Ok(crate::summary::Summaries {
+            personal: summary(count("ms:working")?, count("ms:blocked")?, &bucket("me")?),
+            all: summary(count("s:working")?, count("s:blocked")?, &bucket("all")?),
+        })
+    }
+
     /// Total number of items.
     pub fn len(&self) -> Result<u64, StoreError> {
         let rx = self.db.begin_read()?;
@@ -216,8 +237,33 @@ impl Store {
     }
 }
 
+/// The first byte of every stored record: which encoding follows. Records are compact postcard
+/// (field names are not stored: an item takes a third of its JSON size), and the tag leaves
+/// room for a later encoding to be read beside this one during a migration.
+const FORMAT_POSTCARD: u8 = 1;
+
+/// Encodes a record for storage.
+pub fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![FORMAT_POSTCARD];
+    // Serialising plain data structs into a Vec cannot fail.
+    out.extend(postcard::to_allocvec(value).unwrap_or_default());
+    out
+}
+
+/// Decodes a stored record. Trailing bytes are allowed, so that a reader may decode a prefix of
+/// a larger record (the cursor of a file state, say) without the rest.
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    match bytes.split_first() {
+        Some((&FORMAT_POSTCARD, rest)) => postcard::take_from_bytes(rest)
+            .map(|(v, _)| v)
+            .map_err(|e| StoreError::Decode(e.to_string())),
+        Some((tag, _)) => Err(StoreError::Decode(format!("unknown record format {tag}"))),
+        None => Err(StoreError::Decode("empty record".into())),
+    }
+}
+
 pub(crate) fn decode_item(bytes: &[u8]) -> Result<Item, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Decode(e.to_string()))
+    decode(bytes)
 }
 
 /// Maps an `updated_at` to 8 bytes that sort newest first.
@@ -255,6 +301,16 @@ pub fn partitions(item: &Item, tz: &TimeZone) -> Vec<String> {
         p.push(format!("h:{}", clean(h)));
     }
     p
+}
+
+/// The day-totals buckets an item counts in: its tab(s) on the local day of its last update.
+pub fn totals_keys(item: &Item, tz: &TimeZone) -> Vec<String> {
+    let day = local_day(item.updated_at, tz);
+    let mut keys = vec![format!("all:{day}")];
+    if item.mine {
+        keys.push(format!("me:{day}"));
+    }
+    keys
 }
 
 /// The part of an id before the first `:` (`cli`, `claude-code`, `cloud`, …).

@@ -125,20 +125,50 @@ impl Head<'_> {
     }
 }
 
+/// Whether the index position is present in at least one partition of every union.
+fn in_every_union(
+    index: &redb::ReadOnlyTable<&'static [u8], ()>,
+    unions: &[Vec<String>],
+    pos: &[u8],
+) -> Result<bool, StoreError> {
+    let mut key = Vec::with_capacity(64);
+    for union in unions {
+        let mut found = false;
+        for p in union {
+            key.clear();
+            key.extend_from_slice(p.as_bytes());
+            key.push(0);
+            key.extend_from_slice(pos);
+            if index.get(key.as_slice())?.is_some() {
+                found = true;
+                break;
+            }
+        }
+        if !found {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 impl Store {
     /// Lists items matching the filter, newest `updated_at` first.
     pub fn list(&self, filter: &Filter) -> Result<Page, StoreError> {
-        let mut best: Option<(u64, Vec<String>)> = None;
-        for plan in filter.plans(self) {
+        let mut plans = filter.plans(self);
+        let mut best: Option<(u64, usize)> = None;
+        for (i, plan) in plans.iter().enumerate() {
             let mut cost = 0u64;
-            for p in &plan {
+            for p in plan {
                 cost = cost.saturating_add(self.count(p)?);
             }
-            if best.as_ref().is_none_or(|(c, _)| cost < *c) {
-                best = Some((cost, plan));
+            if best.is_none_or(|(c, _)| cost < c) {
+                best = Some((cost, i));
             }
         }
-        let (_, plan) = best.unwrap_or_default();
+        let plan = plans.remove(best.map_or(0, |(_, i)| i));
+        // The other unions are checked per candidate against the index, which is ordered like
+        // the candidates (so the lookups walk nearby pages), before the item itself is read.
+        let checks: Vec<Vec<String>> = plans.into_iter().filter(|p| p.as_slice() != ["a"]).collect();
 
         let rx = self.db.begin_read()?;
         let index = rx.open_table(INDEX)?;
@@ -210,6 +240,10 @@ impl Store {
                 });
             }
             scanned += 1;
+            if !in_every_union(&index, &checks, &pos)? {
+                last_pos = Some(pos);
+                continue;
+            }
             let id = std::str::from_utf8(&pos[8..]).unwrap_or_default();
             if let Some(v) = items.get(id)? {
                 let item = decode_item(v.value())?;

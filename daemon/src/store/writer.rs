@@ -6,26 +6,36 @@
 //! cursors and error counters together) and commits once: under load many lines share one
 //! fsync, and a crash at any point leaves each file's cursor consistent with its items.
 //!
+//! Partition counts and per-day totals change by deltas gathered over the whole transaction and
+//! written once per key at its end, so a batch of a thousand items touches each counter once.
+//!
 //! After each commit it publishes what changed: every changed item on the change bus (a
-//! `broadcast` that `/v1/events` subscribes to) and, when they moved, the summary counts.
+//! `broadcast` that `/v1/events` subscribes to) and, when they moved, the summary counts (also
+//! republished at local midnight, when "today" starts over).
 //! The bounded channel is the back-pressure: a backfill cannot run ahead of the disk.
 
 use super::{
-    COUNTS, CURSORS, INDEX, ITEMS, META, ORIGINS, SCHEMA_VERSION, Store, StoreError, decode_item,
-    index_key, partitions, recency_ms,
+    COUNTS, CURSORS, INDEX, ITEMS, META, ORIGINS, SCHEMA_VERSION, Store, StoreError, TOTALS,
+    decode_item, index_key, partitions, totals_keys,
 };
-use crate::model::{Item, MineRule, derive_on_write, tz_fingerprint};
-use crate::summary::{Summaries, Tallies};
+use crate::model::{Item, Millis, MineRule, derive_on_write, tz_fingerprint};
+use crate::summary::{DayTotals, Summaries};
 use redb::{ReadableDatabase, ReadableTable, Table};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 
-/// How many queued ops one transaction may absorb. Bounds the size of a transaction (and the
-/// latency of the changes that wait for it) while still amortising the fsync.
+/// How many queued ops one transaction may absorb. Bounds the latency of the changes that wait
+/// for it while still amortising the fsync.
 const MAX_OPS_PER_TXN: usize = 512;
+
+/// How many item updates one transaction may absorb. A write transaction holds its dirty pages
+/// in memory until it commits; this keeps a backfill's transactions (and the daemon's memory)
+/// small.
+const MAX_UPDATES_PER_TXN: usize = 2048;
 
 /// Capacity of the writer's channel, in ops. A full channel blocks the sender (back-pressure).
 pub const CHANNEL_CAPACITY: usize = 64;
@@ -140,15 +150,18 @@ pub(super) fn prepare(store: &Store, found_version: Option<u32>) -> Result<(), S
         );
         tx.delete_table(INDEX)?;
         tx.delete_table(COUNTS)?;
+        tx.delete_table(TOTALS)?;
     }
     {
         let mut items = tx.open_table(ITEMS)?;
         let mut index = tx.open_table(INDEX)?;
         let mut counts = tx.open_table(COUNTS)?;
+        let mut totals = tx.open_table(TOTALS)?;
         tx.open_table(CURSORS)?;
         tx.open_table(ORIGINS)?;
         let mut meta = tx.open_table(META)?;
         if rebuild {
+            let mut deltas = Deltas::default();
             let mut all = Vec::new();
             for entry in items.iter()? {
                 let (k, v) = entry?;
@@ -158,11 +171,11 @@ pub(super) fn prepare(store: &Store, found_version: Option<u32>) -> Result<(), S
                 if super::id_scheme(&id) != "cloud" {
                     derive_on_write(&mut item, &store.ctx.me, MineRule::Creator);
                 }
-                let bytes =
-                    serde_json::to_vec(&item).map_err(|e| StoreError::Decode(e.to_string()))?;
+                let bytes = super::encode(&item);
                 items.insert(id.as_str(), bytes.as_slice())?;
-                add_to_indexes(&item, &store.ctx.tz, &mut index, &mut counts)?;
+                deltas.index(&item, &store.ctx.tz, &mut index, 1)?;
             }
+            deltas.flush(&mut counts, &mut totals)?;
         }
         meta.insert("schema_version", SCHEMA_VERSION.to_string().as_bytes())?;
         meta.insert("me", store.ctx.me.as_bytes())?;
@@ -172,71 +185,65 @@ pub(super) fn prepare(store: &Store, found_version: Option<u32>) -> Result<(), S
     Ok(())
 }
 
-fn bump(counts: &mut Table<&str, u64>, partition: &str, delta: i64) -> Result<(), StoreError> {
-    let current = counts.get(partition)?.map(|v| v.value()).unwrap_or(0);
-    let next = (current as i64 + delta).max(0) as u64;
-    if next == 0 {
-        counts.remove(partition)?;
-    } else {
-        counts.insert(partition, next)?;
-    }
-    Ok(())
+/// Counter changes gathered over one transaction, written once per key at its end.
+#[derive(Default)]
+struct Deltas {
+    counts: HashMap<String, i64>,
+    totals: HashMap<String, DayTotals>,
 }
 
-fn add_to_indexes(
-    item: &Item,
-    tz: &jiff::tz::TimeZone,
-    index: &mut Table<&[u8], ()>,
-    counts: &mut Table<&str, u64>,
-) -> Result<(), StoreError> {
-    for p in partitions(item, tz) {
-        index.insert(index_key(&p, item.updated_at.0, &item.id).as_slice(), ())?;
-        bump(counts, &p, 1)?;
-    }
-    Ok(())
-}
-
-fn remove_from_indexes(
-    item: &Item,
-    tz: &jiff::tz::TimeZone,
-    index: &mut Table<&[u8], ()>,
-    counts: &mut Table<&str, u64>,
-) -> Result<(), StoreError> {
-    for p in partitions(item, tz) {
-        index.remove(index_key(&p, item.updated_at.0, &item.id).as_slice())?;
-        bump(counts, &p, -1)?;
-    }
-    Ok(())
-}
-
-/// Recomputes the tallies from the store: active counts from partition counts, today's totals
-/// from the head of the recency index (items updated since local midnight).
-fn recount(store: &Store) -> Result<Tallies, StoreError> {
-    let (today, tomorrow) = crate::model::day_bounds(crate::model::Millis::now(), &store.ctx.tz);
-    let mut t = Tallies::new(today, tomorrow);
-    t.set_active(
-        (store.count("ms:working")?, store.count("ms:blocked")?),
-        (store.count("s:working")?, store.count("s:blocked")?),
-    );
-    let rx = store.db.begin_read()?;
-    let index = rx.open_table(INDEX)?;
-    let items = rx.open_table(ITEMS)?;
-    let start = index_key("a", i64::MAX, "");
-    let end = b"a\x01".as_slice();
-    for entry in index.range(start.as_slice()..end)? {
-        let (k, _) = entry?;
-        let key = k.value();
-        let mut rec = [0u8; 8];
-        rec.copy_from_slice(&key[2..10]);
-        if !t.is_today(recency_ms(rec)) {
-            break;
+impl Deltas {
+    /// Adds (`sign = 1`) or removes (`sign = -1`) an item's index entries, and records its
+    /// effect on partition counts and day totals.
+    fn index(
+        &mut self,
+        item: &Item,
+        tz: &jiff::tz::TimeZone,
+        index: &mut Table<&[u8], ()>,
+        sign: i64,
+    ) -> Result<(), StoreError> {
+        for p in partitions(item, tz) {
+            let key = index_key(&p, item.updated_at.0, &item.id);
+            if sign > 0 {
+                index.insert(key.as_slice(), ())?;
+            } else {
+                index.remove(key.as_slice())?;
+            }
+            *self.counts.entry(p).or_default() += sign;
         }
-        let id = std::str::from_utf8(&key[10..]).unwrap_or_default();
-        if let Some(v) = items.get(id)? {
-            t.apply_today(&decode_item(v.value())?, 1);
+        for key in totals_keys(item, tz) {
+            self.totals.entry(key).or_default().apply(item, sign);
         }
+        Ok(())
     }
-    Ok(t)
+
+    fn flush(self, counts: &mut Table<&str, u64>, totals: &mut Table<&str, &[u8]>) -> Result<(), StoreError> {
+        for (p, delta) in self.counts {
+            if delta == 0 {
+                continue;
+            }
+            let current = counts.get(p.as_str())?.map(|v| v.value()).unwrap_or(0);
+            let next = (current as i64 + delta).max(0) as u64;
+            if next == 0 {
+                counts.remove(p.as_str())?;
+            } else {
+                counts.insert(p.as_str(), next)?;
+            }
+        }
+        for (key, delta) in self.totals {
+            if delta.is_zero() {
+                continue;
+            }
+            let mut t = totals.get(key.as_str())?.map(|v| DayTotals::decode(v.value())).unwrap_or_default();
+            t.merge(&delta);
+            if t.is_zero() {
+                totals.remove(key.as_str())?;
+            } else {
+                totals.insert(key.as_str(), t.encode().as_slice())?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Starts the writer thread. Returns the handle for ingestors, what it publishes for readers,
@@ -244,8 +251,7 @@ fn recount(store: &Store) -> Result<Tallies, StoreError> {
 pub fn spawn(
     store: Store,
 ) -> Result<(WriterHandle, Published, std::thread::JoinHandle<()>), StoreError> {
-    let tallies = recount(&store)?;
-    let (summary_tx, summary_rx) = watch::channel(tallies.summaries());
+    let (summary_tx, summary_rx) = watch::channel(store.summaries(Millis::now())?);
     let (changes, _) = broadcast::channel(CHANGE_BUS_CAPACITY);
     let mut errors = HashMap::new();
     {
@@ -267,7 +273,6 @@ pub fn spawn(
     let (tx, rx) = std::sync::mpsc::sync_channel(CHANNEL_CAPACITY);
     let state = WriterState {
         store,
-        tallies,
         summary: summary_tx,
         published: published.clone(),
     };
@@ -278,9 +283,28 @@ pub fn spawn(
     Ok((WriterHandle { tx }, published, thread))
 }
 
+/// A transaction at least this large is a burst (a backfill); when the queue is empty after it,
+/// freed memory is handed back to the system so that the daemon's resident size falls back to
+/// its steady state instead of staying at the burst's peak.
+const TRIM_AFTER_UPDATES: usize = 256;
+
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+fn op_updates(op: &WriteOp) -> usize {
+    match op {
+        WriteOp::Ingest(b) => b.updates.len() + b.cursors.len(),
+        _ => 0,
+    }
+}
+
 struct WriterState {
     store: Store,
-    tallies: Tallies,
     summary: watch::Sender<Summaries>,
     published: Published,
 }
@@ -288,18 +312,29 @@ struct WriterState {
 impl WriterState {
     fn run(mut self, rx: Receiver<WriteOp>) {
         loop {
-            let Ok(first) = rx.recv() else { return };
-            let mut ops = vec![first];
-            while ops.len() < MAX_OPS_PER_TXN {
-                match rx.try_recv() {
-                    Ok(op) => ops.push(op),
-                    Err(_) => break,
+            let (_, tomorrow) = crate::model::day_bounds(Millis::now(), &self.store.ctx.tz);
+            let until_midnight = Duration::from_millis((tomorrow - Millis::now().0).max(0) as u64 + 50);
+            let first = match rx.recv_timeout(until_midnight) {
+                Ok(op) => op,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.publish_summary(); // a new day: today's totals start over
+                    continue;
                 }
-            }
-            if crate::model::Millis::now().0 >= self.tallies.tomorrow_start {
-                match recount(&self.store) {
-                    Ok(t) => self.tallies = t,
-                    Err(e) => tracing::error!("recounting today's summary failed: {e}"),
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let mut updates = op_updates(&first);
+            let mut ops = vec![first];
+            let mut drained = false;
+            while ops.len() < MAX_OPS_PER_TXN && updates < MAX_UPDATES_PER_TXN {
+                match rx.try_recv() {
+                    Ok(op) => {
+                        updates += op_updates(&op);
+                        ops.push(op);
+                    }
+                    Err(_) => {
+                        drained = true;
+                        break;
+                    }
                 }
             }
             let mut barriers = Vec::new();
@@ -314,6 +349,9 @@ impl WriterState {
             }
             if !batches.is_empty() {
                 self.commit(batches);
+                if updates >= TRIM_AFTER_UPDATES && drained {
+                    release_free_memory();
+                }
             }
             for done in barriers {
                 let _ = done.send(());
@@ -324,8 +362,20 @@ impl WriterState {
         }
     }
 
+    fn publish_summary(&self) {
+        match self.store.summaries(Millis::now()) {
+            Ok(next) => {
+                self.summary.send_if_modified(|cur| {
+                    let moved = *cur != next;
+                    *cur = next;
+                    moved
+                });
+            }
+            Err(e) => tracing::error!("reading the summary counts failed: {e}"),
+        }
+    }
+
     fn commit(&mut self, batches: Vec<IngestBatch>) {
-        let before = self.tallies.clone();
         let mut health_delta: HashMap<&'static str, SourceErrors> = HashMap::new();
         match self.apply(batches, &mut health_delta) {
             Ok(changed) => {
@@ -344,18 +394,14 @@ impl WriterState {
                         errs.insert(source.to_owned(), delta);
                     }
                 }
+                if !changed.is_empty() {
+                    self.publish_summary();
+                }
                 for item in changed {
                     let _ = self.published.changes.send(item);
                 }
-                let next = self.tallies.summaries();
-                self.summary.send_if_modified(|cur| {
-                    let moved = *cur != next;
-                    *cur = next;
-                    moved
-                });
             }
             Err(e) => {
-                self.tallies = before;
                 let msg =
                     format!("database write failed, will retry when the files change again: {e}");
                 tracing::error!("{msg}");
@@ -381,15 +427,16 @@ impl WriterState {
             let mut items = tx.open_table(ITEMS)?;
             let mut index = tx.open_table(INDEX)?;
             let mut counts = tx.open_table(COUNTS)?;
+            let mut totals = tx.open_table(TOTALS)?;
             let mut cursors = tx.open_table(CURSORS)?;
+            let mut deltas = Deltas::default();
             let mut origins = tx.open_table(ORIGINS)?;
             let mut meta = tx.open_table(META)?;
             for batch in batches {
                 for update in batch.updates {
                     let mut item = update.item;
                     derive_on_write(&mut item, &ctx.me, update.mine);
-                    let bytes =
-                        serde_json::to_vec(&item).map_err(|e| StoreError::Decode(e.to_string()))?;
+                    let bytes = super::encode(&item);
                     if let Some(origin) = &update.origin {
                         origins.insert(item.id.as_str(), origin.as_str())?;
                     }
@@ -398,13 +445,10 @@ impl WriterState {
                         continue;
                     }
                     if let Some(old) = old {
-                        let old = decode_item(&old)?;
-                        remove_from_indexes(&old, &ctx.tz, &mut index, &mut counts)?;
-                        self.tallies.apply(&old, -1);
+                        deltas.index(&decode_item(&old)?, &ctx.tz, &mut index, -1)?;
                     }
                     items.insert(item.id.as_str(), bytes.as_slice())?;
-                    add_to_indexes(&item, &ctx.tz, &mut index, &mut counts)?;
-                    self.tallies.apply(&item, 1);
+                    deltas.index(&item, &ctx.tz, &mut index, 1)?;
                     changed.push(Arc::new(item));
                 }
                 for (key, value) in &batch.cursors {
@@ -432,6 +476,7 @@ impl WriterState {
                     health.insert(batch.source, next);
                 }
             }
+            deltas.flush(&mut counts, &mut totals)?;
         }
         tx.commit()?;
         Ok(changed)
