@@ -69,7 +69,16 @@ impl DayTotals {
     /// The stored form: five little-endian i64s.
     pub fn encode(&self) -> [u8; 40] {
         let mut out = [0u8; 40];
-        for (i, v) in [self.success, self.failed, self.canceled, self.credits_micro, self.cost_micro].iter().enumerate() {
+        for (i, v) in [
+            self.success,
+            self.failed,
+            self.canceled,
+            self.credits_micro,
+            self.cost_micro,
+        ]
+        .iter()
+        .enumerate()
+        {
             out[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
         }
         out
@@ -81,7 +90,13 @@ impl DayTotals {
             return DayTotals::default();
         }
         let f = |i: usize| i64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
-        DayTotals { success: f(0), failed: f(1), canceled: f(2), credits_micro: f(3), cost_micro: f(4) }
+        DayTotals {
+            success: f(0),
+            failed: f(1),
+            canceled: f(2),
+            credits_micro: f(3),
+            cost_micro: f(4),
+        }
     }
 
     /// The contract's `today` object.
@@ -99,7 +114,12 @@ impl DayTotals {
 
 /// A tab's summary from its active counts and today's totals.
 pub fn summary(working: u64, blocked: u64, today: &DayTotals) -> Summary {
-    Summary { working, blocked, active: working + blocked, today: today.today() }
+    Summary {
+        working,
+        blocked,
+        active: working + blocked,
+        today: today.today(),
+    }
 }
 
 #[cfg(test)]

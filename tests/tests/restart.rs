@@ -249,7 +249,12 @@ fn a_runs_dir_that_appears_later_is_followed() {
 fn a_new_user_name_rebuilds_the_personal_tab() {
     let mut d = Daemon::start("newuser");
     d.write_run("by-alice", &[rec(json!({"type": "start", "ts": ago(20)}))]);
-    d.write_run("by-bob", &[rec(json!({"type": "start", "ts": ago(10), "creator": "bob"}))]);
+    d.write_run(
+        "by-bob",
+        &[rec(
+            json!({"type": "start", "ts": ago(10), "creator": "bob"}),
+        )],
+    );
     d.wait_for("/v1/summary?tab=all", "both runs", |v| v["working"] == 2);
     assert_eq!(ids(&d.get("/v1/agents")), ["cli:by-alice"]);
     assert_eq!(d.get("/v1/summary")["working"], 1);
@@ -258,7 +263,11 @@ fn a_new_user_name_rebuilds_the_personal_tab() {
     d.opts.user = "bob".into();
     d.spawn();
     assert_eq!(ids(&d.get("/v1/agents")), ["cli:by-bob"]);
-    assert_eq!(d.get("/v1/agents/cli:by-alice")["creator"], "alice", "the recorded creator stays");
+    assert_eq!(
+        d.get("/v1/agents/cli:by-alice")["creator"],
+        "alice",
+        "the recorded creator stays"
+    );
     assert_eq!(d.get("/v1/agents/cli:by-bob")["mine"], true);
     assert_eq!(d.get("/v1/summary")["working"], 1);
     assert_eq!(d.get("/v1/summary?tab=all")["working"], 2);

@@ -30,15 +30,27 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let mut a = Args { items: vec![100_000, 1_000_000], requests: 2000, dir: std::env::temp_dir().join("agentd-bench") };
+    let mut a = Args {
+        items: vec![100_000, 1_000_000],
+        requests: 2000,
+        dir: std::env::temp_dir().join("agentd-bench"),
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| usage(&format!("{flag} needs a value")));
+        let mut value = || {
+            it.next()
+                .unwrap_or_else(|| usage(&format!("{flag} needs a value")))
+        };
         match flag.as_str() {
             "--items" => {
-                a.items = value().split(',').map(|n| n.trim().parse().unwrap_or_else(|_| usage("bad --items"))).collect()
+                a.items = value()
+                    .split(',')
+                    .map(|n| n.trim().parse().unwrap_or_else(|_| usage("bad --items")))
+                    .collect()
             }
-            "--requests" => a.requests = value().parse().unwrap_or_else(|_| usage("bad --requests")),
+            "--requests" => {
+                a.requests = value().parse().unwrap_or_else(|_| usage("bad --requests"))
+            }
             "--dir" => a.dir = PathBuf::from(value()),
             "-h" | "--help" => usage(""),
             other => usage(&format!("unknown argument {other}")),
@@ -56,7 +68,10 @@ fn usage(msg: &str) -> ! {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 fn rfc3339(ms: i64) -> String {
@@ -67,7 +82,10 @@ fn rfc3339(ms: i64) -> String {
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         self.0 >> 33
     }
 }
@@ -89,9 +107,17 @@ fn generate(runs: &Path, n: usize) -> std::io::Result<()> {
     let mut bytes = 0usize;
     for i in 0..n {
         let kind = i % 100;
-        let age = if kind < 2 { (rng.next() % 3_600_000) as i64 } else { (rng.next() % (365 * 86_400_000)) as i64 };
+        let age = if kind < 2 {
+            (rng.next() % 3_600_000) as i64
+        } else {
+            (rng.next() % (365 * 86_400_000)) as i64
+        };
         let start = now - age;
-        let creator = if i % 10 < 7 { String::new() } else { format!(",\"creator\":\"user{}\"", i % 5) };
+        let creator = if i % 10 < 7 {
+            String::new()
+        } else {
+            format!(",\"creator\":\"user{}\"", i % 5)
+        };
         let mut text = format!(
             "{{\"type\":\"start\",\"ts\":\"{}\",\"title\":\"bench run {i}: fix the flaky test in module {}\",\"harness\":\"{}\",\"source\":\"{}\",\"cwd\":\"/src/project{}\"{creator}}}\n",
             rfc3339(start),
@@ -136,10 +162,15 @@ fn generate(runs: &Path, n: usize) -> std::io::Result<()> {
 
 fn request(socket: &Path, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
     let mut s = UnixStream::connect(socket)?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
-    let status = std::str::from_utf8(raw.get(9..12).unwrap_or_default()).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = std::str::from_utf8(raw.get(9..12).unwrap_or_default())
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let body = match raw.windows(4).position(|w| w == b"\r\n\r\n") {
         Some(i) => raw[i + 4..].to_vec(),
         None => Vec::new(),
@@ -164,14 +195,21 @@ fn sibling(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let p = exe.with_file_name(name);
     if !p.exists() {
-        usage(&format!("{} is missing; build with `cargo build --release --workspace`", p.display()));
+        usage(&format!(
+            "{} is missing; build with `cargo build --release --workspace`",
+            p.display()
+        ));
     }
     p
 }
 
 fn start(dir: &Path) -> (Daemon, Duration) {
     let socket = dir.join("agentd.sock");
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("agentd.log")).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("agentd.log"))
+        .unwrap();
     let config = dir.join("config.toml");
     if !config.exists() {
         std::fs::write(&config, "# agentd-bench: defaults\n").unwrap();
@@ -212,7 +250,8 @@ impl Daemon {
     }
 
     fn rss_kib(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         let field = |name: &str| {
             status
                 .lines()
@@ -241,7 +280,8 @@ impl Daemon {
 
 fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
     samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1e3;
+    let at =
+        |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1e3;
     (at(0.5), at(0.99))
 }
 
@@ -266,7 +306,11 @@ fn bench_prompt(dir: &Path, socket: &Path) {
     let hello_src = dir.join("hello.rs");
     let hello = dir.join("hello");
     std::fs::write(&hello_src, "fn main() { println!(\"hello\"); }\n").unwrap();
-    let built = Command::new("rustc").args(["-O", "-o"]).arg(&hello).arg(&hello_src).status();
+    let built = Command::new("rustc")
+        .args(["-O", "-o"])
+        .arg(&hello)
+        .arg(&hello_src)
+        .status();
     if !built.is_ok_and(|s| s.success()) {
         println!("  prompt: rustc not found, hello-world comparison skipped");
         return;
@@ -275,9 +319,17 @@ fn bench_prompt(dir: &Path, socket: &Path) {
     let (mut p, mut h, mut down) = (Vec::new(), Vec::new(), Vec::new());
     let missing = dir.join("missing.sock");
     for _ in 0..300 {
-        p.push(time_process(Command::new(&agentctl).arg("prompt").env("AGENTD_SOCKET", socket)));
+        p.push(time_process(
+            Command::new(&agentctl)
+                .arg("prompt")
+                .env("AGENTD_SOCKET", socket),
+        ));
         h.push(time_process(&mut Command::new(&hello)));
-        down.push(time_process(Command::new(&agentctl).arg("prompt").env("AGENTD_SOCKET", &missing)));
+        down.push(time_process(
+            Command::new(&agentctl)
+                .arg("prompt")
+                .env("AGENTD_SOCKET", &missing),
+        ));
     }
     let (pp, _) = percentiles(p);
     let (hp, _) = percentiles(h);
@@ -296,7 +348,8 @@ fn main() {
         std::fs::create_dir_all(&dir).unwrap();
         let runs = dir.join("state").join("runs");
         let db = dir.join("state").join("agentd.redb");
-        let fresh_db = !db.exists() || std::fs::read_to_string(runs.join(".generated")).ok() != Some(n.to_string());
+        let fresh_db = !db.exists()
+            || std::fs::read_to_string(runs.join(".generated")).ok() != Some(n.to_string());
         generate(&runs, n).expect("generate run logs");
         if fresh_db {
             let _ = std::fs::remove_file(&db);
@@ -321,7 +374,11 @@ fn main() {
             println!("  GET {path:<62} p50 {p50:.3} ms  p99 {p99:.3} ms");
         }
         let (rss, hwm) = d.rss_kib();
-        println!("  daemon RSS after queries: {:.1} MB (peak {:.1} MB)", rss as f64 / 1024.0, hwm as f64 / 1024.0);
+        println!(
+            "  daemon RSS after queries: {:.1} MB (peak {:.1} MB)",
+            rss as f64 / 1024.0,
+            hwm as f64 / 1024.0
+        );
         d.stop();
 
         let mut starts = Vec::new();

@@ -21,8 +21,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::Duration;
 
 /// The source's name in `/v1/health` and in cursor keys.
@@ -37,6 +38,11 @@ const TICK: Duration = Duration::from_secs(2);
 
 /// Files per batch during a scan: large enough to share commits, small enough to show progress.
 const SCAN_BATCH: usize = 256;
+
+/// Notifications queued for the ingestor. When a burst fills the queue, further events are
+/// dropped and a rescan is scheduled instead, exactly as for a kernel queue overflow: memory
+/// stays bounded and nothing is missed.
+const EVENT_QUEUE: usize = 8192;
 
 /// Files whose state is kept in memory between events (live runs are appended to often);
 /// beyond this the cache is dropped and state is read back from the store.
@@ -55,14 +61,15 @@ pub fn spawn(
     store: Store,
     writer: WriterHandle,
     stats: Arc<SourceStats>,
-) -> std::io::Result<(Sender<IngestEvent>, std::thread::JoinHandle<()>)> {
-    let (tx, rx) = std::sync::mpsc::channel();
+) -> std::io::Result<(SyncSender<IngestEvent>, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(EVENT_QUEUE);
     let events = tx.clone();
     let source = RunsSource {
         dirs,
         watched: HashSet::new(),
         watcher: None,
         events,
+        overflowed: Arc::new(AtomicBool::new(false)),
         store,
         writer,
         stats,
@@ -80,7 +87,9 @@ struct RunsSource {
     /// Kept alive for as long as the source runs; dropping it stops notifications.
     watcher: Option<notify::RecommendedWatcher>,
     /// Where the watcher's callback sends events (the same channel the loop reads).
-    events: Sender<IngestEvent>,
+    events: SyncSender<IngestEvent>,
+    /// Set by the callback when the queue was full and an event was dropped: rescan.
+    overflowed: Arc<AtomicBool>,
     store: Store,
     writer: WriterHandle,
     stats: Arc<SourceStats>,
@@ -100,8 +109,19 @@ struct FileResult {
 impl RunsSource {
     fn run(mut self, rx: Receiver<IngestEvent>) {
         let events = self.events.clone();
-        match notify::recommended_watcher(move |res| {
-            let _ = events.send(IngestEvent::Fs(res));
+        let overflowed = self.overflowed.clone();
+        match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            // inotify reports every open of a file, ours included (a scan opens them all):
+            // those say nothing about new content, so they stop here.
+            if res
+                .as_ref()
+                .is_ok_and(|e| matches!(e.kind, EventKind::Access(_)))
+            {
+                return;
+            }
+            if events.try_send(IngestEvent::Fs(res)).is_err() {
+                overflowed.store(true, Ordering::Relaxed);
+            }
         }) {
             Ok(w) => self.watcher = Some(w),
             Err(e) => tracing::error!(
@@ -152,6 +172,12 @@ impl RunsSource {
             };
             if step.is_err() {
                 return; // the writer stopped: the daemon is shutting down
+            }
+            if self.overflowed.swap(false, Ordering::Relaxed) {
+                tracing::warn!("more file events than the queue holds: rescanning runs dirs");
+                if self.scan_all().is_err() {
+                    return;
+                }
             }
         }
     }
@@ -411,8 +437,10 @@ fn unchanged(path: &Path, stored: &[u8]) -> bool {
     struct CursorOnly {
         cursor: FileCursor,
     }
-    let (Ok(meta), Ok(CursorOnly { cursor: c })) = (std::fs::metadata(path), crate::store::decode::<CursorOnly>(stored))
-    else {
+    let (Ok(meta), Ok(CursorOnly { cursor: c })) = (
+        std::fs::metadata(path),
+        crate::store::decode::<CursorOnly>(stored),
+    ) else {
         return false;
     };
     meta.ino() == c.ino && meta.dev() == c.dev && meta.len() == c.offset

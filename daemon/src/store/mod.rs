@@ -194,15 +194,23 @@ impl Store {
 
     /// Both tabs' summaries as committed: active counts from partition sizes, today's totals
     /// from today's bucket. A few point lookups.
-    pub fn summaries(&self, now: crate::model::Millis) -> Result<crate::summary::Summaries, StoreError> {
+    pub fn summaries(
+        &self,
+        now: crate::model::Millis,
+    ) -> Result<crate::summary::Summaries, StoreError> {
         use crate::summary::{DayTotals, summary};
         let rx = self.db.begin_read()?;
         let counts = rx.open_table(COUNTS)?;
         let totals = rx.open_table(TOTALS)?;
-        let count = |p: &str| -> Result<u64, StoreError> { Ok(counts.get(p)?.map(|v| v.value()).unwrap_or(0)) };
+        let count = |p: &str| -> Result<u64, StoreError> {
+            Ok(counts.get(p)?.map(|v| v.value()).unwrap_or(0))
+        };
         let day = local_day(now, &self.ctx.tz);
         let bucket = |tab: &str| -> Result<DayTotals, StoreError> {
-            Ok(totals.get(format!("{tab}:{day}").as_str())?.map(|v| DayTotals::decode(v.value())).unwrap_or_default())
+            Ok(totals
+                .get(format!("{tab}:{day}").as_str())?
+                .map(|v| DayTotals::decode(v.value()))
+                .unwrap_or_default())
         };
         Ok(crate::summary::Summaries {
             personal: summary(count("ms:working")?, count("ms:blocked")?, &bucket("me")?),

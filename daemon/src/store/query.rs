@@ -168,7 +168,10 @@ impl Store {
         let plan = plans.remove(best.map_or(0, |(_, i)| i));
         // The other unions are checked per candidate against the index, which is ordered like
         // the candidates (so the lookups walk nearby pages), before the item itself is read.
-        let checks: Vec<Vec<String>> = plans.into_iter().filter(|p| p.as_slice() != ["a"]).collect();
+        let checks: Vec<Vec<String>> = plans
+            .into_iter()
+            .filter(|p| p.as_slice() != ["a"])
+            .collect();
 
         let rx = self.db.begin_read()?;
         let index = rx.open_table(INDEX)?;

@@ -35,7 +35,7 @@ const MAX_OPS_PER_TXN: usize = 512;
 /// How many item updates one transaction may absorb. A write transaction holds its dirty pages
 /// in memory until it commits; this keeps a backfill's transactions (and the daemon's memory)
 /// small.
-const MAX_UPDATES_PER_TXN: usize = 2048;
+const MAX_UPDATES_PER_TXN: usize = 512;
 
 /// Capacity of the writer's channel, in ops. A full channel blocks the sender (back-pressure).
 pub const CHANNEL_CAPACITY: usize = 64;
@@ -217,7 +217,11 @@ impl Deltas {
         Ok(())
     }
 
-    fn flush(self, counts: &mut Table<&str, u64>, totals: &mut Table<&str, &[u8]>) -> Result<(), StoreError> {
+    fn flush(
+        self,
+        counts: &mut Table<&str, u64>,
+        totals: &mut Table<&str, &[u8]>,
+    ) -> Result<(), StoreError> {
         for (p, delta) in self.counts {
             if delta == 0 {
                 continue;
@@ -234,7 +238,10 @@ impl Deltas {
             if delta.is_zero() {
                 continue;
             }
-            let mut t = totals.get(key.as_str())?.map(|v| DayTotals::decode(v.value())).unwrap_or_default();
+            let mut t = totals
+                .get(key.as_str())?
+                .map(|v| DayTotals::decode(v.value()))
+                .unwrap_or_default();
             t.merge(&delta);
             if t.is_zero() {
                 totals.remove(key.as_str())?;
@@ -313,7 +320,8 @@ impl WriterState {
     fn run(mut self, rx: Receiver<WriteOp>) {
         loop {
             let (_, tomorrow) = crate::model::day_bounds(Millis::now(), &self.store.ctx.tz);
-            let until_midnight = Duration::from_millis((tomorrow - Millis::now().0).max(0) as u64 + 50);
+            let until_midnight =
+                Duration::from_millis((tomorrow - Millis::now().0).max(0) as u64 + 50);
             let first = match rx.recv_timeout(until_midnight) {
                 Ok(op) => op,
                 Err(RecvTimeoutError::Timeout) => {
