@@ -170,11 +170,7 @@ impl Client {
         };
         set_deadline(&reader)?;
         let head = read_head(&mut reader)?;
-        let mut body = Vec::new();
-        read_body(&mut reader, &head, &mut |chunk| {
-            body.extend_from_slice(chunk);
-            true
-        })?;
+        let body = read_all(&mut reader, &head)?;
         Ok(Response {
             status: head.status,
             body,
@@ -191,12 +187,7 @@ impl Client {
         let mut reader = self.send("GET", path, None)?;
         let head = read_head(&mut reader)?;
         if head.status >= 400 {
-            let mut body = Vec::new();
-            read_body(&mut reader, &head, &mut |c| {
-                body.extend_from_slice(c);
-                true
-            })?;
-            return Err(api_error(head.status, &body));
+            return Err(api_error(head.status, &read_all(&mut reader, &head)?));
         }
         read_body(&mut reader, &head, on_data)
     }
@@ -330,6 +321,15 @@ fn read_head(r: &mut impl BufRead) -> Result<Head, ClientError> {
     })
 }
 
+fn read_all(r: &mut impl BufRead, head: &Head) -> Result<Vec<u8>, ClientError> {
+    let mut body = Vec::new();
+    read_body(r, head, &mut |chunk| {
+        body.extend_from_slice(chunk);
+        true
+    })?;
+    Ok(body)
+}
+
 fn read_body(
     r: &mut impl BufRead,
     head: &Head,
@@ -391,28 +391,27 @@ mod tests {
         assert_eq!(query(&[]), "");
     }
 
+    /// One row: a raw answer in, its status and decoded body out.
+    fn check(raw: &[u8], status: u16, body: &[u8]) {
+        let mut r = BufReader::new(raw);
+        let head = read_head(&mut r).unwrap();
+        let got = read_all(&mut r, &head).unwrap();
+        assert_eq!(
+            (head.status, got.as_slice()),
+            (status, body),
+            "{}",
+            String::from_utf8_lossy(raw)
+        );
+    }
+
     #[test]
     fn reads_chunked_and_sized_bodies() {
-        let raw = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n1\r\n!\r\n0\r\n\r\n";
-        let mut r = BufReader::new(&raw[..]);
-        let head = read_head(&mut r).unwrap();
-        let mut out = Vec::new();
-        read_body(&mut r, &head, &mut |c| {
-            out.extend_from_slice(c);
-            true
-        })
-        .unwrap();
-        assert_eq!((head.status, out.as_slice()), (200, &b"hello!"[..]));
-
-        let raw = b"HTTP/1.1 404 Not Found\r\ncontent-length: 3\r\n\r\nabcdef";
-        let mut r = BufReader::new(&raw[..]);
-        let head = read_head(&mut r).unwrap();
-        let mut out = Vec::new();
-        read_body(&mut r, &head, &mut |c| {
-            out.extend_from_slice(c);
-            true
-        })
-        .unwrap();
-        assert_eq!((head.status, out.as_slice()), (404, &b"abc"[..]));
+        check(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n1\r\n!\r\n0\r\n\r\n", 200, b"hello!");
+        check(
+            b"HTTP/1.1 404 Not Found\r\ncontent-length: 3\r\n\r\nabcdef",
+            404,
+            b"abc",
+        );
+        check(b"HTTP/1.1 200 OK\r\n\r\nuntil close", 200, b"until close");
     }
 }

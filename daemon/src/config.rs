@@ -23,7 +23,12 @@ pub struct Config {
     pub user: String,
     /// Directories of CLI run logs (contract section 6): `<state dir>/runs` first, then config.
     pub runs_dirs: Vec<PathBuf>,
+    /// Free space the database's disk must keep; below it ingestion pauses (config `min_free_mb`).
+    pub min_free_bytes: u64,
 }
+
+/// Default of `min_free_mb`: room for the largest transaction, with a margin for other programs.
+pub const DEFAULT_MIN_FREE_MB: u64 = 64;
 
 /// Command-line values that override the environment and the file; `None` means not given.
 #[derive(Debug, Default, Clone)]
@@ -57,6 +62,7 @@ pub enum ConfigError {
 struct FileConfig {
     user: Option<String>,
     http: Option<String>,
+    min_free_mb: Option<u64>,
     sources: FileSources,
 }
 
@@ -108,12 +114,17 @@ impl Config {
                 runs_dirs.push(d);
             }
         }
+        let min_free_bytes = file
+            .min_free_mb
+            .unwrap_or(DEFAULT_MIN_FREE_MB)
+            .saturating_mul(1 << 20);
         Ok(Config {
             state_dir,
             socket,
             http,
             user,
             runs_dirs,
+            min_free_bytes,
         })
     }
 

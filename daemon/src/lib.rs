@@ -54,7 +54,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             tz,
         },
     )?;
-    let (writer, published, writer_thread) = store::writer::spawn(store.clone())?;
+    let (writer, published, writer_thread) =
+        store::writer::spawn(store.clone(), config.min_free_bytes)?;
 
     let unix = listen::bind_unix(&config.socket)?;
     let tcp = match config.http {
@@ -79,6 +80,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         store.clone(),
         writer.clone(),
         runs_stats.clone(),
+        published.resync.clone(),
     )
     .map_err(DaemonError::Thread)?;
 

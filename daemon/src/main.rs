@@ -43,22 +43,18 @@ fn init_logging() {
         .init();
 }
 
-async fn signal() {
+/// Installs the SIGTERM and SIGINT handlers now (before any listener is bound, so that a signal
+/// arriving during start-up is never fatal) and returns the future that resolves on either.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    })
 }
 
 fn main() -> ExitCode {
@@ -88,8 +84,19 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(agentd::run(config, signal())) {
-        Ok(()) => ExitCode::SUCCESS,
+    let result = runtime.block_on(async {
+        let shutdown = match shutdown_signal() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("agentd: cannot install signal handlers: {e}");
+                return Ok(false);
+            }
+        };
+        agentd::run(config, shutdown).await.map(|()| true)
+    });
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
         Err(e) => {
             eprintln!("agentd: {e}");
             ExitCode::from(1)

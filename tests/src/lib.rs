@@ -245,13 +245,18 @@ impl Daemon {
         if !cfg.exists() {
             std::fs::write(&cfg, "").unwrap();
         }
+        let cmd = self.command();
+        self.spawn_command(cmd);
+    }
+
+    /// Starts `cmd` (a [`Daemon::command`], perhaps adjusted) and waits for the socket to answer.
+    pub fn spawn_command(&mut self, mut cmd: Command) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = self
-            .command()
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -272,3 +272,149 @@ fn a_new_user_name_rebuilds_the_personal_tab() {
     assert_eq!(d.get("/v1/summary")["working"], 1);
     assert_eq!(d.get("/v1/summary?tab=all")["working"], 2);
 }
+
+/// Runs the daemon with a config file of its own.
+fn with_config(name: &str, config: &str) -> (agentd_tests::Scratch, agentd_tests::Options) {
+    let scratch = agentd_tests::Scratch::new(name);
+    let cfg = scratch.0.join("config.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let mut opts = agentd_tests::Options::default();
+    opts.env
+        .push(("AGENTD_CONFIG".into(), cfg.display().to_string()));
+    (scratch, opts)
+}
+
+#[test]
+fn a_full_disk_pauses_ingestion_and_loses_nothing() {
+    // A free-space floor no disk meets: to agentd, the disk is full.
+    let (_cfg, opts) = with_config("fulldisk-cfg", "min_free_mb = 1000000000000\n");
+    let mut d = Daemon::start_with("fulldisk", opts);
+    for i in 0..5 {
+        d.write_run(
+            &format!("f{i}"),
+            &[rec(
+                json!({"type": "start", "ts": ago(5), "title": format!("run {i}")}),
+            )],
+        );
+    }
+    let h = d.wait_for("/v1/health", "the full-disk error", |v| {
+        v["store_error"].is_string()
+    });
+    let msg = h["store_error"].as_str().unwrap();
+    assert!(
+        msg.contains("nearly full") && msg.contains("agentd.redb"),
+        "{msg}"
+    );
+    // Still serving.
+    assert_eq!(d.get("/v1/summary")["working"], 0);
+    assert_eq!(ids(&d.get("/v1/agents?tab=all")), Vec::<String>::new());
+
+    // Room again (here: the normal floor after a restart): everything written meanwhile arrives.
+    d.stop();
+    d.opts.env.retain(|(k, _)| k != "AGENTD_CONFIG");
+    d.spawn();
+    d.wait_for("/v1/summary", "the five runs", |v| v["working"] == 5);
+    assert_eq!(d.get("/v1/health")["store_error"], Value::Null);
+}
+
+/// `cmd` with a file-size limit: writes past `limit` bytes fail with `EFBIG`, which is what a
+/// full disk looks like to the writer. (SIGXFSZ is ignored so that the write fails instead of
+/// the process dying; the hard limit stays open so the test can lift the limit later.)
+fn file_size_limited(mut cmd: std::process::Command, limit: u64) -> std::process::Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let lim = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            libc::setrlimit(libc::RLIMIT_FSIZE, &lim);
+            Ok(())
+        });
+    }
+    cmd
+}
+
+#[test]
+fn a_full_disk_at_start_exits_1_saying_so() {
+    let mut d = Daemon::start("fullstart");
+    d.stop();
+    std::fs::remove_file(d.state.join("agentd.redb")).unwrap();
+    let out = file_size_limited(d.command(), 1024).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is full") && err.contains("agentd.redb") && err.contains("free some space"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_write_error_reopens_the_database_and_resyncs() {
+    let mut d = Daemon::start("ioerror");
+    d.write_run("before", &[rec(json!({"type": "start", "ts": ago(9)}))]);
+    d.wait_item("cli:before", |_| true);
+    d.stop();
+
+    // Restart with a file-size limit just above the database's size: its next growth fails
+    // with EFBIG, which is what a full disk looks like to redb.
+    let db_len = std::fs::metadata(d.state.join("agentd.redb"))
+        .unwrap()
+        .len();
+    let limit = 2 * db_len + (1 << 20);
+    d.spawn_command(file_size_limited(d.command(), limit));
+
+    // Write until a commit fails (the failure is reported until a later commit succeeds).
+    let mut written = 0;
+    let mut seen = None;
+    for _round in 0..20 {
+        for _ in 0..100 {
+            let title = format!("run {written} {}", "x".repeat(8000));
+            d.write_run(
+                &format!("w{written:04}"),
+                &[rec(json!({"type": "start", "ts": ago(5), "title": title}))],
+            );
+            written += 1;
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while seen.is_none() && std::time::Instant::now() < deadline {
+            seen = d.get("/v1/health")["store_error"]
+                .as_str()
+                .map(str::to_owned);
+        }
+        if seen.is_some() {
+            break;
+        }
+    }
+    let seen = seen.expect("a write beyond the file-size limit fails");
+    assert!(
+        seen.contains("File too large") && seen.contains("nothing is lost"),
+        "{seen}"
+    );
+    assert!(
+        d.req("GET", "/v1/summary", b"").status == 200,
+        "the summary is served from memory"
+    );
+
+    // The disk has room again: lift the limit of the running daemon.
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: prlimit on our own child with a valid struct.
+    let rc = unsafe {
+        libc::prlimit(
+            d.pid() as i32,
+            libc::RLIMIT_FSIZE,
+            &unlimited,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+    d.wait_for("/v1/summary", "every run after the resync", |v| {
+        v["working"] == written + 1
+    });
+    assert_eq!(d.get("/v1/health")["store_error"], Value::Null);
+}

@@ -91,7 +91,10 @@ async fn health(State(s): State<AppState>) -> Result<Response, ApiError> {
             name: src.name.to_owned(),
             roots: src.roots.clone(),
             files: src.files(),
-            items: s.store.count(&format!("i:{}", id_scheme_of(src.name)))?,
+            items: s
+                .store
+                .count(&format!("i:{}", id_scheme_of(src.name)))
+                .unwrap_or(0),
             errors: e.errors,
             last_error: e.last_error,
             scan_done: src.scanned.load(std::sync::atomic::Ordering::Relaxed),
@@ -108,7 +111,7 @@ async fn health(State(s): State<AppState>) -> Result<Response, ApiError> {
         version: env!("CARGO_PKG_VERSION").into(),
         pid: std::process::id(),
         started_at: s.started_at,
-        items: s.store.count("a")?,
+        items: s.store.count("a").unwrap_or(0),
         http: s.http_addr.clone().map(|addr| HttpInfo { addr }),
         sources,
         store_error,

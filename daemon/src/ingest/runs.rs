@@ -61,6 +61,7 @@ pub fn spawn(
     store: Store,
     writer: WriterHandle,
     stats: Arc<SourceStats>,
+    resync: Arc<std::sync::atomic::AtomicU64>,
 ) -> std::io::Result<(SyncSender<IngestEvent>, std::thread::JoinHandle<()>)> {
     let (tx, rx) = std::sync::mpsc::sync_channel(EVENT_QUEUE);
     let events = tx.clone();
@@ -70,6 +71,8 @@ pub fn spawn(
         watcher: None,
         events,
         overflowed: Arc::new(AtomicBool::new(false)),
+        seen_resync: resync.load(Ordering::Relaxed),
+        resync,
         store,
         writer,
         stats,
@@ -90,6 +93,9 @@ struct RunsSource {
     events: SyncSender<IngestEvent>,
     /// Set by the callback when the queue was full and an event was dropped: rescan.
     overflowed: Arc<AtomicBool>,
+    /// The writer's resync generation (see `Published::resync`) and the last one handled.
+    resync: Arc<std::sync::atomic::AtomicU64>,
+    seen_resync: u64,
     store: Store,
     writer: WriterHandle,
     stats: Arc<SourceStats>,
@@ -173,8 +179,16 @@ impl RunsSource {
             if step.is_err() {
                 return; // the writer stopped: the daemon is shutting down
             }
+            let resync = self.resync.load(Ordering::Relaxed);
+            if resync != self.seen_resync {
+                // Writes were dropped while the store could not take them: the committed
+                // cursors are the truth, so forget in-memory state and read again from them.
+                self.seen_resync = resync;
+                self.overflowed.store(true, Ordering::Relaxed);
+                self.hot.clear();
+            }
             if self.overflowed.swap(false, Ordering::Relaxed) {
-                tracing::warn!("more file events than the queue holds: rescanning runs dirs");
+                tracing::warn!("rescanning runs dirs (dropped events or writes)");
                 if self.scan_all().is_err() {
                     return;
                 }

@@ -29,7 +29,7 @@ use crate::model::{Item, local_day};
 use jiff::tz::TimeZone;
 use redb::{ReadableDatabase, ReadableTableMetadata, TableDefinition};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 pub(crate) const ITEMS: TableDefinition<&str, &[u8]> = TableDefinition::new("items");
 pub(crate) const INDEX: TableDefinition<&[u8], ()> = TableDefinition::new("index");
@@ -51,6 +51,10 @@ const CACHE_BYTES: usize = 16 * 1024 * 1024;
 pub enum StoreError {
     #[error("{0}")]
     Db(#[from] redb::Error),
+    #[error(
+        "the disk holding the database {path} is full ({reason}); free some space and start agentd again"
+    )]
+    DiskFull { path: PathBuf, reason: String },
     #[error("the database {path} is in use by another process")]
     Locked { path: PathBuf },
     #[error(
@@ -63,6 +67,8 @@ pub enum StoreError {
     TooNew { path: PathBuf, found: u32 },
     #[error("a stored record could not be decoded: {0}")]
     Decode(String),
+    #[error("the database is being reopened after a write error; try again")]
+    Reopening,
 }
 
 macro_rules! impl_from_redb {
@@ -89,36 +95,68 @@ pub struct IndexContext {
     pub tz: TimeZone,
 }
 
-/// A cheap, cloneable handle for reading; the writer has its own.
+/// A cheap, cloneable handle on the database, shared by readers and the writer.
+///
+/// The database sits in a swappable slot: redb fails every later operation after one I/O error
+/// (a full disk, say), so the writer closes and reopens it ([`Store::reopen`]) and readers pick
+/// up the new handle on their next request.
 #[derive(Clone)]
 pub struct Store {
-    pub(crate) db: Arc<redb::Database>,
+    slot: Arc<RwLock<Option<Arc<redb::Database>>>>,
     pub(crate) ctx: Arc<IndexContext>,
+    path: Arc<PathBuf>,
+}
+
+fn open_db(path: &Path) -> Result<redb::Database, StoreError> {
+    redb::Builder::new()
+        .set_cache_size(CACHE_BYTES)
+        .create(path)
+        .map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
+                path: path.to_owned(),
+            },
+            redb::DatabaseError::Storage(redb::StorageError::Io(io)) if is_disk_full(&io) => {
+                StoreError::DiskFull {
+                    path: path.to_owned(),
+                    reason: io.to_string(),
+                }
+            }
+            other => StoreError::Unreadable {
+                path: path.to_owned(),
+                reason: other.to_string(),
+            },
+        })
+}
+
+/// `ENOSPC`, `EDQUOT` or `EFBIG`: the data is fine, there is just no room for more.
+fn is_disk_full(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{FileTooLarge, QuotaExceeded, StorageFull};
+    matches!(e.kind(), StorageFull | QuotaExceeded | FileTooLarge)
+        || matches!(
+            e.raw_os_error(),
+            Some(libc::ENOSPC | libc::EDQUOT | libc::EFBIG)
+        )
 }
 
 impl Store {
     /// Opens or creates the database, checks its schema version and rebuilds indexes when the
     /// schema, the user or the time zone changed since the last run.
     pub fn open(path: &Path, ctx: IndexContext) -> Result<Store, StoreError> {
-        let db = redb::Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
-                    path: path.to_owned(),
-                },
-                other => StoreError::Unreadable {
-                    path: path.to_owned(),
-                    reason: other.to_string(),
-                },
-            })?;
-        let unreadable = |e: redb::Error| StoreError::Unreadable {
-            path: path.to_owned(),
-            reason: e.to_string(),
+        let db = open_db(path)?;
+        let unreadable = |e: redb::Error| match e {
+            redb::Error::Io(io) if is_disk_full(&io) => StoreError::DiskFull {
+                path: path.to_owned(),
+                reason: io.to_string(),
+            },
+            other => StoreError::Unreadable {
+                path: path.to_owned(),
+                reason: other.to_string(),
+            },
         };
         let store = Store {
-            db: Arc::new(db),
+            slot: Arc::new(RwLock::new(Some(Arc::new(db)))),
             ctx: Arc::new(ctx),
+            path: Arc::new(path.to_owned()),
         };
         let found = store.meta_u32("schema_version").map_err(|e| match e {
             StoreError::Db(e) => unreadable(e),
@@ -144,6 +182,49 @@ impl Store {
         &self.ctx
     }
 
+    /// The current database handle.
+    pub(crate) fn db(&self) -> Result<Arc<redb::Database>, StoreError> {
+        self.slot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(StoreError::Reopening)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Closes the database and opens it again, after an I/O error has made redb refuse every
+    /// operation. Waits (briefly) for in-flight readers to let go of the old handle, since the
+    /// file lock must be released before the file is opened again.
+    pub(crate) fn reopen(&self) -> Result<(), StoreError> {
+        let mut slot = self.slot.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = slot.take() {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            let mut old = old;
+            loop {
+                match Arc::try_unwrap(old) {
+                    Ok(db) => {
+                        drop(db);
+                        break;
+                    }
+                    Err(still_shared) if std::time::Instant::now() < deadline => {
+                        old = still_shared;
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                    }
+                    Err(still_shared) => {
+                        *slot = Some(still_shared);
+                        return Err(StoreError::Reopening);
+                    }
+                }
+            }
+        }
+        *slot = Some(Arc::new(open_db(&self.path)?));
+        Ok(())
+    }
+
     fn meta_u32(&self, key: &str) -> Result<Option<u32>, StoreError> {
         Ok(self
             .meta(key)?
@@ -152,7 +233,7 @@ impl Store {
 
     /// A metadata value, if the meta table and the key exist.
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let rx = self.db.begin_read()?;
+        let rx = self.db()?.begin_read()?;
         let t = match rx.open_table(META) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -163,7 +244,7 @@ impl Store {
 
     /// One item by id, as stored (call `model::derive_on_read` before answering with it).
     pub fn get(&self, id: &str) -> Result<Option<Item>, StoreError> {
-        let rx = self.db.begin_read()?;
+        let rx = self.db()?.begin_read()?;
         let t = rx.open_table(ITEMS)?;
         match t.get(id)? {
             Some(v) => decode_item(v.value()).map(Some),
@@ -173,21 +254,21 @@ impl Store {
 
     /// The file an item was read from, if it came from a file.
     pub fn origin(&self, id: &str) -> Result<Option<PathBuf>, StoreError> {
-        let rx = self.db.begin_read()?;
+        let rx = self.db()?.begin_read()?;
         let t = rx.open_table(ORIGINS)?;
         Ok(t.get(id)?.map(|v| PathBuf::from(v.value())))
     }
 
     /// An ingestor's stored cursor.
     pub fn cursor(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let rx = self.db.begin_read()?;
+        let rx = self.db()?.begin_read()?;
         let t = rx.open_table(CURSORS)?;
         Ok(t.get(key)?.map(|v| v.value().to_vec()))
     }
 
     /// The number of items in a partition (see [`partitions`]).
     pub fn count(&self, partition: &str) -> Result<u64, StoreError> {
-        let rx = self.db.begin_read()?;
+        let rx = self.db()?.begin_read()?;
         let t = rx.open_table(COUNTS)?;
         Ok(t.get(partition)?.map(|v| v.value()).unwrap_or(0))
     }
@@ -199,7 +280,7 @@ impl Store {
         now: crate::model::Millis,
     ) -> Result<crate::summary::Summaries, StoreError> {
         use crate::summary::{DayTotals, summary};
-        let rx = self.db.begin_read()?;
+        let rx = self.db()?.begin_read()?;
         let counts = rx.open_table(COUNTS)?;
         let totals = rx.open_table(TOTALS)?;
         let count = |p: &str| -> Result<u64, StoreError> {
@@ -220,7 +301,7 @@ impl Store {
 
     /// Total number of items.
     pub fn len(&self) -> Result<u64, StoreError> {
-        let rx = self.db.begin_read()?;
+        let rx = self.db()?.begin_read()?;
         Ok(rx.open_table(ITEMS)?.len()?)
     }
 
@@ -231,7 +312,7 @@ impl Store {
 
     /// Items whose id starts with `prefix`, at most `limit`, in id order.
     pub fn ids_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<Item>, StoreError> {
-        let rx = self.db.begin_read()?;
+        let rx = self.db()?.begin_read()?;
         let t = rx.open_table(ITEMS)?;
         let mut out = Vec::new();
         for entry in t.range(prefix..)? {

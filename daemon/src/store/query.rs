@@ -173,7 +173,7 @@ impl Store {
             .filter(|p| p.as_slice() != ["a"])
             .collect();
 
-        let rx = self.db.begin_read()?;
+        let rx = self.db()?.begin_read()?;
         let index = rx.open_table(INDEX)?;
         let items = rx.open_table(ITEMS)?;
         let mut bounds = Vec::with_capacity(plan.len());

@@ -23,6 +23,7 @@ use crate::summary::{DayTotals, Summaries};
 use redb::{ReadableDatabase, ReadableTable, Table};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -91,6 +92,9 @@ pub struct Published {
     pub errors: Arc<RwLock<HashMap<String, SourceErrors>>>,
     /// The last failed commit, shown in `/v1/health` until a commit succeeds.
     pub store_error: Arc<RwLock<Option<String>>>,
+    /// Bumped when the store is writable again after batches were dropped (a full disk, an I/O
+    /// error): ingestors then rescan from their committed cursors, so nothing is lost.
+    pub resync: Arc<AtomicU64>,
 }
 
 /// The sending side, held by every ingestor.
@@ -141,7 +145,7 @@ pub(super) fn prepare(store: &Store, found_version: Option<u32>) -> Result<(), S
         || me.as_deref().is_some_and(|m| m != store.ctx.me)
         || tz.as_deref().is_some_and(|t| t != tz_now);
 
-    let mut tx = store.db.begin_write()?;
+    let mut tx = store.db()?.begin_write()?;
     tx.set_quick_repair(true);
     if rebuild {
         tracing::info!(
@@ -257,12 +261,13 @@ impl Deltas {
 /// and the thread to join on shutdown.
 pub fn spawn(
     store: Store,
+    min_free_bytes: u64,
 ) -> Result<(WriterHandle, Published, std::thread::JoinHandle<()>), StoreError> {
     let (summary_tx, summary_rx) = watch::channel(store.summaries(Millis::now())?);
     let (changes, _) = broadcast::channel(CHANGE_BUS_CAPACITY);
     let mut errors = HashMap::new();
     {
-        let rx = store.db.begin_read()?;
+        let rx = store.db()?.begin_read()?;
         let meta = rx.open_table(META)?;
         for entry in meta.range("health:".."health;")? {
             let (k, v) = entry?;
@@ -276,12 +281,15 @@ pub fn spawn(
         summary: summary_rx,
         errors: Arc::new(RwLock::new(errors)),
         store_error: Arc::new(RwLock::new(None)),
+        resync: Arc::new(AtomicU64::new(0)),
     };
     let (tx, rx) = std::sync::mpsc::sync_channel(CHANNEL_CAPACITY);
     let state = WriterState {
         store,
         summary: summary_tx,
         published: published.clone(),
+        min_free_bytes,
+        degraded: false,
     };
     let thread = std::thread::Builder::new()
         .name("agentd-writer".into())
@@ -314,6 +322,32 @@ struct WriterState {
     store: Store,
     summary: watch::Sender<Summaries>,
     published: Published,
+    /// Below this much free space on the database's file system, batches are not written.
+    min_free_bytes: u64,
+    /// Batches were dropped (full disk or write error) and the store has not recovered yet.
+    degraded: bool,
+}
+
+/// How often a degraded writer checks whether it can write again.
+const RECOVERY_PROBE: Duration = Duration::from_secs(1);
+
+/// Free bytes for unprivileged users on the file system holding `path`.
+fn free_bytes(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs fills the struct we pass; the path is a valid C string.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        (libc::statvfs(c.as_ptr(), &mut st) == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+    }
+}
+
+/// Whether an error means redb has latched an I/O failure and must be reopened.
+fn is_io_failure(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::Db(redb::Error::Io(_) | redb::Error::PreviousIo)
+    )
 }
 
 impl WriterState {
@@ -322,10 +356,18 @@ impl WriterState {
             let (_, tomorrow) = crate::model::day_bounds(Millis::now(), &self.store.ctx.tz);
             let until_midnight =
                 Duration::from_millis((tomorrow - Millis::now().0).max(0) as u64 + 50);
-            let first = match rx.recv_timeout(until_midnight) {
+            let wait = if self.degraded {
+                until_midnight.min(RECOVERY_PROBE)
+            } else {
+                until_midnight
+            };
+            let first = match rx.recv_timeout(wait) {
                 Ok(op) => op,
                 Err(RecvTimeoutError::Timeout) => {
-                    self.publish_summary(); // a new day: today's totals start over
+                    if self.degraded {
+                        self.probe();
+                    }
+                    self.publish_summary(); // at midnight today's totals start over
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -383,15 +425,85 @@ impl WriterState {
         }
     }
 
+    /// Refuses to write while the disk is nearly full, so that redb never meets `ENOSPC`
+    /// mid-commit; says why.
+    fn disk_too_full(&self) -> Option<String> {
+        let dir = self.store.path().parent()?;
+        let free = free_bytes(dir)?;
+        (free < self.min_free_bytes).then(|| {
+            format!(
+                "the disk holding {} is nearly full ({} MiB free, agentd keeps {} MiB): ingestion is paused and resumes by itself when space is freed",
+                self.store.path().display(),
+                free >> 20,
+                self.min_free_bytes >> 20
+            )
+        })
+    }
+
+    /// Records a dropped write: the error is shown in `/v1/health` and logged once.
+    fn fail(&mut self, msg: String) {
+        let mut slot = self
+            .published
+            .store_error
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        if slot.as_deref() != Some(msg.as_str()) {
+            tracing::error!("{msg}");
+        }
+        *slot = Some(msg);
+        self.degraded = true;
+    }
+
+    /// The store takes writes again: clear the error and have ingestors rescan what was dropped.
+    fn recovered(&mut self) {
+        *self
+            .published
+            .store_error
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+        if self.degraded {
+            self.degraded = false;
+            tracing::info!(
+                "the database takes writes again; rescanning sources for what was missed"
+            );
+            self.published.resync.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// While degraded: is there room again, and does the database take a (empty) commit?
+    fn probe(&mut self) {
+        if let Some(msg) = self.disk_too_full() {
+            self.fail(msg);
+            return;
+        }
+        let attempt = |store: &Store| -> Result<(), StoreError> {
+            let tx = store.db()?.begin_write()?;
+            tx.commit()?;
+            Ok(())
+        };
+        let result = match attempt(&self.store) {
+            Err(e) if is_io_failure(&e) || matches!(e, StoreError::Reopening) => {
+                self.store.reopen().and_then(|()| attempt(&self.store))
+            }
+            other => other,
+        };
+        match result {
+            Ok(()) => self.recovered(),
+            Err(e) => self.fail(format!(
+                "the database cannot be written: {e}; retrying every {RECOVERY_PROBE:?}"
+            )),
+        }
+    }
+
     fn commit(&mut self, batches: Vec<IngestBatch>) {
+        if let Some(msg) = self.disk_too_full() {
+            self.fail(msg);
+            return;
+        }
         let mut health_delta: HashMap<&'static str, SourceErrors> = HashMap::new();
         match self.apply(batches, &mut health_delta) {
             Ok(changed) => {
-                *self
-                    .published
-                    .store_error
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner()) = None;
+                self.recovered();
                 if !health_delta.is_empty() {
                     let mut errs = self
                         .published
@@ -410,14 +522,14 @@ impl WriterState {
                 }
             }
             Err(e) => {
-                let msg =
-                    format!("database write failed, will retry when the files change again: {e}");
-                tracing::error!("{msg}");
-                *self
-                    .published
-                    .store_error
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner()) = Some(msg);
+                let io = is_io_failure(&e);
+                self.fail(format!("a database write failed ({e}); retrying every {RECOVERY_PROBE:?}, nothing is lost"));
+                if io {
+                    // redb refuses everything after an I/O error until it is reopened.
+                    if let Err(e) = self.store.reopen() {
+                        tracing::warn!("reopening the database failed, will retry: {e}");
+                    }
+                }
             }
         }
     }
@@ -429,7 +541,7 @@ impl WriterState {
     ) -> Result<Vec<Arc<Item>>, StoreError> {
         let ctx = self.store.ctx.clone();
         let mut changed = Vec::new();
-        let mut tx = self.store.db.begin_write()?;
+        let mut tx = self.store.db()?.begin_write()?;
         tx.set_quick_repair(true);
         {
             let mut items = tx.open_table(ITEMS)?;
