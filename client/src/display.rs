@@ -53,9 +53,17 @@ pub fn short_id(id: &str) -> String {
     }
 }
 
+/// Replaces control characters (newlines, tabs, and the escape sequences a hostile run log
+/// could use to rewrite the terminal) with spaces.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 /// Cuts `s` to at most `width` terminal columns, ending with "…" when cut.
 pub fn fit(s: &str, width: usize) -> String {
-    let s = s.replace(['\n', '\r', '\t'], " ");
+    let s = printable(s);
     if s.width() <= width {
         return s;
     }
@@ -103,8 +111,8 @@ pub fn table(items: &[Item], now: Millis, width: Option<usize>) -> String {
             [
                 format!("{} {}", i.status.icon(), i.status),
                 i.source.to_string(),
-                title,
-                i.creator.clone().unwrap_or_default(),
+                printable(&title),
+                printable(i.creator.as_deref().unwrap_or_default()),
                 relative(i.created_at, now),
                 i.duration_ms.map(duration).unwrap_or_else(|| "-".into()),
                 money(i),
@@ -225,6 +233,10 @@ mod tests {
         assert_eq!(fit("a long title here", 8), "a long …");
         assert_eq!(fit("日本語のタイトル", 7), "日本語…");
         assert_eq!(fit("two\nlines", 20), "two lines");
+        assert_eq!(
+            printable("evil\u{1b}]0;pwned\u{7}title"),
+            "evil ]0;pwned title"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@
 pub mod display;
 
 pub use agentd_wire::{AgentsPage, Health, Item, Source, Status, Summary};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -192,6 +192,52 @@ impl Client {
         read_body(&mut reader, &head, on_data)
     }
 
+    /// One GET that gives up at `budget`, whatever the daemon does: the connect never waits (a
+    /// full backlog is a failure, not a queue), and every read waits only for the time left.
+    /// For `agentctl prompt`, which must never hold up a shell.
+    pub fn get_within(&self, path: &str, budget: Duration) -> Result<Response, ClientError> {
+        let deadline = Instant::now() + budget;
+        let mut stream = connect_nonblocking(&self.socket)?;
+        stream.set_nonblocking(false)?;
+        let left = || {
+            let d = deadline.saturating_duration_since(Instant::now());
+            if d.is_zero() {
+                Err(ClientError::Io(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "time budget spent",
+                )))
+            } else {
+                Ok(d)
+            }
+        };
+        stream.set_write_timeout(Some(left()?))?;
+        stream.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )?;
+        let mut raw = Vec::with_capacity(1024);
+        let mut buf = [0u8; 4096];
+        loop {
+            stream.set_read_timeout(Some(left()?))?;
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            }
+            if raw.len() > 1 << 20 {
+                return Err(ClientError::Protocol("answer too large".into()));
+            }
+        }
+        let mut r = BufReader::new(raw.as_slice());
+        let head = read_head(&mut r)?;
+        let body = read_all(&mut r, &head)?;
+        Ok(Response {
+            status: head.status,
+            body,
+        })
+    }
+
     /// GET a JSON answer.
     pub fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.json(self.request("GET", path, None)?)
@@ -244,6 +290,57 @@ impl Client {
                 candidates: page.items.into_iter().map(|i| i.id).collect(),
             }),
         }
+    }
+}
+
+/// Connects without ever waiting: `EAGAIN` (the daemon's backlog is full) or any other error is
+/// returned at once.
+fn connect_nonblocking(path: &Path) -> Result<UnixStream, ClientError> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::io::FromRawFd;
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: a plain socket(2)/connect(2) pair on a zeroed sockaddr_un whose path we bound-check;
+    // the fd is owned by the UnixStream from here on (closed on every path).
+    unsafe {
+        let mut addr: libc::sockaddr_un = std::mem::zeroed();
+        if bytes.len() >= addr.sun_path.len() {
+            return Err(ClientError::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "socket path too long",
+            )));
+        }
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
+            *dst = *src as libc::c_char;
+        }
+        let fd = libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        );
+        if fd < 0 {
+            return Err(io::Error::last_os_error().into());
+        }
+        let stream = UnixStream::from_raw_fd(fd);
+        let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+        if libc::connect(
+            fd,
+            &addr as *const libc::sockaddr_un as *const libc::sockaddr,
+            len,
+        ) != 0
+        {
+            let source = io::Error::last_os_error();
+            return Err(match source.kind() {
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
+                    ClientError::Unreachable {
+                        socket: path.to_owned(),
+                        source,
+                    }
+                }
+                _ => ClientError::Io(source),
+            });
+        }
+        Ok(stream)
     }
 }
 

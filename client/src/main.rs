@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Budget for the whole prompt query: past it the prompt shows nothing rather than lag.
 const PROMPT_BUDGET: Duration = Duration::from_millis(10);
@@ -204,16 +204,26 @@ fn prompt_fast(args: &[String]) {
             _ => return, // a prompt never prints usage errors
         }
     }
-    let socket = socket.unwrap_or_else(agentctl::default_socket);
-    let started = Instant::now();
-    let client = Client::new(socket).with_timeout(Some(PROMPT_BUDGET));
-    if let Ok(summary) = client.summary(all)
-        && started.elapsed() <= PROMPT_BUDGET * 2
-    {
-        let line = display::prompt(&summary, &format);
-        if !line.is_empty() {
-            let _ = writeln!(std::io::stdout(), "{line}");
-        }
+    print_prompt(socket, &format, all);
+}
+
+/// The prompt line: one request within [`PROMPT_BUDGET`], printed only if it all worked.
+fn print_prompt(socket: Option<PathBuf>, format: &str, all: bool) {
+    let client = Client::new(socket.unwrap_or_else(agentctl::default_socket));
+    let path = if all {
+        "/v1/summary?tab=all"
+    } else {
+        "/v1/summary"
+    };
+    let Ok(resp) = client.get_within(path, PROMPT_BUDGET) else {
+        return;
+    };
+    let Ok(summary) = client.json::<agentd_wire::Summary>(resp) else {
+        return;
+    };
+    let line = display::prompt(&summary, format);
+    if !line.is_empty() {
+        let _ = writeln!(std::io::stdout(), "{line}");
     }
 }
 
@@ -301,7 +311,7 @@ fn run(client: &Client, command: Command) -> Result<(), Failure> {
                 return print_json(&item);
             }
             let now = Millis::now();
-            let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+            let opt = |v: &Option<String>| display::printable(v.as_deref().unwrap_or("-"));
             println!(
                 "{} {}  {}",
                 item.status.icon(),
@@ -310,7 +320,7 @@ fn run(client: &Client, command: Command) -> Result<(), Failure> {
             );
             println!("  id        {}", item.id);
             if let Some(d) = &item.status_detail {
-                println!("  detail    {d}");
+                println!("  detail    {}", display::printable(d));
             }
             println!(
                 "  source    {} ({})",
@@ -352,10 +362,10 @@ fn run(client: &Client, command: Command) -> Result<(), Failure> {
                 u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens
             );
             if let Some(url) = &item.open.url {
-                println!("  open      {url}");
+                println!("  open      {}", display::printable(url));
             }
             if let Some(cmd) = &item.open.command {
-                println!("  resume    {cmd}");
+                println!("  resume    {}", display::printable(cmd));
             }
             Ok(())
         }
@@ -426,7 +436,11 @@ fn run(client: &Client, command: Command) -> Result<(), Failure> {
             );
             Ok(())
         }
-        Command::Prompt { .. } => unreachable!("handled before argument parsing"),
+        // Reached when a global flag comes first (`agentctl --socket S prompt`).
+        Command::Prompt { format, all } => {
+            print_prompt(Some(client.socket().to_owned()), &format, all);
+            Ok(())
+        }
         Command::Sync { json } => {
             let resp =
                 client

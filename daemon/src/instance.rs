@@ -22,11 +22,10 @@ pub enum InstanceError {
     Dir(#[from] crate::listen::ListenError),
 }
 
-/// Held for the daemon's lifetime; dropping it removes the pid file and releases the lock.
+/// Held for the daemon's lifetime; dropping it empties the pid file and releases the lock.
 #[derive(Debug)]
 pub struct Lock {
     file: File,
-    path: PathBuf,
 }
 
 impl Lock {
@@ -67,13 +66,15 @@ impl Lock {
         file.set_len(0).map_err(io_err)?;
         file.rewind().map_err(io_err)?;
         writeln!(file, "{}", std::process::id()).map_err(io_err)?;
-        Ok(Lock { file, path })
+        Ok(Lock { file })
     }
 }
 
+/// The pid file is emptied, never removed: unlinking a locked file would let one starting daemon
+/// lock the old inode while another creates and locks a new file, and both would run.
 impl Drop for Lock {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        let _ = self.file.set_len(0);
         let _ = self.file.unlock();
     }
 }

@@ -26,6 +26,32 @@ pub use config::Config;
 use std::future::Future;
 use std::sync::Arc;
 
+/// Exit status when an internal thread fails: the service manager restarts the daemon, which
+/// resumes from its committed cursors.
+pub const EXIT_INTERNAL: i32 = 70;
+
+/// Wraps a thread body so that a panic in it ends the process with a clear message instead of
+/// leaving a daemon that answers but no longer ingests.
+pub(crate) fn supervised<F: FnOnce() + Send + 'static>(
+    name: &'static str,
+    body: F,
+) -> impl FnOnce() + Send + 'static {
+    move || {
+        if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!(
+                "the {name} thread failed ({what}); agentd exits so that it is restarted"
+            );
+            eprintln!("agentd: the {name} thread failed ({what}); exiting");
+            std::process::exit(EXIT_INTERNAL);
+        }
+    }
+}
+
 /// Why the daemon could not start (or stopped with an error). Each message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -75,12 +101,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     if let Err(e) = listen::private_dir(&config.runs_dirs[0]) {
         tracing::warn!("{e}");
     }
+    let stop_ingest = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (runs_tx, runs_thread) = ingest::runs::spawn(
         config.runs_dirs.clone(),
         store.clone(),
         writer.clone(),
         runs_stats.clone(),
         published.resync.clone(),
+        stop_ingest.clone(),
     )
     .map_err(DaemonError::Thread)?;
 
@@ -122,7 +150,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
     let _ = server.await;
-    let _ = runs_tx.send(ingest::IngestEvent::Shutdown);
+    // Ingestors stop between files (a long backfill does not hold shutdown up); the event only
+    // wakes an idle one. `try_send`: never block a runtime thread on a full queue.
+    stop_ingest.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = runs_tx.try_send(ingest::IngestEvent::Shutdown);
     let writer_for_stop = writer.clone();
     let _ = tokio::task::spawn_blocking(move || {
         let _ = runs_thread.join();

@@ -34,8 +34,9 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest buffered request head (request line and headers).
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
-/// Connections served at once across both listeners; beyond it new ones are closed at once.
-const MAX_CONNECTIONS: usize = 512;
+/// Connections served at once per listener; beyond it new ones are closed at once. Separate
+/// limits, so that unauthenticated TCP clients can never crowd out the owner's socket.
+const MAX_CONNECTIONS: usize = 256;
 
 /// How long shutdown waits for open requests to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
@@ -70,7 +71,7 @@ pub struct Listeners {
 }
 
 /// Creates `dir` (and parents) with mode 0700, or checks an existing one: it must be ours, and
-/// group or other access is removed.
+/// group or other access is removed. Only for directories that are agentd's own.
 pub fn private_dir(dir: &Path) -> Result<(), ListenError> {
     let err = |source| ListenError::Dir {
         dir: dir.to_owned(),
@@ -96,6 +97,23 @@ pub fn private_dir(dir: &Path) -> Result<(), ListenError> {
             dir.display()
         );
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Refuses a directory that belongs to someone else.
+fn check_owner(dir: &Path) -> Result<(), ListenError> {
+    let meta = std::fs::metadata(dir).map_err(|source| ListenError::Dir {
+        dir: dir.to_owned(),
+        source,
+    })?;
+    // SAFETY: getuid has no preconditions.
+    let me = unsafe { libc::getuid() };
+    if meta.uid() != me {
+        return Err(ListenError::ForeignDir {
+            dir: dir.to_owned(),
+            owner: meta.uid(),
+        });
     }
     Ok(())
 }
@@ -127,7 +145,13 @@ pub fn bind_unix(path: &Path) -> Result<LocalListener, ListenError> {
         });
     }
     if let Some(dir) = path.parent() {
-        private_dir(dir)?;
+        if dir.exists() && dir.file_name().is_none_or(|n| n != "agentd") {
+            // A directory the user chose (`--socket ~/agentd.sock`): not ours to chmod. The
+            // socket's own 0600 mode still keeps other users out.
+            check_owner(dir)?;
+        } else {
+            private_dir(dir)?;
+        }
     }
     match std::os::unix::net::UnixStream::connect(path) {
         Ok(_) => {
@@ -179,7 +203,8 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let unix_limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let tcp_limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     // SAFETY: getuid has no preconditions.
     let me = unsafe { libc::getuid() };
     let Listeners {
@@ -192,7 +217,7 @@ pub async fn serve(
             r = unix.accept() => match r {
                 Ok(stream) => {
                     match peer_uid(&stream) {
-                        Some(uid) if uid == me => spawn_conn(stream, &unix_router, &graceful, &limit),
+                        Some(uid) if uid == me => spawn_conn(stream, &unix_router, &graceful, &unix_limit),
                         other => tracing::warn!("refused a socket client with uid {other:?}"),
                     }
                 }
@@ -201,7 +226,7 @@ pub async fn serve(
             r = accept_tcp(tcp.as_ref()) => match r {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
-                    spawn_conn(stream, &tcp_router, &graceful, &limit);
+                    spawn_conn(stream, &tcp_router, &graceful, &tcp_limit);
                 }
                 Err(e) => accept_error(e).await,
             },

@@ -54,6 +54,15 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
+        // A second signal while shutting down (a stuck client, an impatient user): exit now.
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            eprintln!("agentd: second signal during shutdown; exiting now");
+            std::process::exit(130);
+        });
     })
 }
 

@@ -102,10 +102,20 @@ pub fn date_bounds(date: &str, tz: &TimeZone) -> Option<(i64, i64)> {
 }
 
 /// A stable name for a time zone, stored so that day indexes can be rebuilt when it changes.
+/// A zone without an IANA name (a POSIX `TZ` string) is named by its offsets in January and
+/// July, which identify its rules without changing at each daylight-saving switch.
 pub fn tz_fingerprint(tz: &TimeZone) -> String {
     match tz.iana_name() {
         Some(name) => name.to_owned(),
-        None => format!("fixed{}", tz.to_offset(jiff::Timestamp::now()).seconds()),
+        None => {
+            let at = |ms: i64| {
+                jiff::Timestamp::from_millisecond(ms)
+                    .map(|t| tz.to_offset(t).seconds())
+                    .unwrap_or(0)
+            };
+            // 2025-01-15 and 2025-07-15, UTC.
+            format!("offsets{}/{}", at(1_736_899_200_000), at(1_752_537_600_000))
+        }
     }
 }
 

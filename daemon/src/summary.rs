@@ -42,23 +42,29 @@ impl DayTotals {
     /// Adds (`sign = 1`) or removes (`sign = -1`) one item's contribution.
     pub fn apply(&mut self, item: &Item, sign: i64) {
         match item.status {
-            Status::Success => self.success += sign,
-            Status::Failed => self.failed += sign,
-            Status::Canceled => self.canceled += sign,
+            Status::Success => self.success = self.success.saturating_add(sign),
+            Status::Failed => self.failed = self.failed.saturating_add(sign),
+            Status::Canceled => self.canceled = self.canceled.saturating_add(sign),
             Status::Working | Status::Blocked => {}
         }
-        let micro = |v: Option<f64>| (v.unwrap_or(0.0) * MICRO).round() as i64;
-        self.credits_micro += sign * micro(item.credits);
-        self.cost_micro += sign * micro(item.cost_usd);
+        // `as` saturates for out-of-range floats; the sums saturate too, so no input can
+        // overflow them (sources also refuse absurd amounts).
+        let micro = |v: Option<f64>| (v.unwrap_or(0.0).max(0.0) * MICRO).round() as i64;
+        self.credits_micro = self
+            .credits_micro
+            .saturating_add(sign.saturating_mul(micro(item.credits)));
+        self.cost_micro = self
+            .cost_micro
+            .saturating_add(sign.saturating_mul(micro(item.cost_usd)));
     }
 
     /// Adds another delta.
     pub fn merge(&mut self, other: &DayTotals) {
-        self.success += other.success;
-        self.failed += other.failed;
-        self.canceled += other.canceled;
-        self.credits_micro += other.credits_micro;
-        self.cost_micro += other.cost_micro;
+        self.success = self.success.saturating_add(other.success);
+        self.failed = self.failed.saturating_add(other.failed);
+        self.canceled = self.canceled.saturating_add(other.canceled);
+        self.credits_micro = self.credits_micro.saturating_add(other.credits_micro);
+        self.cost_micro = self.cost_micro.saturating_add(other.cost_micro);
     }
 
     /// Whether every field is zero.

@@ -5,13 +5,12 @@
 use std::process::Command;
 
 fn agentd(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let home = std::env::temp_dir().join(format!("agentd-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&home).unwrap();
+    // Every case here fails before agentd creates anything, so nothing needs to exist.
     let mut c = Command::new(env!("CARGO_BIN_EXE_agentd"));
     c.args(args)
         .env_clear()
-        .env("HOME", &home)
-        .env("AGENTD_STATE_DIR", home.join("state"));
+        .env("HOME", "/nonexistent/home")
+        .env("AGENTD_STATE_DIR", "/nonexistent/state");
     for (k, v) in env {
         c.env(k, v);
     }

@@ -197,7 +197,8 @@ impl Daemon {
         let dir = Scratch::new(name);
         let home = dir.0.join("home");
         let state = dir.0.join("state");
-        let socket = dir.0.join("run").join("agentd.sock");
+        // Laid out like the default ($XDG_RUNTIME_DIR/agentd/agentd.sock).
+        let socket = dir.0.join("run").join("agentd").join("agentd.sock");
         std::fs::create_dir_all(&home).unwrap();
         let mut d = Daemon {
             child: None,

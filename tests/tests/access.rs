@@ -38,6 +38,25 @@ fn a_too_open_socket_dir_is_tightened() {
 }
 
 #[test]
+fn a_socket_in_a_directory_of_the_users_choice_leaves_its_mode_alone() {
+    let mut d = Daemon::start_with(
+        "userdir",
+        Options {
+            http: None,
+            ..Options::default()
+        },
+    );
+    d.stop();
+    let chosen = d.dir.0.join("shared-place");
+    std::fs::create_dir(&chosen).unwrap();
+    std::fs::set_permissions(&chosen, std::fs::Permissions::from_mode(0o755)).unwrap();
+    d.socket = chosen.join("agentd.sock");
+    d.spawn();
+    assert_eq!(mode(&chosen), 0o755, "not agentd's directory: not chmod-ed");
+    assert_eq!(mode(&d.socket), 0o600);
+}
+
+#[test]
 fn tcp_needs_token_and_loopback_host() {
     let d = Daemon::start("tcp");
     let token = d.token();
@@ -96,6 +115,17 @@ fn tcp_needs_token_and_loopback_host() {
     let pair = cookie.split(';').next().unwrap();
     assert_eq!(d.tcp("GET", "/v1/agents", &[("Cookie", pair)]).status, 200);
     assert_eq!(d.tcp("GET", "/?token=wrong", &[]).status, 401);
+    assert_eq!(
+        d.tcp("GET", &format!("/v1/summary?token={token}"), &[])
+            .status,
+        401,
+        "only / logs in"
+    );
+    assert_eq!(
+        d.tcp("GET", "/v1/agents", &[("Cookie", "agentd_token=wrong")])
+            .status,
+        401
+    );
 
     // The socket needs no token.
     assert_eq!(d.req("GET", "/v1/summary", b"").status, 200);
@@ -165,7 +195,11 @@ fn sigterm_and_sigint_stop_cleanly_and_remove_the_socket() {
     let status = d.stop();
     assert_eq!(status.code(), Some(0), "{}", d.log_text());
     assert!(!d.socket.exists());
-    assert!(!d.state.join("agentd.pid").exists());
+    // The pid file is emptied, not removed (removing a locked file races with a starting daemon).
+    assert_eq!(
+        std::fs::read_to_string(d.state.join("agentd.pid")).unwrap(),
+        ""
+    );
 
     d.spawn();
     let child = d.child.take().unwrap();

@@ -132,6 +132,31 @@ fn unicode_width(s: &str) -> usize {
 }
 
 #[test]
+fn open_never_lets_a_file_name_reach_the_shell() {
+    let d = Daemon::start("ctl-inject");
+    let name = "x;touch PWNED";
+    d.write_run(name, &[rec(json!({"type": "start", "ts": ago(1)}))]);
+    d.wait_item("cli:x;touch%20PWNED", |_| true);
+    let out = d.agentctl(&["open", "x;touch", "--print"]);
+    assert_eq!(
+        stdout(&out),
+        "agentctl logs 'cli:x;touch PWNED'\n",
+        "{}",
+        stderr(&out)
+    );
+    // Running it (sh -c) in a scratch dir creates nothing there.
+    let cwd = agentd_tests::Scratch::new("inject-cwd");
+    let _ = std::process::Command::new(agentd_tests::bin("agentctl"))
+        .args(["open", "x;touch"])
+        .env("AGENTD_SOCKET", &d.socket)
+        .env("PATH", agentd_tests::bin("agentctl").parent().unwrap())
+        .current_dir(&cwd.0)
+        .output()
+        .unwrap();
+    assert!(!cwd.0.join("PWNED").exists());
+}
+
+#[test]
 fn show_resolves_prefixes_and_exit_codes() {
     let d = Daemon::start("ctl-show");
     load(&d);
@@ -198,6 +223,16 @@ fn summary_prompt_logs_open_sync_web() {
         "agentctl logs cli:7f3a9c21-mine\n"
     );
     assert_eq!(stdout(&d.agentctl(&["sync"])), "synced 0\n");
+
+    // Global flags may come first; the prompt still never fails.
+    let sock = d.socket.to_str().unwrap().to_owned();
+    let out = d.agentctl(&["--socket", &sock, "prompt"]);
+    assert_eq!(
+        (out.status.code(), stdout(&out)),
+        (Some(0), "⚙1\n".to_owned()),
+        "{}",
+        stderr(&out)
+    );
 
     let url = stdout(&d.agentctl(&["web", "--print"]));
     assert_eq!(

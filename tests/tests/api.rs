@@ -88,6 +88,12 @@ fn filters_and_tabs() {
     check(&d, "tab=all&source=slack,scheduled", &["cli:b1", "cli:a2"]);
     check(&d, "tab=all&source=api", &[]);
     check(&d, "tab=all&creator=bob", &["cli:b2", "cli:b1"]);
+    check(
+        &d,
+        "tab=all&creator=bob&creator=alice&status=success,failed",
+        &["cli:b1", "cli:a2"],
+    );
+    check(&d, "tab=all&harness=codex,gemini", &["cli:b1", "cli:a2"]);
     check(&d, "creator=bob", &[]);
     check(&d, "tab=all&harness=claude-code", &["cli:b2", "cli:a1"]);
     check(&d, "tab=all&day=2026-01-15", &["cli:old"]);
@@ -230,6 +236,30 @@ fn pagination_with_cursors_visits_every_item_once_in_order() {
     assert_eq!(pages, 3);
     let expected: Vec<String> = (0..120).rev().map(|i| format!("cli:run{i:03}")).collect();
     assert_eq!(seen, expected, "newest first, each once");
+
+    // Across a union of partitions (two statuses) the pages interleave them in order.
+    for i in (0..120).step_by(3) {
+        let status =
+            rec(json!({"type": "status", "ts": ago(10_000 - i * 7 - 1), "status": "blocked"}));
+        d.append_run(&format!("run{i:03}"), format!("{status}\n").as_bytes());
+    }
+    d.wait_for("/v1/summary", "40 blocked", |v| v["blocked"] == 40);
+    let mut union = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = d.get(&format!(
+            "/v1/agents?limit=7&status=blocked,working&cursor={cursor}"
+        ));
+        union.extend(ids(&page));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(
+        union, expected,
+        "newest first across both statuses, each once"
+    );
     // The cursor of the last full page answers an empty page, not an error.
     let page = d.get("/v1/agents?limit=120");
     assert_eq!(page["next_cursor"], Value::Null);

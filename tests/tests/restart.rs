@@ -271,6 +271,60 @@ fn a_new_user_name_rebuilds_the_personal_tab() {
     assert_eq!(d.get("/v1/agents/cli:by-bob")["mine"], true);
     assert_eq!(d.get("/v1/summary")["working"], 1);
     assert_eq!(d.get("/v1/summary?tab=all")["working"], 2);
+
+    // New lines in alice's run keep it alice's: the creator was recorded when it was first read.
+    d.append_run(
+        "by-alice",
+        format!(
+            "{}\n",
+            rec(json!({"type": "status", "ts": ago(1), "status": "blocked"}))
+        )
+        .as_bytes(),
+    );
+    let a = d.wait_item("cli:by-alice", |v| v["status"] == "blocked");
+    assert_eq!(
+        (a["creator"].as_str(), a["mine"].as_bool()),
+        (Some("alice"), Some(false))
+    );
+}
+
+#[test]
+fn files_of_other_users_are_not_ingested() {
+    let d = Daemon::start("foreign");
+    // Made outside the runs dir, given to nobody, then moved in (root can chown; CI runs as root).
+    let path = d.dir.0.join("theirs.jsonl");
+    std::fs::write(
+        &path,
+        format!(
+            "{}\n",
+            rec(json!({"type": "start", "ts": ago(3), "title": "not mine"}))
+        ),
+    )
+    .unwrap();
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: chown on a path we own, with a valid C string.
+    let rc = unsafe { libc::chown(c.as_ptr(), 65534, 65534) };
+    if rc != 0 {
+        eprintln!(
+            "skipped: cannot chown here ({})",
+            std::io::Error::last_os_error()
+        );
+        return;
+    }
+    std::fs::rename(&path, d.runs.join("theirs.jsonl")).unwrap();
+    d.write_run("mine", &[rec(json!({"type": "start", "ts": ago(1)}))]);
+    d.wait_item("cli:mine", |_| true);
+    let h = d.wait_for("/v1/health", "the refusal", |v| {
+        v["sources"][0]["errors"].as_u64() >= Some(1)
+    });
+    assert!(
+        h["sources"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("owned by uid 65534"),
+        "{h}"
+    );
+    assert_eq!(d.req("GET", "/v1/agents/cli:theirs", b"").status, 404);
 }
 
 /// Runs the daemon with a config file of its own.

@@ -1,7 +1,8 @@
 //! Access control for the TCP listener (contract section 4, "Access").
 //!
 //! - `Host` must be `localhost`, `127.0.0.1` or `[::1]` (any port): a DNS-rebinding page gets 403.
-//! - A browser `Origin`, when sent, must be one of those hosts too; no CORS headers are sent.
+//! - A browser `Origin`, when sent, must be the same host and port (same origin); no CORS
+//!   headers are sent. Refusals close the connection.
 //! - Every route needs `Authorization: Bearer <token>` or the `agentd_token` cookie, which
 //!   `GET /?token=<token>` sets for the web page.
 //!
@@ -61,6 +62,15 @@ fn presented_token(headers: &HeaderMap) -> Option<&str> {
     None
 }
 
+/// A refusal also closes the connection, so that unauthenticated clients do not hold
+/// keep-alive connections open.
+fn refuse(e: ApiError) -> Response {
+    let mut resp = e.into_response();
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
 /// The TCP listener's guard. State: the token.
 pub async fn tcp_guard(State(token): State<Arc<str>>, req: Request, next: Next) -> Response {
     let headers = req.headers();
@@ -69,16 +79,18 @@ pub async fn tcp_guard(State(token): State<Arc<str>>, req: Request, next: Next) 
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
     if !is_loopback_host(host) {
-        return ApiError::forbidden(format!(
+        return refuse(ApiError::forbidden(format!(
             "Host {host:?} is not allowed; use localhost, 127.0.0.1 or [::1]"
-        ))
-        .into_response();
+        )));
     }
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+        // Same origin only: a page served by another local program (another port) may not
+        // drive this API with the user's cookie.
         let authority = origin.split_once("://").map(|(_, a)| a).unwrap_or("");
-        if !is_loopback_host(authority) {
-            return ApiError::forbidden(format!("Origin {origin:?} is not allowed"))
-                .into_response();
+        if !authority.eq_ignore_ascii_case(host) {
+            return refuse(ApiError::forbidden(format!(
+                "Origin {origin:?} is not allowed"
+            )));
         }
     }
     let mut set_cookie = false;
@@ -101,7 +113,7 @@ pub async fn tcp_guard(State(token): State<Arc<str>>, req: Request, next: Next) 
         set_cookie
     };
     if !authorized {
-        return ApiError::unauthorized().into_response();
+        return refuse(ApiError::unauthorized());
     }
     let mut resp = next.run(req).await;
     if set_cookie {

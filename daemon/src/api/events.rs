@@ -3,8 +3,9 @@
 //! On connect the stream sends the tab's current summary; then `event: agent` with the item on
 //! every committed change (Personal tab: only the user's items), `event: summary` whenever the
 //! tab's counts move, and a `: heartbeat` comment every [`HEARTBEAT`] so that proxies and clients
-//! can tell a quiet stream from a dead one. A subscriber that falls behind the change bus gets a
-//! fresh summary and carries on; it never slows the writer.
+//! can tell a quiet stream from a dead one. A subscriber that falls behind the change bus gets
+//! `event: resync` (reload your list) and a fresh summary, and carries on; it never slows the
+//! writer.
 
 use super::params::Params;
 use super::{ApiError, AppState};
@@ -59,10 +60,13 @@ pub async fn events(
                     }
                     Ok(_) => continue,
                     Err(RecvError::Lagged(n)) => {
+                        // Changes were missed: tell the client to reload its list, then carry on.
                         tracing::debug!("an event stream lagged by {n} changes");
                         let now = summary.borrow().tab(personal);
                         *last = now;
-                        return Some((Ok(frame("summary", &now)), st));
+                        let mut out = frame("resync", &serde_json::json!({"missed": n})).to_vec();
+                        out.extend_from_slice(&frame("summary", &now));
+                        return Some((Ok(bytes::Bytes::from(out)), st));
                     }
                     Err(RecvError::Closed) => return None,
                 },

@@ -62,8 +62,8 @@ pub async fn agent_log(
                     open = tx.blocking_send(Ok(data.into())).is_ok();
                 }
             });
-            if finished || !open {
-                return;
+            if finished || !open || tx.is_closed() {
+                return; // done, or the client went away
             }
             std::thread::sleep(FOLLOW_POLL);
         }

@@ -62,15 +62,42 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Turns a panic inside a handler into a `500` answer instead of a dropped connection.
+/// Turns a panic inside a handler into a `500` answer instead of a dropped connection, and any
+/// error answer that is not JSON yet (the framework's own rejections: a malformed path, a body
+/// over the limit) into the contract's JSON error.
 async fn catch_panics(req: Request, next: Next) -> Response {
-    match std::panic::AssertUnwindSafe(next.run(req))
+    let resp = match std::panic::AssertUnwindSafe(next.run(req))
         .catch_unwind()
         .await
     {
         Ok(resp) => resp,
-        Err(_) => ApiError::internal("a request handler panicked").into_response(),
+        Err(_) => return ApiError::internal("a request handler panicked").into_response(),
+    };
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
     }
+    let text = axum::body::to_bytes(resp.into_body(), 4096)
+        .await
+        .unwrap_or_default();
+    let code = match status.as_u16() {
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        s if s >= 500 => "internal",
+        _ => "bad_request",
+    };
+    ApiError {
+        status,
+        code,
+        message: String::from_utf8_lossy(&text).trim().to_owned(),
+    }
+    .into_response()
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Response {

@@ -29,7 +29,8 @@ pub enum Record {
     },
     Status {
         ts: Millis,
-        status: Status,
+        /// `None`: the record only updates the detail.
+        status: Option<Status>,
         detail: Option<String>,
     },
     Usage {
@@ -70,8 +71,10 @@ pub enum LineError {
     NotJson(String),
     #[error("missing or invalid \"type\"")]
     NoType,
-    #[error("missing or invalid \"ts\" (RFC 3339 text or epoch milliseconds)")]
+    #[error("missing or invalid \"ts\" (RFC 3339 text or epoch milliseconds, years 1970 to 9999)")]
     NoTimestamp,
+    #[error("\"{0}\" must be a number from 0 to 1e9")]
+    BadMoney(String),
     #[error("a status record's status must be working or blocked, not {0:?}")]
     BadStatus(String),
     #[error("an end record's status must be success, failed or canceled, not {0:?}")]
@@ -86,23 +89,43 @@ fn count(v: &Value, key: &str) -> u64 {
     v.get(key).and_then(Value::as_u64).unwrap_or(0)
 }
 
+/// The latest timestamp accepted: 9999-12-31T23:59:59.999Z, the last one RFC 3339's four-digit
+/// year can spell. A later one could not be written back out.
+const MAX_TS: i64 = 253_402_300_799_999;
+
+/// Largest cost or credit amount a single record may carry; beyond it the value is not money
+/// but garbage, and sums of it would overflow.
+const MAX_MONEY: f64 = 1e9;
+
 /// `ts` is RFC 3339 text, or a number of epoch milliseconds (values below 10^11 are taken as
-/// seconds, which is what `date +%s` gives).
+/// seconds, which is what `date +%s` gives). Years before 1970 or after 9999 are refused.
 fn timestamp(v: &Value) -> Option<Millis> {
-    match v.get("ts")? {
-        Value::String(s) => agentd_wire::parse_rfc3339_ms(s).map(Millis),
+    let ms = match v.get("ts")? {
+        Value::String(s) => agentd_wire::parse_rfc3339_ms(s)?,
         Value::Number(n) => {
             let f = n.as_f64()?;
             if !f.is_finite() || f < 0.0 {
                 return None;
             }
-            Some(Millis(if f < 1e11 {
+            if f < 1e11 {
                 (f * 1000.0) as i64
             } else {
-                f as i64
-            }))
+                f.min(i64::MAX as f64) as i64
+            }
         }
-        _ => None,
+        _ => return None,
+    };
+    (0..=MAX_TS).contains(&ms).then_some(Millis(ms))
+}
+
+/// A money amount: finite, not negative, not absurd.
+fn money(v: &Value, key: &str) -> Result<Option<f64>, LineError> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(x) => match x.as_f64() {
+            Some(c) if c.is_finite() && (0.0..=MAX_MONEY).contains(&c) => Ok(Some(c)),
+            _ => Err(LineError::BadMoney(key.to_owned())),
+        },
     }
 }
 
@@ -143,11 +166,11 @@ pub fn parse_line(line: &[u8]) -> Result<Record, LineError> {
         }),
         "output" => Record::Output { ts },
         "status" => {
-            let s = text(&v, "status").unwrap_or_default();
-            let status = match s.as_str() {
-                "working" => Status::Working,
-                "blocked" => Status::Blocked,
-                _ => return Err(LineError::BadStatus(s)),
+            let status = match text(&v, "status").as_deref() {
+                None => None, // only the detail changes
+                Some("working") => Some(Status::Working),
+                Some("blocked") => Some(Status::Blocked),
+                Some(other) => return Err(LineError::BadStatus(other.to_owned())),
             };
             Record::Status {
                 ts,
@@ -164,10 +187,7 @@ pub fn parse_line(line: &[u8]) -> Result<Record, LineError> {
                 cache_read_tokens: count(&v, "cache_read_tokens"),
                 cache_write_tokens: count(&v, "cache_write_tokens"),
             },
-            cost_usd: v
-                .get("cost_usd")
-                .and_then(Value::as_f64)
-                .filter(|c| c.is_finite()),
+            cost_usd: money(&v, "cost_usd")?,
         },
         "end" => {
             let exit_code = v.get("exit_code").and_then(Value::as_i64);
@@ -226,7 +246,12 @@ impl RunFold {
                 }
             }
             Record::Output { .. } => self.output_records += 1,
-            Record::Status { status, detail, .. } if !ended => self.status = Some((status, detail)),
+            Record::Status { status, detail, .. } if !ended => {
+                let status = status
+                    .or(self.status.as_ref().map(|s| s.0))
+                    .unwrap_or(Status::Working);
+                self.status = Some((status, detail));
+            }
             Record::Status { .. } => {}
             Record::Usage {
                 model,
@@ -307,10 +332,11 @@ impl RunFold {
             Some(s) => s.parse().unwrap_or(Source::Other),
         };
         let id = format!("{ID_SCHEME}:{run_id}");
+        let command = format!("agentctl logs {}", shell_quote(&id));
         Item {
             open: Open {
                 url: None,
-                command: Some(format!("agentctl logs {id}")),
+                command: Some(command),
             },
             id,
             kind: Kind::Run,
@@ -331,6 +357,17 @@ impl RunFold {
             cost_usd: self.cost_usd,
             usage: self.usage,
         }
+    }
+}
+
+/// Quotes a word for a POSIX shell, since `open.command` is run with `sh -c` and run ids come
+/// from file names anyone with access to a runs dir can choose.
+pub fn shell_quote(word: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-_.:/@%+=,".contains(c);
+    if !word.is_empty() && word.chars().all(safe) {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
     }
 }
 
@@ -445,6 +482,32 @@ mod tests {
             Some(10_000),
             0,
         );
+        // A status record without a status only updates the detail.
+        check(
+            &[
+                START,
+                r#"{"type":"status","ts":"2026-11-28T09:00:05Z","status":"blocked","detail":"approve Bash"}"#,
+                r#"{"type":"status","ts":"2026-11-28T09:00:06Z","detail":"approve Edit"}"#,
+            ],
+            Status::Blocked,
+            Some("approve Edit"),
+            None,
+            0,
+        );
+        // Timestamps a four-digit year cannot spell, and absurd money, are malformed.
+        check(
+            &[
+                START,
+                r#"{"type":"end","ts":1e18,"status":"failed"}"#,
+                r#"{"type":"end","ts":"0000-01-01T00:00:00Z","status":"failed"}"#,
+                r#"{"type":"usage","ts":"2026-11-28T09:00:01Z","cost_usd":1e300}"#,
+                r#"{"type":"usage","ts":"2026-11-28T09:00:01Z","cost_usd":-1}"#,
+            ],
+            Status::Working,
+            None,
+            None,
+            4,
+        );
         // Malformed lines are skipped and counted; the rest still counts.
         check(
             &[
@@ -532,6 +595,19 @@ mod tests {
             }
             assert_eq!(f.item("r1", ms(T0)), whole, "split at {split}");
         }
+    }
+
+    #[test]
+    fn resume_commands_are_quoted_for_the_shell() {
+        assert_eq!(shell_quote("cli:run-1.2"), "cli:run-1.2");
+        assert_eq!(shell_quote("cli:x;rm -rf ~"), "'cli:x;rm -rf ~'");
+        assert_eq!(shell_quote("cli:it's"), "'cli:it'\\''s'");
+        let f = RunFold::default();
+        let item = f.item("$(touch pwned)", ms(T0));
+        assert_eq!(
+            item.open.command.as_deref(),
+            Some("agentctl logs 'cli:$(touch pwned)'")
+        );
     }
 
     #[test]

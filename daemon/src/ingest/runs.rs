@@ -62,6 +62,7 @@ pub fn spawn(
     writer: WriterHandle,
     stats: Arc<SourceStats>,
     resync: Arc<std::sync::atomic::AtomicU64>,
+    stop: Arc<AtomicBool>,
 ) -> std::io::Result<(SyncSender<IngestEvent>, std::thread::JoinHandle<()>)> {
     let (tx, rx) = std::sync::mpsc::sync_channel(EVENT_QUEUE);
     let events = tx.clone();
@@ -73,6 +74,8 @@ pub fn spawn(
         overflowed: Arc::new(AtomicBool::new(false)),
         seen_resync: resync.load(Ordering::Relaxed),
         resync,
+        stop,
+        failing: HashMap::new(),
         store,
         writer,
         stats,
@@ -80,7 +83,7 @@ pub fn spawn(
     };
     let thread = std::thread::Builder::new()
         .name("agentd-runs".into())
-        .spawn(move || source.run(rx))?;
+        .spawn(crate::supervised("runs ingestor", move || source.run(rx)))?;
     Ok((tx, thread))
 }
 
@@ -96,6 +99,10 @@ struct RunsSource {
     /// The writer's resync generation (see `Published::resync`) and the last one handled.
     resync: Arc<std::sync::atomic::AtomicU64>,
     seen_resync: u64,
+    /// Set at shutdown: long scans stop between files.
+    stop: Arc<AtomicBool>,
+    /// Files that could not be read, with the error: counted once, not on every rescan.
+    failing: HashMap<PathBuf, String>,
     store: Store,
     writer: WriterHandle,
     stats: Arc<SourceStats>,
@@ -138,12 +145,24 @@ impl RunsSource {
             return;
         }
         self.stats.scanned.store(true, Ordering::Relaxed);
+        let mut last_tick = std::time::Instant::now();
         loop {
-            let event = match rx.recv_timeout(TICK) {
-                Ok(e) => e,
-                Err(RecvTimeoutError::Timeout) => IngestEvent::Tick,
-                Err(RecvTimeoutError::Disconnected) => return,
+            if self.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            // Housekeeping runs every TICK even when events never let the queue go quiet.
+            let event = if last_tick.elapsed() >= TICK {
+                IngestEvent::Tick
+            } else {
+                match rx.recv_timeout(TICK - last_tick.elapsed()) {
+                    Ok(e) => e,
+                    Err(RecvTimeoutError::Timeout) => IngestEvent::Tick,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
             };
+            if matches!(event, IngestEvent::Tick) {
+                last_tick = std::time::Instant::now();
+            }
             let step = match event {
                 IngestEvent::Shutdown => return,
                 IngestEvent::Tick => self.on_tick(),
@@ -283,6 +302,9 @@ impl RunsSource {
         };
         let (mut files, mut read) = (0u64, 0u64);
         for entry in entries.flatten() {
+            if self.stop.load(Ordering::Relaxed) {
+                return Err(());
+            }
             let path = entry.path();
             if !is_run_log(&path) {
                 continue;
@@ -366,12 +388,17 @@ impl RunsSource {
             Ok(o) => o,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return result,
             Err(e) => {
-                result.errors = 1;
-                result.last_error = Some(format!("cannot read {}: {e}", path.display()));
-                tracing::warn!("{}", result.last_error.as_deref().unwrap_or_default());
+                let msg = format!("cannot read {}: {e}", path.display());
+                if self.failing.get(path) != Some(&msg) {
+                    tracing::warn!("{msg}");
+                    result.errors = 1;
+                    result.last_error = Some(msg.clone());
+                    self.failing.insert(path.to_owned(), msg);
+                }
                 return result;
             }
         };
+        self.failing.remove(path);
         if opened.reset {
             state.fold = RunFold::default();
         }
@@ -416,6 +443,13 @@ impl RunsSource {
         if state.cursor == before && !result.new_file {
             self.keep_hot(path, state);
             return result;
+        }
+        if let Some(start) = state.fold.start.as_mut()
+            && start.creator.is_none()
+        {
+            // A local run without a creator is this user's: record that in the fold itself, so
+            // the item keeps its creator even if the configured user changes later.
+            start.creator = Some(self.store.context().me.clone());
         }
         let stem = path
             .file_stem()

@@ -63,6 +63,15 @@ impl Opened {
             .custom_flags(libc::O_NONBLOCK)
             .open(path)?;
         let meta = file.metadata()?;
+        // SAFETY: getuid has no preconditions.
+        let me = unsafe { libc::getuid() };
+        if meta.uid() != me {
+            // A shared runs dir must not let another user put words in this user's mouth.
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("owned by uid {}, not by this user", meta.uid()),
+            ));
+        }
         let same = meta.dev() == cursor.dev && meta.ino() == cursor.ino;
         let reset = !same || meta.len() < cursor.offset;
         if reset {
@@ -130,9 +139,22 @@ impl Opened {
                 }
             }
         }
-        // `pending` is a half-written line: not consumed, read again next time.
+        // `pending` is normally a half-written line, left for next time. A complete JSON object
+        // cannot be the prefix of a longer valid line, so one without its newline (a writer that
+        // ended with `print!`) is taken now; a newline arriving later is just an empty line.
+        if !cursor.skipping && is_complete_object(&pending) {
+            deliver(&pending, on_line, &mut out);
+            cursor.offset += pending.len() as u64;
+        }
         Ok(out)
     }
+}
+
+fn is_complete_object(bytes: &[u8]) -> bool {
+    let trimmed = bytes.trim_ascii();
+    trimmed.first() == Some(&b'{')
+        && trimmed.last() == Some(&b'}')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(trimmed).is_ok()
 }
 
 fn deliver(line: &[u8], on_line: &mut dyn FnMut(&[u8]), out: &mut ReadOutcome) {
@@ -149,11 +171,21 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    fn scratch(name: &str) -> std::path::PathBuf {
+    /// A scratch dir holding `f.jsonl`, removed when dropped.
+    struct Scratch(std::path::PathBuf);
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn scratch(name: &str) -> (Scratch, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("agentd-tail-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        dir.join("f.jsonl")
+        let file = dir.join("f.jsonl");
+        (Scratch(dir), file)
     }
 
     fn read(path: &Path, cursor: &mut FileCursor, max: usize) -> (bool, Vec<String>, ReadOutcome) {
@@ -179,8 +211,21 @@ mod tests {
     }
 
     #[test]
+    fn a_complete_last_object_without_newline_is_read_once() {
+        let (_dir, p) = scratch("nonl");
+        let mut c = FileCursor::default();
+        append(&p, b"{\"a\":1}\n{\"b\":");
+        assert_eq!(read(&p, &mut c, 100).1, vec!["{\"a\":1}"]);
+        append(&p, b"2}");
+        assert_eq!(read(&p, &mut c, 100).1, vec!["{\"b\":2}"]);
+        append(&p, b"\n{\"c\":3}\n");
+        assert_eq!(read(&p, &mut c, 100).1, vec!["{\"c\":3}"]);
+        assert_eq!(c.offset, std::fs::metadata(&p).unwrap().len());
+    }
+
+    #[test]
     fn half_lines_wait_and_pieces_equal_whole() {
-        let p = scratch("pieces");
+        let (_dir, p) = scratch("pieces");
         let mut c = FileCursor::default();
         append(&p, b"one\ntw");
         assert_eq!(read(&p, &mut c, 100).1, vec!["one"]);
@@ -196,7 +241,7 @@ mod tests {
 
     #[test]
     fn truncation_and_replacement_start_over() {
-        let p = scratch("trunc");
+        let (_dir, p) = scratch("trunc");
         let mut c = FileCursor::default();
         append(&p, b"a\nb\n");
         read(&p, &mut c, 100);
@@ -215,7 +260,7 @@ mod tests {
 
     #[test]
     fn oversized_lines_are_dropped_across_reads() {
-        let p = scratch("huge");
+        let (_dir, p) = scratch("huge");
         let mut c = FileCursor::default();
         append(&p, b"ok\n");
         append(&p, &vec![b'x'; 300_000]);
@@ -232,7 +277,7 @@ mod tests {
 
     #[test]
     fn non_regular_files_are_refused() {
-        let p = scratch("dir");
+        let (_dir, p) = scratch("dir");
         std::fs::create_dir(&p).unwrap();
         assert!(Opened::open(&p, &mut FileCursor::default()).is_err());
     }

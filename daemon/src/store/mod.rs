@@ -184,11 +184,15 @@ impl Store {
 
     /// The current database handle.
     pub(crate) fn db(&self) -> Result<Arc<redb::Database>, StoreError> {
-        self.slot
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or(StoreError::Reopening)
+        // `try_read`: while the writer reopens the file, readers answer an error at once
+        // instead of holding a runtime thread (and with it the accept loop).
+        match self.slot.try_read() {
+            Ok(slot) => slot.clone().ok_or(StoreError::Reopening),
+            Err(std::sync::TryLockError::Poisoned(p)) => {
+                p.into_inner().clone().ok_or(StoreError::Reopening)
+            }
+            Err(std::sync::TryLockError::WouldBlock) => Err(StoreError::Reopening),
+        }
     }
 
     /// The database file.
@@ -366,7 +370,7 @@ pub(crate) fn recency_ms(bytes: [u8; 8]) -> i64 {
 }
 
 /// A partition name may not contain the separator byte.
-fn clean(v: &str) -> String {
+pub(crate) fn clean(v: &str) -> String {
     v.replace('\0', "\u{fffd}")
 }
 

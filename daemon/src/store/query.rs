@@ -22,8 +22,10 @@ pub struct Filter {
     pub personal: bool,
     pub sources: Vec<Source>,
     pub statuses: Vec<Status>,
-    pub creator: Option<String>,
-    pub harness: Option<String>,
+    /// Any of these creators (a repeated or comma-separated parameter).
+    pub creators: Vec<String>,
+    /// Any of these harnesses.
+    pub harnesses: Vec<String>,
     /// Created on this local date (`YYYY-MM-DD`), with its epoch-ms bounds.
     pub day: Option<(String, i64, i64)>,
     /// `created_at >= since`.
@@ -43,14 +45,16 @@ impl Filter {
         (!self.personal || item.mine)
             && (self.sources.is_empty() || self.sources.contains(&item.source))
             && (self.statuses.is_empty() || self.statuses.contains(&item.status))
-            && self
-                .creator
-                .as_ref()
-                .is_none_or(|c| item.creator.as_ref() == Some(c))
-            && self
-                .harness
-                .as_ref()
-                .is_none_or(|h| item.harness.as_ref() == Some(h))
+            && (self.creators.is_empty()
+                || item
+                    .creator
+                    .as_ref()
+                    .is_some_and(|c| self.creators.contains(c)))
+            && (self.harnesses.is_empty()
+                || item
+                    .harness
+                    .as_ref()
+                    .is_some_and(|h| self.harnesses.contains(h)))
             && self
                 .day
                 .as_ref()
@@ -84,11 +88,21 @@ impl Filter {
         if !self.sources.is_empty() {
             plans.push(self.sources.iter().map(|s| format!("o:{s}")).collect());
         }
-        if let Some(c) = &self.creator {
-            plans.push(vec![format!("c:{c}")]);
+        if !self.creators.is_empty() {
+            plans.push(
+                self.creators
+                    .iter()
+                    .map(|c| format!("c:{}", super::clean(c)))
+                    .collect(),
+            );
         }
-        if let Some(h) = &self.harness {
-            plans.push(vec![format!("h:{h}")]);
+        if !self.harnesses.is_empty() {
+            plans.push(
+                self.harnesses
+                    .iter()
+                    .map(|h| format!("h:{}", super::clean(h)))
+                    .collect(),
+            );
         }
         if let Some((_, start, _)) = &self.day {
             // Day partitions use the store's zone, the same one the bounds were computed in.
@@ -154,12 +168,15 @@ fn in_every_union(
 impl Store {
     /// Lists items matching the filter, newest `updated_at` first.
     pub fn list(&self, filter: &Filter) -> Result<Page, StoreError> {
+        // One snapshot for planning and scanning.
+        let rx = self.db()?.begin_read()?;
+        let counts = rx.open_table(super::COUNTS)?;
         let mut plans = filter.plans(self);
         let mut best: Option<(u64, usize)> = None;
         for (i, plan) in plans.iter().enumerate() {
             let mut cost = 0u64;
             for p in plan {
-                cost = cost.saturating_add(self.count(p)?);
+                cost = cost.saturating_add(counts.get(p.as_str())?.map(|v| v.value()).unwrap_or(0));
             }
             if best.is_none_or(|(c, _)| cost < c) {
                 best = Some((cost, i));
@@ -173,7 +190,6 @@ impl Store {
             .filter(|p| p.as_slice() != ["a"])
             .collect();
 
-        let rx = self.db()?.begin_read()?;
         let index = rx.open_table(INDEX)?;
         let items = rx.open_table(ITEMS)?;
         let mut bounds = Vec::with_capacity(plan.len());
@@ -242,6 +258,16 @@ impl Store {
                     next_cursor: last_pos,
                 });
             }
+            let mut rec = [0u8; 8];
+            rec.copy_from_slice(&pos[..8]);
+            let updated_ms = recency_ms(rec);
+            if filter.since.is_some_and(|since| updated_ms < since) {
+                // updated_at >= created_at: nothing from here on was created since `since`.
+                return Ok(Page {
+                    items: out,
+                    next_cursor: None,
+                });
+            }
             scanned += 1;
             if !in_every_union(&index, &checks, &pos)? {
                 last_pos = Some(pos);
@@ -251,9 +277,7 @@ impl Store {
             if let Some(v) = items.get(id)? {
                 let item = decode_item(v.value())?;
                 // Skip a stale index entry (never expected; cheap to guard).
-                let mut rec = [0u8; 8];
-                rec.copy_from_slice(&pos[..8]);
-                if item.updated_at.0 == recency_ms(rec) && filter.matches(&item) {
+                if item.updated_at.0 == updated_ms && filter.matches(&item) {
                     out.push(item);
                 }
             }

@@ -156,36 +156,87 @@ pub(super) fn prepare(store: &Store, found_version: Option<u32>) -> Result<(), S
         tx.delete_table(COUNTS)?;
         tx.delete_table(TOTALS)?;
     }
+    for table in [ITEMS, CURSORS] {
+        tx.open_table(table)?;
+    }
+    tx.open_table(INDEX)?;
+    tx.open_table(COUNTS)?;
+    tx.open_table(TOTALS)?;
+    tx.open_table(ORIGINS)?;
+    tx.open_table(META)?;
+    tx.commit()?;
+
+    if rebuild {
+        rebuild_indexes(store)?;
+    }
+    // Recorded last: a crash in the middle of a rebuild leaves the old values, so the next
+    // start rebuilds again from scratch.
+    let mut tx = store.db()?.begin_write()?;
     {
-        let mut items = tx.open_table(ITEMS)?;
-        let mut index = tx.open_table(INDEX)?;
-        let mut counts = tx.open_table(COUNTS)?;
-        let mut totals = tx.open_table(TOTALS)?;
-        tx.open_table(CURSORS)?;
-        tx.open_table(ORIGINS)?;
         let mut meta = tx.open_table(META)?;
-        if rebuild {
-            let mut deltas = Deltas::default();
-            let mut all = Vec::new();
-            for entry in items.iter()? {
-                let (k, v) = entry?;
-                all.push((k.value().to_owned(), decode_item(v.value())?));
-            }
-            for (id, mut item) in all {
-                if super::id_scheme(&id) != "cloud" {
-                    derive_on_write(&mut item, &store.ctx.me, MineRule::Creator);
-                }
-                let bytes = super::encode(&item);
-                items.insert(id.as_str(), bytes.as_slice())?;
-                deltas.index(&item, &store.ctx.tz, &mut index, 1)?;
-            }
-            deltas.flush(&mut counts, &mut totals)?;
-        }
         meta.insert("schema_version", SCHEMA_VERSION.to_string().as_bytes())?;
         meta.insert("me", store.ctx.me.as_bytes())?;
         meta.insert("tz", tz_now.as_bytes())?;
     }
+    tx.set_quick_repair(true);
     tx.commit()?;
+    Ok(())
+}
+
+/// Items re-derived and re-indexed per transaction during a rebuild: bounded memory, and
+/// progress that survives a crash only as far as it should (see `prepare`).
+const REBUILD_CHUNK: usize = 4096;
+
+/// Re-derives every item (its `mine` may have changed) and rebuilds the (emptied) indexes,
+/// counts and day totals, a chunk at a time.
+fn rebuild_indexes(store: &Store) -> Result<(), StoreError> {
+    let started = std::time::Instant::now();
+    let mut after: Option<String> = None;
+    let mut done = 0usize;
+    loop {
+        let chunk: Vec<(String, Item)> = {
+            let rx = store.db()?.begin_read()?;
+            let items = rx.open_table(ITEMS)?;
+            let range = match &after {
+                Some(last) => items.range::<&str>((
+                    std::ops::Bound::Excluded(last.as_str()),
+                    std::ops::Bound::Unbounded,
+                ))?,
+                None => items.range::<&str>(..)?,
+            };
+            let mut chunk = Vec::with_capacity(REBUILD_CHUNK);
+            for entry in range.take(REBUILD_CHUNK) {
+                let (k, v) = entry?;
+                chunk.push((k.value().to_owned(), decode_item(v.value())?));
+            }
+            chunk
+        };
+        let Some((last, _)) = chunk.last() else { break };
+        after = Some(last.clone());
+        done += chunk.len();
+        let mut tx = store.db()?.begin_write()?;
+        tx.set_quick_repair(true);
+        {
+            let mut items = tx.open_table(ITEMS)?;
+            let mut index = tx.open_table(INDEX)?;
+            let mut counts = tx.open_table(COUNTS)?;
+            let mut totals = tx.open_table(TOTALS)?;
+            let mut deltas = Deltas::default();
+            for (id, mut item) in chunk {
+                if super::id_scheme(&id) != "cloud" {
+                    derive_on_write(&mut item, &store.ctx.me, MineRule::Creator);
+                }
+                items.insert(id.as_str(), super::encode(&item).as_slice())?;
+                deltas.index(&item, &store.ctx.tz, &mut index, 1)?;
+            }
+            deltas.flush(&mut counts, &mut totals)?;
+        }
+        tx.commit()?;
+    }
+    tracing::info!(
+        "rebuilt the indexes of {done} items in {:?}",
+        started.elapsed()
+    );
     Ok(())
 }
 
@@ -293,7 +344,7 @@ pub fn spawn(
     };
     let thread = std::thread::Builder::new()
         .name("agentd-writer".into())
-        .spawn(move || state.run(rx))
+        .spawn(crate::supervised("database writer", move || state.run(rx)))
         .map_err(|e| StoreError::Decode(format!("cannot start the writer thread: {e}")))?;
     Ok((WriterHandle { tx }, published, thread))
 }
@@ -399,6 +450,9 @@ impl WriterState {
             }
             if !batches.is_empty() {
                 self.commit(batches);
+                if Millis::now().0 >= tomorrow {
+                    self.publish_summary(); // midnight passed while busy
+                }
                 if updates >= TRIM_AFTER_UPDATES && drained {
                     release_free_memory();
                 }
@@ -501,30 +555,25 @@ impl WriterState {
             return;
         }
         let mut health_delta: HashMap<&'static str, SourceErrors> = HashMap::new();
-        match self.apply(batches, &mut health_delta) {
+        match self.apply(&batches, &mut health_delta) {
             Ok(changed) => {
                 self.recovered();
-                if !health_delta.is_empty() {
-                    let mut errs = self
-                        .published
-                        .errors
-                        .write()
-                        .unwrap_or_else(|p| p.into_inner());
-                    for (source, delta) in health_delta {
-                        errs.insert(source.to_owned(), delta);
-                    }
-                }
-                if !changed.is_empty() {
-                    self.publish_summary();
-                }
-                for item in changed {
-                    let _ = self.published.changes.send(item);
+                self.published_committed(changed, health_delta);
+            }
+            Err(e) if !is_io_failure(&e) && !matches!(e, StoreError::Reopening) => {
+                // Not the disk: something in the data (a record that cannot be decoded, say).
+                // Commit the batches one by one so that one bad update cannot hold back the
+                // others, and set aside the ones that still fail.
+                tracing::warn!("a write transaction failed ({e}); retrying its batches one by one");
+                for batch in batches {
+                    self.commit_alone(batch);
                 }
             }
             Err(e) => {
-                let io = is_io_failure(&e);
-                self.fail(format!("a database write failed ({e}); retrying every {RECOVERY_PROBE:?}, nothing is lost"));
-                if io {
+                self.fail(format!(
+                    "a database write failed ({e}); retrying every {RECOVERY_PROBE:?}, nothing is lost"
+                ));
+                if is_io_failure(&e) {
                     // redb refuses everything after an I/O error until it is reopened.
                     if let Err(e) = self.store.reopen() {
                         tracing::warn!("reopening the database failed, will retry: {e}");
@@ -534,9 +583,68 @@ impl WriterState {
         }
     }
 
+    /// Commits one batch; if its data cannot be stored, records that as the source's error and
+    /// commits its cursors without it, so the ingestor moves on instead of retrying forever.
+    fn commit_alone(&mut self, batch: IngestBatch) {
+        let mut health_delta = HashMap::new();
+        match self.apply(std::slice::from_ref(&batch), &mut health_delta) {
+            Ok(changed) => self.published_committed(changed, health_delta),
+            Err(e) if is_io_failure(&e) => {
+                self.fail(format!("a database write failed ({e}); retrying every {RECOVERY_PROBE:?}, nothing is lost"));
+                if let Err(e) = self.store.reopen() {
+                    tracing::warn!("reopening the database failed, will retry: {e}");
+                }
+            }
+            Err(e) => {
+                let skipped = IngestBatch {
+                    source: batch.source,
+                    updates: Vec::new(),
+                    cursors: batch.cursors,
+                    errors: batch.errors + batch.updates.len() as u64,
+                    last_error: Some(format!(
+                        "{} item(s) could not be stored and were skipped: {e}",
+                        batch.updates.len()
+                    )),
+                };
+                tracing::error!("{}", skipped.last_error.as_deref().unwrap_or_default());
+                let mut health_delta = HashMap::new();
+                match self.apply(std::slice::from_ref(&skipped), &mut health_delta) {
+                    Ok(changed) => self.published_committed(changed, health_delta),
+                    Err(e) => self.fail(format!(
+                        "a database write failed ({e}); retrying every {RECOVERY_PROBE:?}"
+                    )),
+                }
+            }
+        }
+    }
+
+    /// After a successful commit: publish error counters, changed items and the summary.
+    fn published_committed(
+        &mut self,
+        changed: Vec<Arc<Item>>,
+        health_delta: HashMap<&'static str, SourceErrors>,
+    ) {
+        if !health_delta.is_empty() {
+            let mut errs = self
+                .published
+                .errors
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            for (source, delta) in health_delta {
+                errs.insert(source.to_owned(), delta);
+            }
+        }
+        if !changed.is_empty() {
+            self.publish_summary();
+        }
+        for item in changed {
+            let _ = self.published.changes.send(item);
+        }
+    }
+
     fn apply(
         &mut self,
-        batches: Vec<IngestBatch>,
+        batches: &[IngestBatch],
         health: &mut HashMap<&'static str, SourceErrors>,
     ) -> Result<Vec<Arc<Item>>, StoreError> {
         let ctx = self.store.ctx.clone();
@@ -553,8 +661,8 @@ impl WriterState {
             let mut origins = tx.open_table(ORIGINS)?;
             let mut meta = tx.open_table(META)?;
             for batch in batches {
-                for update in batch.updates {
-                    let mut item = update.item;
+                for update in &batch.updates {
+                    let mut item = update.item.clone();
                     derive_on_write(&mut item, &ctx.me, update.mine);
                     let bytes = super::encode(&item);
                     if let Some(origin) = &update.origin {
@@ -588,7 +696,7 @@ impl WriterState {
                     };
                     let next = SourceErrors {
                         errors: entry.errors + batch.errors,
-                        last_error: batch.last_error.or(entry.last_error),
+                        last_error: batch.last_error.clone().or(entry.last_error),
                     };
                     let key = format!("health:{}", batch.source);
                     let bytes = serde_json::to_vec(&next).unwrap_or_default();
