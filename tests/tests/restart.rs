@@ -137,6 +137,16 @@ fn truncated_and_replaced_files_are_read_again() {
         t["usage"]["input_tokens"], 0,
         "usage of the old content is gone"
     );
+    // Rewritten in place again, longer this time (same inode, O_TRUNC).
+    d.write_run(
+        "t",
+        &[
+            rec(json!({"type": "start", "ts": ago(4), "title": "second, rewritten longer"})),
+            usage_line(40).trim().to_owned(),
+        ],
+    );
+    let t = d.wait_item("cli:t", |v| v["title"] == "second, rewritten longer");
+    assert_eq!(t["usage"]["input_tokens"], 40);
     // Replaced by a rename (new inode), longer.
     let tmp = d.runs.join(".t.tmp");
     std::fs::write(

@@ -2,8 +2,9 @@
 //!
 //! A [`FileCursor`] remembers which file (device and inode) was read and how far, counting only
 //! complete lines: a half-written last line is left for the next read. A file that was replaced
-//! (new inode) or truncated (shorter than the cursor) is read again from the start, and the
-//! caller is told so that it resets its fold. A line longer than the limit is dropped without
+//! (new inode), truncated (shorter than the cursor) or rewritten in place (its first bytes are
+//! not the ones read before: an `O_TRUNC` rewrite, or a new file on a reused inode) is read again
+//! from the start, and the caller is told so that it resets its fold. A line longer than the limit is dropped without
 //! ever being held in memory whole, and reading resumes at the next newline.
 //!
 //! Files are opened read-only and non-blocking (a FIFO dropped into a watched dir cannot hang
@@ -12,11 +13,14 @@
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 /// Read granularity. Large enough to amortise syscalls, small enough to keep per-file memory low.
 const CHUNK: usize = 64 * 1024;
+
+/// How many leading bytes identify a file's content (see [`FileCursor::head_hash`]).
+const HEAD: usize = 64;
 
 /// Where reading of one file stands.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +31,25 @@ pub struct FileCursor {
     pub offset: u64,
     /// Inside an oversized line: discard up to and including the next newline.
     pub skipping: bool,
+    /// How many of the file's first bytes `head_hash` covers (up to 64, never past `offset`).
+    pub head_len: u8,
+    /// FNV-1a of those bytes: if they change, the file was rewritten, not appended to.
+    pub head_hash: u64,
+}
+
+/// FNV-1a, 64-bit: tiny and good enough to tell two file beginnings apart.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The hash of the first `len` bytes of `file`, if it has that many.
+fn head_of(file: &File, len: usize) -> Option<u64> {
+    let mut buf = [0u8; HEAD];
+    let buf = &mut buf[..len];
+    file.read_exact_at(buf, 0).ok()?;
+    Some(fnv1a(buf))
 }
 
 /// A file opened for tailing, and whether its cursor had to start over.
@@ -73,13 +96,15 @@ impl Opened {
             ));
         }
         let same = meta.dev() == cursor.dev && meta.ino() == cursor.ino;
-        let reset = !same || meta.len() < cursor.offset;
+        let rewritten = same
+            && cursor.head_len > 0
+            && head_of(&file, usize::from(cursor.head_len)) != Some(cursor.head_hash);
+        let reset = !same || rewritten || meta.len() < cursor.offset;
         if reset {
             *cursor = FileCursor {
                 dev: meta.dev(),
                 ino: meta.ino(),
-                offset: 0,
-                skipping: false,
+                ..FileCursor::default()
             };
         }
         let mtime_ms = meta.mtime() * 1000 + meta.mtime_nsec() / 1_000_000;
@@ -137,6 +162,14 @@ impl Opened {
                     cursor.skipping = true;
                     out.oversized += 1;
                 }
+            }
+        }
+        // Remember how the file begins (once enough of it has been consumed).
+        if usize::from(cursor.head_len) < HEAD && cursor.offset > u64::from(cursor.head_len) {
+            let len = cursor.offset.min(HEAD as u64) as usize;
+            if let Some(h) = head_of(&self.file, len) {
+                cursor.head_len = len as u8;
+                cursor.head_hash = h;
             }
         }
         // `pending` is normally a half-written line, left for next time. A complete JSON object
@@ -256,6 +289,26 @@ mod tests {
         let (reset, lines, _) = read(&p, &mut c, 100);
         assert!(reset);
         assert_eq!(lines, vec!["x", "y", "z"]);
+    }
+
+    #[test]
+    fn a_rewrite_in_place_with_longer_content_starts_over() {
+        let (_dir, p) = scratch("rewrite");
+        let mut c = FileCursor::default();
+        append(&p, b"{\"v\":1}\n");
+        assert_eq!(read(&p, &mut c, 100).1, vec!["{\"v\":1}"]);
+        let ino = std::fs::metadata(&p).unwrap().ino();
+        // Same inode (O_TRUNC and write), longer than before.
+        std::fs::write(&p, b"{\"w\":22}\n{\"w\":33}\n").unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().ino(), ino);
+        let (reset, lines, _) = read(&p, &mut c, 100);
+        assert!(reset);
+        assert_eq!(lines, vec!["{\"w\":22}", "{\"w\":33}"]);
+        // Plain appends are not mistaken for rewrites.
+        append(&p, b"{\"w\":44}\n");
+        let (reset, lines, _) = read(&p, &mut c, 100);
+        assert!(!reset);
+        assert_eq!(lines, vec!["{\"w\":44}"]);
     }
 
     #[test]
