@@ -9,6 +9,7 @@
 //! - [`api`]: the HTTP API, the only module that knows HTTP.
 //! - [`listen`]: the Unix socket and TCP listeners and their accept loops.
 //! - [`instance`]: the single-instance lock and the TCP token.
+//! - [`liveness`]: whether the process writing a run is still there.
 //!
 //! [`run`] wires them together; `main.rs` only parses flags and waits for a signal.
 
@@ -17,6 +18,7 @@ pub mod config;
 pub mod ingest;
 pub mod instance;
 pub mod listen;
+pub mod liveness;
 pub mod model;
 pub mod store;
 pub mod summary;

@@ -482,3 +482,59 @@ fn a_write_error_reopens_the_database_and_resyncs() {
     });
     assert_eq!(d.get("/v1/health")["store_error"], Value::Null);
 }
+
+#[test]
+fn a_run_whose_writer_died_without_an_end_record_fails() {
+    let mut d = Daemon::start("liveness");
+    // A writer that is still running (this test) and one that is gone (a reaped child).
+    let me = std::process::id();
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let doomed = child.id();
+    d.write_run(
+        "alive",
+        &[rec(json!({"type": "start", "ts": ago(1), "pid": me}))],
+    );
+    d.write_run(
+        "doomed",
+        &[rec(json!({"type": "start", "ts": ago(1), "pid": doomed}))],
+    );
+    d.wait_item("cli:doomed", |v| v["status"] == "working");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let v = d.wait_item("cli:doomed", |v| v["status"] == "failed");
+    assert_eq!(v["status_detail"], "exited without an end record");
+    assert!(
+        v["finished_at"].is_string() && v["duration_ms"].is_u64(),
+        "{v}"
+    );
+    assert_eq!(d.get("/v1/agents/cli:alive")["status"], "working");
+
+    // A writer that dies while the daemon is down is noticed at the next start.
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    d.write_run(
+        "while-down",
+        &[rec(
+            json!({"type": "start", "ts": ago(1), "pid": child.id()}),
+        )],
+    );
+    d.wait_item("cli:while-down", |v| v["status"] == "working");
+    d.stop();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    d.spawn();
+    d.wait_item("cli:while-down", |v| v["status"] == "failed");
+    // A pid now used by a process that started after the run did is not its writer.
+    d.write_run(
+        "reused",
+        &[rec(
+            json!({"type": "start", "ts": "2026-01-01T00:00:00Z", "pid": me}),
+        )],
+    );
+    d.wait_item("cli:reused", |v| v["status"] == "failed");
+}

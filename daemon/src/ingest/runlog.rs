@@ -17,6 +17,9 @@ use crate::model::{Item, Kind, Millis, Open, Source, Status, Usage};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// `status_detail` of a run whose writer exited without an `end` record.
+pub const EXITED_WITHOUT_END: &str = "exited without an end record";
+
 /// The id scheme of CLI runs: item ids are `cli:<file stem>`.
 pub const ID_SCHEME: &str = "cli";
 
@@ -295,8 +298,10 @@ impl RunFold {
     }
 
     /// Renders the run as an item. `run_id` is the file stem; `fallback_ts` (the file's
-    /// modification time) dates a file that has no valid record yet.
-    pub fn item(&self, run_id: &str, fallback_ts: Millis) -> Item {
+    /// modification time) dates a file that has no valid record yet; `writer_gone` says that
+    /// the process named by `start.pid` has exited (see `liveness`), which fails a run that has
+    /// no `end` record.
+    pub fn item(&self, run_id: &str, fallback_ts: Millis, writer_gone: bool) -> Item {
         let start = self.start.clone().unwrap_or_default();
         let created = if self.start.is_some() {
             start.ts
@@ -312,6 +317,11 @@ impl RunFold {
                 });
                 (*status, detail, Some(*ts))
             }
+            None if writer_gone && self.live_pid().is_some() => (
+                Status::Failed,
+                Some(EXITED_WITHOUT_END.to_owned()),
+                Some(updated),
+            ),
             None => match &self.status {
                 Some((s, d)) => (*s, d.clone(), None),
                 None => (Status::Working, None, None),
@@ -400,7 +410,7 @@ mod tests {
                 Err(_) => bad += 1,
             }
         }
-        (f.item("r1", ms(T0)), bad)
+        (f.item("r1", ms(T0), false), bad)
     }
 
     /// One table row: lines in, the fields that matter out.
@@ -528,6 +538,32 @@ mod tests {
     }
 
     #[test]
+    fn a_run_whose_writer_is_gone_fails_unless_it_ended() {
+        let mut f = RunFold::default();
+        f.apply(parse_line(START.as_bytes()).unwrap());
+        f.apply(
+            parse_line(br#"{"type":"output","ts":"2026-11-28T09:00:07Z","data":"x"}"#).unwrap(),
+        );
+        let item = f.item("r1", ms(T0), true);
+        assert_eq!(
+            (item.status, item.status_detail.as_deref()),
+            (Status::Failed, Some(EXITED_WITHOUT_END))
+        );
+        assert_eq!(item.finished_at, Some(ms("2026-11-28T09:00:07Z")));
+        assert_eq!(item.duration_ms, Some(7_000));
+        assert_eq!(f.item("r1", ms(T0), false).status, Status::Working);
+        // An ended run is not affected; a run without a pid cannot be judged.
+        f.apply(
+            parse_line(br#"{"type":"end","ts":"2026-11-28T09:00:09Z","status":"success"}"#)
+                .unwrap(),
+        );
+        assert_eq!(f.item("r1", ms(T0), true).status, Status::Success);
+        let mut g = RunFold::default();
+        g.apply(parse_line(br#"{"type":"start","ts":"2026-11-28T09:00:00Z"}"#).unwrap());
+        assert_eq!(g.item("r2", ms(T0), true).status, Status::Working);
+    }
+
+    #[test]
     fn fields_and_usage() {
         let (item, _) = fold(&[
             START,
@@ -593,7 +629,7 @@ mod tests {
             for l in &lines[split..] {
                 f.apply(parse_line(l.as_bytes()).unwrap());
             }
-            assert_eq!(f.item("r1", ms(T0)), whole, "split at {split}");
+            assert_eq!(f.item("r1", ms(T0), false), whole, "split at {split}");
         }
     }
 
@@ -603,7 +639,7 @@ mod tests {
         assert_eq!(shell_quote("cli:x;rm -rf ~"), "'cli:x;rm -rf ~'");
         assert_eq!(shell_quote("cli:it's"), "'cli:it'\\''s'");
         let f = RunFold::default();
-        let item = f.item("$(touch pwned)", ms(T0));
+        let item = f.item("$(touch pwned)", ms(T0), false);
         assert_eq!(
             item.open.command.as_deref(),
             Some("agentctl logs 'cli:$(touch pwned)'")

@@ -48,6 +48,17 @@ const EVENT_QUEUE: usize = 8192;
 /// beyond this the cache is dropped and state is read back from the store.
 const HOT_FILES: usize = 1024;
 
+/// Why a file is being read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// During a scan: an unchanged file costs one stat and one cursor lookup.
+    Scan,
+    /// A notification said it changed.
+    Changed,
+    /// Render the item again even without new bytes (its writer may have exited).
+    Recheck,
+}
+
 /// What is stored per file: where reading stands and the run's folded state.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct FileState {
@@ -76,6 +87,8 @@ pub fn spawn(
         resync,
         stop,
         failing: HashMap::new(),
+        live: HashMap::new(),
+        liveness: crate::liveness::Liveness::new(),
         store,
         writer,
         stats,
@@ -103,6 +116,9 @@ struct RunsSource {
     stop: Arc<AtomicBool>,
     /// Files that could not be read, with the error: counted once, not on every rescan.
     failing: HashMap<PathBuf, String>,
+    /// Open runs whose writer is running: pid and the run's start, checked every tick.
+    live: HashMap<PathBuf, (u32, Millis)>,
+    liveness: crate::liveness::Liveness,
     store: Store,
     writer: WriterHandle,
     stats: Arc<SourceStats>,
@@ -141,7 +157,7 @@ impl RunsSource {
                 "cannot start the file watcher, runs are scanned every {TICK:?}: {e}"
             ),
         }
-        if self.watch_new_dirs().is_err() {
+        if self.watch_new_dirs().is_err() || self.adopt_open_runs().is_err() {
             return;
         }
         self.stats.scanned.store(true, Ordering::Relaxed);
@@ -243,11 +259,82 @@ impl RunsSource {
     }
 
     fn on_tick(&mut self) -> Result<(), ()> {
+        self.check_writers()?;
         self.watched.retain(|d| d.is_dir());
         if self.watcher.is_none() {
             return self.scan_all(); // no notifications: poll
         }
         self.watch_new_dirs()
+    }
+
+    /// Re-renders runs whose writer process has exited without an `end` record: they fail.
+    fn check_writers(&mut self) -> Result<(), ()> {
+        let gone: Vec<PathBuf> = self
+            .live
+            .iter()
+            .filter(|(_, (pid, started))| !self.liveness.is_running(*pid, *started))
+            .map(|(p, _)| p.clone())
+            .collect();
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let mut batch = IngestBatch {
+            source: SOURCE,
+            ..Default::default()
+        };
+        for path in gone {
+            tracing::info!(
+                "the writer of {} exited without an end record",
+                path.display()
+            );
+            add_to_batch(&mut batch, self.read_file(&path, Read::Recheck));
+        }
+        self.send(batch)
+    }
+
+    /// After the start-up scan (which skips unchanged files), finds the runs still open in the
+    /// store so that their writers are checked too.
+    fn adopt_open_runs(&mut self) -> Result<(), ()> {
+        let mut paths = Vec::new();
+        for status in ["s:working", "s:blocked"] {
+            match self
+                .store
+                .partition_ids(status, &format!("{}:", runlog::ID_SCHEME))
+            {
+                Ok(ids) => {
+                    for id in ids {
+                        if let Ok(Some(origin)) = self.store.origin(&id) {
+                            paths.push(origin);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!("listing open runs: {e}"),
+            }
+        }
+        let mut batch = IngestBatch {
+            source: SOURCE,
+            ..Default::default()
+        };
+        for path in paths {
+            if self.stop.load(Ordering::Relaxed) {
+                return Err(());
+            }
+            if !path.parent().is_some_and(|d| self.watched.contains(d)) {
+                continue;
+            }
+            add_to_batch(&mut batch, self.read_file(&path, Read::Recheck));
+            if batch.updates.len() >= SCAN_BATCH {
+                let full = std::mem::replace(
+                    &mut batch,
+                    IngestBatch {
+                        source: SOURCE,
+                        ..Default::default()
+                    },
+                );
+                self.send(full)?;
+            }
+        }
+        self.send(batch)
     }
 
     /// Watches and scans every runs dir that exists and is not watched yet.
@@ -311,7 +398,7 @@ impl RunsSource {
             }
             files += 1;
             self.stats.files.fetch_add(1, Ordering::Relaxed);
-            let r = self.read_file(&path, true);
+            let r = self.read_file(&path, Read::Scan);
             read += u64::from(r.cursor.is_some());
             add_to_batch(&mut batch, r);
             if batch.updates.len() + batch.cursors.len() >= SCAN_BATCH {
@@ -343,7 +430,7 @@ impl RunsSource {
             if !path.parent().is_some_and(|d| self.watched.contains(d)) {
                 continue;
             }
-            let r = self.read_file(&path, false);
+            let r = self.read_file(&path, Read::Changed);
             if r.new_file {
                 self.stats.files.fetch_add(1, Ordering::Relaxed);
             }
@@ -361,7 +448,10 @@ impl RunsSource {
 
     /// Reads what is new in one file. During a scan an unchanged file costs one stat and one
     /// cursor lookup.
-    fn read_file(&mut self, path: &Path, scanning: bool) -> FileResult {
+    /// Reads what is new in one file (`Read::Scan` skips an unchanged file after one stat;
+    /// `Read::Recheck` renders the item again even without new bytes, after its writer exited).
+    fn read_file(&mut self, path: &Path, how: Read) -> FileResult {
+        let scanning = how == Read::Scan;
         let key = format!("{SOURCE}:{}", path.display());
         let mut result = FileResult::default();
         let mut state = match self.hot.remove(path) {
@@ -440,7 +530,22 @@ impl RunsSource {
         }
         result.errors = errors;
         result.last_error = last_error;
-        if state.cursor == before && !result.new_file {
+        let writer_gone = match (state.fold.live_pid(), state.fold.start.as_ref()) {
+            (Some(pid), Some(start)) => {
+                let running = self.liveness.is_running(pid, start.ts);
+                if running {
+                    self.live.insert(path.to_owned(), (pid, start.ts));
+                } else {
+                    self.live.remove(path);
+                }
+                !running
+            }
+            _ => {
+                self.live.remove(path);
+                false
+            }
+        };
+        if state.cursor == before && !result.new_file && how != Read::Recheck {
             self.keep_hot(path, state);
             return result;
         }
@@ -457,7 +562,7 @@ impl RunsSource {
             .unwrap_or_default();
         if !state.fold.is_empty() {
             result.update = Some(ItemUpdate {
-                item: state.fold.item(&stem, mtime),
+                item: state.fold.item(&stem, mtime, writer_gone),
                 mine: MineRule::Creator,
                 origin: Some(path.display().to_string()),
             });

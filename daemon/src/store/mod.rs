@@ -314,6 +314,29 @@ impl Store {
         Ok(self.len()? == 0)
     }
 
+    /// The ids in one partition that start with `id_prefix`, newest first.
+    pub fn partition_ids(
+        &self,
+        partition: &str,
+        id_prefix: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let rx = self.db()?.begin_read()?;
+        let index = rx.open_table(INDEX)?;
+        let mut start = partition.as_bytes().to_vec();
+        start.push(0);
+        let mut end = partition.as_bytes().to_vec();
+        end.push(1);
+        let mut out = Vec::new();
+        for entry in index.range::<&[u8]>(start.as_slice()..end.as_slice())? {
+            let (k, _) = entry?;
+            let id = String::from_utf8_lossy(&k.value()[start.len() + 8..]).into_owned();
+            if id.starts_with(id_prefix) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
     /// Items whose id starts with `prefix`, at most `limit`, in id order.
     pub fn ids_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<Item>, StoreError> {
         let rx = self.db()?.begin_read()?;
