@@ -13,6 +13,7 @@
 //! ```
 
 pub mod display;
+pub mod run;
 
 pub use agentd_wire::{AgentsPage, Health, Item, Source, Status, Summary};
 use std::io::{self, BufRead, BufReader, Read, Write};

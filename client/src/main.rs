@@ -96,6 +96,18 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Run a command as a recorded run: output passes through and is logged; exits with its code.
+    Run {
+        /// Title shown in the list (default: the prompt of a known agent CLI, else the command).
+        #[arg(long)]
+        title: Option<String>,
+        /// Harness (default: claude-code for claude, else the program name).
+        #[arg(long)]
+        harness: Option<String>,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
     /// Run a cloud sync now.
     Sync {
         #[arg(long)]
@@ -175,6 +187,23 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let cli = Cli::parse();
+    if let Command::Run {
+        title,
+        harness,
+        command,
+    } = &cli.command
+    {
+        // Needs no daemon: the run log is read whenever agentd runs.
+        let env = &agentd_wire::paths::process_env;
+        let runs = agentd_wire::paths::state_dir(env).join("runs");
+        let spec = agentctl::run::RunSpec {
+            title: title.clone(),
+            harness: harness.clone(),
+            command: command.clone(),
+        };
+        let code = agentctl::run::run(&spec, &runs);
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let client = Client::new(cli.socket.clone().unwrap_or_else(agentctl::default_socket));
     match run(&client, cli.command) {
         Ok(()) => ExitCode::SUCCESS,
@@ -436,6 +465,7 @@ fn run(client: &Client, command: Command) -> Result<(), Failure> {
             );
             Ok(())
         }
+        Command::Run { .. } => unreachable!("handled before connecting"),
         // Reached when a global flag comes first (`agentctl --socket S prompt`).
         Command::Prompt { format, all } => {
             print_prompt(Some(client.socket().to_owned()), &format, all);
