@@ -161,59 +161,147 @@ impl Log {
 
     /// Appends one record as one line in one write, so lines from the two pumps never mix.
     fn record(&self, v: Value) {
-        let Some(file) = &self.file else { return };
         let mut line = v.to_string();
         line.push('\n');
+        self.write_line(line.as_bytes());
+    }
+
+    /// An `output` record, written without building a JSON tree (this is the hot path of a
+    /// chatty command).
+    fn output(&self, stream: &str, data: &str) {
+        if self.file.is_none() {
+            return;
+        }
+        let mut line = Vec::with_capacity(data.len() + 96);
+        line.extend_from_slice(b"{\"type\":\"output\",\"ts\":\"");
+        line.extend_from_slice(now().as_bytes());
+        line.extend_from_slice(b"\",\"stream\":\"");
+        line.extend_from_slice(stream.as_bytes());
+        line.extend_from_slice(b"\",\"data\":");
+        if serde_json::to_writer(&mut line, data).is_err() {
+            return;
+        }
+        line.extend_from_slice(b"}\n");
+        self.write_line(&line);
+    }
+
+    fn write_line(&self, line: &[u8]) {
+        let Some(file) = &self.file else { return };
         if let Ok(mut f) = file.lock() {
-            let _ = f.write_all(line.as_bytes());
+            let _ = f.write_all(line);
         }
     }
 }
 
 /// Reads usage out of the JSON lines that agent CLIs print in their machine-readable modes.
-#[derive(Debug, Default)]
+///
+/// Only lines that begin with `{` are looked at. Plain output costs one `memchr` pass per read
+/// for `{`, which plain text rarely contains, so a chatty command is not slowed down.
+#[derive(Debug)]
 pub struct UsageScanner {
     model: Option<String>,
-    /// The current line, up to [`MAX_SCANNED_LINE`] bytes.
+    /// The `{` line being collected across reads, up to [`MAX_SCANNED_LINE`] bytes.
     line: Vec<u8>,
-    /// The current line is longer than that: not a usage line.
-    skipping: bool,
+    /// Inside a `{` line that has not ended yet.
+    collecting: bool,
+    /// That line grew past the limit: not a usage line; drop it.
+    oversized: bool,
+    /// The previous read ended with a newline (or nothing was read yet).
+    at_line_start: bool,
+}
+
+impl Default for UsageScanner {
+    fn default() -> Self {
+        UsageScanner {
+            model: None,
+            line: Vec::new(),
+            collecting: false,
+            oversized: false,
+            at_line_start: true,
+        }
+    }
 }
 
 /// Usage lines are small; longer lines are passed over unparsed.
 const MAX_SCANNED_LINE: usize = 1 << 20;
 
 impl UsageScanner {
+    fn push(&mut self, part: &[u8]) {
+        if self.line.len() + part.len() > MAX_SCANNED_LINE {
+            self.oversized = true;
+            self.line.clear();
+        } else if !self.oversized {
+            self.line.extend_from_slice(part);
+        }
+    }
+
+    fn end_line(&mut self) -> Option<Value> {
+        let usage = if self.oversized {
+            None
+        } else {
+            self.line_usage()
+        };
+        self.line.clear();
+        self.collecting = false;
+        self.oversized = false;
+        usage
+    }
+
     /// Feeds output bytes; returns the `usage` records found in the lines they complete.
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<Value> {
         let mut found = Vec::new();
-        for &b in bytes {
-            if b == b'\n' {
-                if !self.skipping {
-                    found.extend(self.line_usage());
+        let mut pos = 0;
+        if self.collecting {
+            match memchr::memchr(b'\n', bytes) {
+                Some(i) => {
+                    self.push(&bytes[..i]);
+                    found.extend(self.end_line());
+                    pos = i + 1;
+                    self.at_line_start = true;
                 }
-                self.line.clear();
-                self.skipping = false;
-            } else if !self.skipping {
-                self.line.push(b);
-                if self.line.len() > MAX_SCANNED_LINE {
-                    self.line.clear();
-                    self.skipping = true;
+                None => {
+                    self.push(bytes);
+                    return found;
                 }
             }
+        }
+        while let Some(off) = memchr::memchr(b'{', &bytes[pos..]) {
+            let i = pos + off;
+            let starts_line = if i == 0 {
+                self.at_line_start
+            } else {
+                bytes[i - 1] == b'\n'
+            };
+            if !starts_line {
+                pos = i + 1;
+                continue;
+            }
+            match memchr::memchr(b'\n', &bytes[i..]) {
+                Some(len) => {
+                    self.push(&bytes[i..i + len]);
+                    found.extend(self.end_line());
+                    pos = i + len + 1;
+                }
+                None => {
+                    self.collecting = true;
+                    self.push(&bytes[i..]);
+                    return found;
+                }
+            }
+        }
+        if let Some(&last) = bytes.last() {
+            self.at_line_start = last == b'\n';
         }
         found
     }
 
     /// The last line, if the output did not end with a newline.
     pub fn finish(&mut self) -> Vec<Value> {
-        let found = if self.skipping {
-            None
+        if self.collecting {
+            self.end_line().into_iter().collect()
         } else {
-            self.line_usage()
-        };
-        self.line.clear();
-        found.into_iter().collect()
+            Vec::new()
+        }
     }
 
     fn line_usage(&mut self) -> Option<Value> {
@@ -261,12 +349,16 @@ impl UsageScanner {
     }
 }
 
-/// Copies one of the command's output streams to ours and into the log, keeping multi-byte
-/// characters whole across reads; on stdout, also records agent usage lines.
+/// Chunks in flight between a stream's pass-through and its recorder: enough to absorb a burst,
+/// small enough (4 MiB) that a slow disk holds the command back rather than filling memory.
+const CHUNKS_IN_FLIGHT: usize = 64;
+
+/// Copies one of the command's output streams to ours as it comes, and hands each piece to a
+/// recorder thread that writes the log, so that encoding the log never slows the terminal.
 fn pump(mut from: impl Read, mut to: impl Write, stream: &'static str, log: Arc<Log>) {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
+    let recorder = std::thread::spawn(move || record_output(rx, stream, &log));
     let mut buf = vec![0u8; 64 * 1024];
-    let mut carry: Vec<u8> = Vec::new();
-    let mut scanner = (stream == "stdout").then(UsageScanner::default);
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) => break,
@@ -275,29 +367,52 @@ fn pump(mut from: impl Read, mut to: impl Write, stream: &'static str, log: Arc<
             Err(_) => break,
         };
         let _ = to.write_all(&buf[..n]).and_then(|()| to.flush());
-        for usage in scanner
-            .as_mut()
-            .map(|s| s.feed(&buf[..n]))
-            .unwrap_or_default()
-        {
-            log.record(usage);
-        }
-        carry.extend_from_slice(&buf[..n]);
-        let cut = match std::str::from_utf8(&carry) {
-            Ok(_) => carry.len(),
-            // An incomplete character at the end waits for the next read; invalid bytes go now.
-            Err(e) if e.error_len().is_none() => e.valid_up_to(),
-            Err(_) => carry.len(),
-        };
-        if cut > 0 {
-            let data = String::from_utf8_lossy(&carry[..cut]).into_owned();
-            log.record(json!({"type": "output", "ts": now(), "stream": stream, "data": data}));
-            carry.drain(..cut);
+        if tx.send(buf[..n].to_vec()).is_err() {
+            break;
         }
     }
+    drop(tx);
+    let _ = recorder.join();
+}
+
+/// Writes a stream's pieces as `output` records, keeping multi-byte characters whole across
+/// pieces; on stdout, also records agent usage lines.
+fn record_output(pieces: std::sync::mpsc::Receiver<Vec<u8>>, stream: &'static str, log: &Log) {
+    let mut carry: Vec<u8> = Vec::new();
+    let mut scanner = (stream == "stdout").then(UsageScanner::default);
+    for piece in pieces {
+        for usage in scanner.as_mut().map(|s| s.feed(&piece)).unwrap_or_default() {
+            log.record(usage);
+        }
+        // An incomplete character at the end waits in `carry` for the next piece.
+        let data: &[u8] = if carry.is_empty() {
+            &piece
+        } else {
+            carry.extend_from_slice(&piece);
+            &carry
+        };
+        let keep = match std::str::from_utf8(data) {
+            Ok(text) => {
+                log.output(stream, text);
+                0
+            }
+            Err(e) if e.error_len().is_none() => {
+                let valid = e.valid_up_to();
+                if let Ok(text) = std::str::from_utf8(&data[..valid]) {
+                    log.output(stream, text);
+                }
+                data.len() - valid
+            }
+            Err(_) => {
+                log.output(stream, &String::from_utf8_lossy(data));
+                0
+            }
+        };
+        let rest = data[data.len() - keep..].to_vec();
+        carry = rest;
+    }
     if !carry.is_empty() {
-        let data = String::from_utf8_lossy(&carry).into_owned();
-        log.record(json!({"type": "output", "ts": now(), "stream": stream, "data": data}));
+        log.output(stream, &String::from_utf8_lossy(&carry));
     }
     for usage in scanner
         .as_mut()
@@ -503,6 +618,55 @@ mod tests {
         );
         assert_eq!(u[1]["output_tokens"], 5);
         assert!(s.feed(b"{not json}\n").is_empty());
+    }
+
+    /// Hands out its bytes a few at a time, like a pipe under load.
+    struct Trickle(Vec<u8>, usize);
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.1.min(buf.len()).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0.drain(..n);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn pumped_output_keeps_characters_whole_and_finds_usage_across_reads() {
+        let dir = std::env::temp_dir().join(format!("agentctl-pump-{}", std::process::id()));
+        let log = Arc::new(Log::create(&dir, "t"));
+        let text = "héllo wörld {not a line start}\n{\"type\":\"turn.completed\",\"usage\":{\"input_tokens\":7,\"output_tokens\":1}}\nbye";
+        for piece in [1, 2, 3, 5] {
+            let mut out = Vec::new();
+            pump(
+                Trickle(text.as_bytes().to_vec(), piece),
+                &mut out,
+                "stdout",
+                log.clone(),
+            );
+            assert_eq!(out, text.as_bytes());
+        }
+        let written = std::fs::read_to_string(dir.join("t.jsonl")).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut data = String::new();
+        let mut usages = 0;
+        for line in written.lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            match v["type"].as_str() {
+                Some("output") => data.push_str(v["data"].as_str().unwrap()),
+                Some("usage") => {
+                    assert_eq!(v["input_tokens"], 7);
+                    usages += 1;
+                }
+                other => panic!("unexpected record {other:?}"),
+            }
+        }
+        assert_eq!(
+            data,
+            text.repeat(4),
+            "no replacement characters, nothing lost"
+        );
+        assert_eq!(usages, 4, "one usage line per pass");
     }
 
     #[test]

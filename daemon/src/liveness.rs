@@ -4,55 +4,89 @@
 //! gone, the run is over: it did not finish cleanly (contract section 6). A pid can be reused
 //! by an unrelated process, so a process only counts as the writer if it started no later than
 //! the run did (with a little slack for writers that log `start` before spawning).
+//!
+//! On Linux this reads `/proc/<pid>/stat` directly: one small read, no scan of other processes,
+//! and exact start times. (sysinfo's single-pid refresh was tried first; it reported a live,
+//! multi-threaded process as gone between two refreshes, which would fail healthy runs.)
+//! Elsewhere `kill(pid, 0)` says whether the pid exists, without the reuse guard.
 
 use crate::model::Millis;
-use sysinfo::{Pid, ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System};
 
 /// How much later than the run's `start` record its writer process may have started.
-const START_SLACK_SECS: u64 = 10;
+const START_SLACK_MS: i64 = 10_000;
 
-/// Checks single pids cheaply (one `/proc/<pid>` read each), reusing one `System`.
+/// Checks single pids cheaply.
+#[derive(Debug, Default)]
 pub struct Liveness {
-    sys: Option<System>,
-}
-
-impl Default for Liveness {
-    fn default() -> Self {
-        Liveness::new()
-    }
+    /// Boot time (epoch ms) and clock ticks per second, read once.
+    clock: Option<(i64, i64)>,
 }
 
 impl Liveness {
     pub fn new() -> Liveness {
-        let sys = System::new()
-            .map_err(|e| {
-                tracing::warn!("process checks unavailable, runs are never timed out: {e}")
-            })
-            .ok();
-        Liveness { sys }
+        Liveness {
+            clock: boot_clock(),
+        }
     }
 
-    /// Whether `pid` is running and started no later than `run_started` (plus slack). When the
-    /// check itself is impossible, the answer is "running": never fail a run on a guess.
+    /// Whether `pid` is running (not a zombie) and started no later than `run_started` plus
+    /// slack. When the check itself is impossible, the answer is "running": a run is never
+    /// failed on a guess.
     pub fn is_running(&mut self, pid: u32, run_started: Millis) -> bool {
-        let Some(sys) = self.sys.as_mut() else {
-            return true;
-        };
-        let pid = Pid::from_u32(pid);
-        sys.refresh_processes_specifics(
-            ProcessesToUpdate::Some(&[pid]),
-            true,
-            ProcessRefreshKind::nothing(),
-        );
-        match sys.process(pid) {
-            None => false,
-            Some(p) if p.status() == ProcessStatus::Zombie => false,
-            Some(p) => {
-                let started = u64::try_from(run_started.0 / 1000).unwrap_or(0);
-                p.start_time() <= started + START_SLACK_SECS
+        if pid == 0 || pid > i32::MAX as u32 {
+            return false;
+        }
+        match (proc_stat(pid), self.clock) {
+            (Some(Stat { zombie: true, .. }), _) => false,
+            (Some(stat), Some((boot_ms, ticks))) => {
+                let started_ms = boot_ms + stat.start_ticks * 1000 / ticks.max(1);
+                started_ms <= run_started.0 + START_SLACK_MS
+            }
+            (Some(_), None) => true,
+            (None, _) if cfg!(target_os = "linux") => false,
+            (None, _) => {
+                // SAFETY: kill with signal 0 only checks that the pid exists.
+                let rc = unsafe { libc::kill(pid as i32, 0) };
+                rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
             }
         }
     }
+}
+
+/// The fields of `/proc/<pid>/stat` that matter here.
+struct Stat {
+    zombie: bool,
+    /// Start time after boot, in clock ticks.
+    start_ticks: i64,
+}
+
+fn proc_stat(pid: u32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces: fields after it
+    // start after the last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest[0] is field 3 (state); field 22 (starttime) is rest[19].
+    let state = *fields.first()?;
+    let start_ticks = fields.get(19)?.parse().ok()?;
+    Some(Stat {
+        zombie: state == "Z" || state == "X",
+        start_ticks,
+    })
+}
+
+/// Boot time (epoch ms, from `/proc/stat` btime) and clock ticks per second.
+fn boot_clock() -> Option<(i64, i64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let btime: i64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (ticks > 0).then_some((btime * 1000, ticks as i64))
 }
 
 #[cfg(test)]
@@ -71,10 +105,23 @@ mod tests {
     }
 
     #[test]
-    fn a_reaped_child_is_gone() {
+    fn a_reaped_child_is_gone_and_a_live_threaded_one_stays() {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();
         child.wait().unwrap();
         assert!(!Liveness::new().is_running(pid, Millis::now()));
+
+        // This test process has several threads; checks in a row keep saying it runs.
+        let mut l = Liveness::new();
+        let t = Millis::now();
+        let _threads: Vec<_> = (0..3)
+            .map(|_| {
+                std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_millis(200)))
+            })
+            .collect();
+        for _ in 0..10 {
+            assert!(l.is_running(std::process::id(), t));
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 }

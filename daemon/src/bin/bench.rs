@@ -27,6 +27,8 @@ struct Args {
     items: Vec<usize>,
     requests: usize,
     dir: PathBuf,
+    /// Also measure `agentctl run`: overhead on 100 MB of output, start-to-visible latency.
+    cli_runs: bool,
 }
 
 fn parse_args() -> Args {
@@ -34,6 +36,7 @@ fn parse_args() -> Args {
         items: vec![100_000, 1_000_000],
         requests: 2000,
         dir: std::env::temp_dir().join("agentd-bench"),
+        cli_runs: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -52,6 +55,8 @@ fn parse_args() -> Args {
                 a.requests = value().parse().unwrap_or_else(|_| usage("bad --requests"))
             }
             "--dir" => a.dir = PathBuf::from(value()),
+            "--cli-runs" => a.cli_runs = true,
+            "--no-items" => a.items.clear(),
             "-h" | "--help" => usage(""),
             other => usage(&format!("unknown argument {other}")),
         }
@@ -63,7 +68,9 @@ fn usage(msg: &str) -> ! {
     if !msg.is_empty() {
         eprintln!("agentd-bench: {msg}");
     }
-    eprintln!("usage: agentd-bench [--items N[,N…]] [--requests R] [--dir DIR]");
+    eprintln!(
+        "usage: agentd-bench [--items N[,N…] | --no-items] [--requests R] [--dir DIR] [--cli-runs]"
+    );
     std::process::exit(2)
 }
 
@@ -340,8 +347,123 @@ fn bench_prompt(dir: &Path, socket: &Path) {
     );
 }
 
+/// `agentctl run` against running the command directly, and how soon a run is visible.
+fn bench_cli_runs(dir: &Path) {
+    println!("== agentctl run");
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    let (d, _) = start(dir);
+    let agentctl = sibling("agentctl");
+    let state = dir.join("state");
+    // Each wrapped run is timed as the user sees it (the daemon tails its log meanwhile);
+    // before the next measurement the daemon has ingested it to the end, so that one run's
+    // ingest does not slow the next measurement down.
+    let time = |producer: &[&str], wrapped: bool| -> Duration {
+        if !wrapped {
+            let mut c = Command::new(producer[0]);
+            c.args(&producer[1..]);
+            return time_process(&mut c);
+        }
+        let t = Instant::now();
+        let out = Command::new(&agentctl)
+            .arg("run")
+            .arg("--")
+            .args(producer)
+            .env("AGENTD_STATE_DIR", &state)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("agentctl run");
+        let took = t.elapsed();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        if let Some(id) = err.split_whitespace().find(|w| w.starts_with("cli:")) {
+            let done = Instant::now();
+            while done.elapsed() < Duration::from_secs(120) {
+                let body = request(&d.socket, &format!("/v1/agents/{id}"))
+                    .map(|r| r.1)
+                    .unwrap_or_default();
+                if String::from_utf8_lossy(&body).contains("\"status\":\"success\"") {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        took
+    };
+    // Start of `agentctl run` to the item answering on the socket.
+    let mut samples = Vec::new();
+    for _ in 0..100 {
+        let t = Instant::now();
+        let mut child = Command::new(&agentctl)
+            .args(["run", "--", "sleep", "0.3"])
+            .env("AGENTD_STATE_DIR", &state)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("agentctl run");
+        let mut err = child.stderr.take().unwrap();
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while err.read(&mut byte).unwrap_or(0) == 1 && byte[0] != b'\n' {
+            line.push(byte[0]);
+        }
+        let text = String::from_utf8_lossy(&line).into_owned();
+        let Some(id) = text.split_whitespace().find(|w| w.starts_with("cli:")) else {
+            panic!("no run id in {text:?}");
+        };
+        loop {
+            if request(&d.socket, &format!("/v1/agents/{id}")).is_ok_and(|r| r.0 == 200) {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        samples.push(t.elapsed());
+        let _ = child.wait();
+    }
+    let (p50, p99) = percentiles(samples);
+    println!(
+        "  run start to item visible over the socket (100 runs): p50 {p50:.2} ms, p99 {p99:.2} ms"
+    );
+    // Commands that print ~100 MB: a pure flood (`seq`, 800 MB/s on its own), and a program that
+    // does a little work per line, as agent CLIs do.
+    let producers: [(&str, &[&str]); 2] = [
+        ("seq 1 13500000", &["seq", "1", "13500000"]),
+        (
+            "python3 line printer",
+            &[
+                "python3",
+                "-c",
+                "import sys\nw=sys.stdout.write\nfor i in range(2500000): w(f'{i} step: reading files, running tests, {i*7} ok\\n')",
+            ],
+        ),
+    ];
+    for (name, producer) in producers {
+        let Ok(probe) = Command::new(producer[0]).args(&producer[1..]).output() else {
+            println!("  {name}: not available, skipped");
+            continue;
+        };
+        let bytes = probe.stdout.len();
+        let (mut direct, mut wrapped) = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            direct.push(time(producer, false));
+            wrapped.push(time(producer, true));
+        }
+        let (dp, _) = percentiles(direct);
+        let (wp, _) = percentiles(wrapped);
+        println!(
+            "  {name}: {:.0} MB to /dev/null, median of 5: direct {dp:.0} ms, through agentctl run {wp:.0} ms: overhead {:+.1}%",
+            bytes as f64 / 1e6,
+            (wp / dp - 1.0) * 100.0
+        );
+    }
+    d.stop();
+}
+
 fn main() {
     let args = parse_args();
+    if args.cli_runs {
+        bench_cli_runs(&args.dir.join("cli-runs"));
+    }
     for &n in &args.items {
         println!("== {n} items");
         let dir = args.dir.join(n.to_string());

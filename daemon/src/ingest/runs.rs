@@ -39,6 +39,11 @@ const TICK: Duration = Duration::from_secs(2);
 /// Files per batch during a scan: large enough to share commits, small enough to show progress.
 const SCAN_BATCH: usize = 256;
 
+/// A file that keeps changing is read at most this often: a chatty run appends thousands of
+/// times a second, and reading (and committing) after each append would cost more than the run.
+/// The first change of a quiet file is read at once.
+const MIN_REREAD: Duration = Duration::from_millis(25);
+
 /// Notifications queued for the ingestor. When a burst fills the queue, further events are
 /// dropped and a rescan is scheduled instead, exactly as for a kernel queue overflow: memory
 /// stays bounded and nothing is missed.
@@ -83,12 +88,15 @@ pub fn spawn(
         watcher: None,
         events,
         overflowed: Arc::new(AtomicBool::new(false)),
+        queued: Arc::new(std::sync::Mutex::new(HashSet::new())),
         seen_resync: resync.load(Ordering::Relaxed),
         resync,
         stop,
         failing: HashMap::new(),
         live: HashMap::new(),
         liveness: crate::liveness::Liveness::new(),
+        last_read: HashMap::new(),
+        deferred: HashMap::new(),
         store,
         writer,
         stats,
@@ -109,6 +117,8 @@ struct RunsSource {
     events: SyncSender<IngestEvent>,
     /// Set by the callback when the queue was full and an event was dropped: rescan.
     overflowed: Arc<AtomicBool>,
+    /// Files with a data-change event in the queue (see the watcher callback).
+    queued: Arc<std::sync::Mutex<HashSet<PathBuf>>>,
     /// The writer's resync generation (see `Published::resync`) and the last one handled.
     resync: Arc<std::sync::atomic::AtomicU64>,
     seen_resync: u64,
@@ -116,6 +126,10 @@ struct RunsSource {
     stop: Arc<AtomicBool>,
     /// Files that could not be read, with the error: counted once, not on every rescan.
     failing: HashMap<PathBuf, String>,
+    /// When each recently changed file was last read, and files whose re-read is deferred
+    /// (see [`MIN_REREAD`]) with the time it is due.
+    last_read: HashMap<PathBuf, std::time::Instant>,
+    deferred: HashMap<PathBuf, std::time::Instant>,
     /// Open runs whose writer is running: pid and the run's start, checked every tick.
     live: HashMap<PathBuf, (u32, Millis)>,
     liveness: crate::liveness::Liveness,
@@ -139,14 +153,27 @@ impl RunsSource {
     fn run(mut self, rx: Receiver<IngestEvent>) {
         let events = self.events.clone();
         let overflowed = self.overflowed.clone();
+        let queued = self.queued.clone();
         match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            // inotify reports every open of a file, ours included (a scan opens them all):
-            // those say nothing about new content, so they stop here.
-            if res
-                .as_ref()
-                .is_ok_and(|e| matches!(e.kind, EventKind::Access(_)))
-            {
-                return;
+            if let Ok(e) = &res {
+                // inotify reports every open of a file, ours included (a scan opens them all):
+                // those say nothing about new content, so they stop here.
+                if matches!(e.kind, EventKind::Access(_)) {
+                    return;
+                }
+                // A file being appended to produces an event per write; one queued event per
+                // file is enough (the ingestor takes it off the set before reading the file).
+                if matches!(
+                    e.kind,
+                    EventKind::Modify(notify::event::ModifyKind::Data(_))
+                ) && let [path] = e.paths.as_slice()
+                    && !queued
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(path.clone())
+                {
+                    return;
+                }
             }
             if events.try_send(IngestEvent::Fs(res)).is_err() {
                 overflowed.store(true, Ordering::Relaxed);
@@ -170,9 +197,26 @@ impl RunsSource {
             let event = if last_tick.elapsed() >= TICK {
                 IngestEvent::Tick
             } else {
-                match rx.recv_timeout(TICK - last_tick.elapsed()) {
+                let now = std::time::Instant::now();
+                let next_due = self
+                    .deferred
+                    .values()
+                    .min()
+                    .map(|d| d.saturating_duration_since(now));
+                let wait = TICK
+                    .saturating_sub(last_tick.elapsed())
+                    .min(next_due.unwrap_or(TICK));
+                match rx.recv_timeout(wait) {
                     Ok(e) => e,
-                    Err(RecvTimeoutError::Timeout) => IngestEvent::Tick,
+                    Err(RecvTimeoutError::Timeout) if last_tick.elapsed() >= TICK => {
+                        IngestEvent::Tick
+                    }
+                    Err(RecvTimeoutError::Timeout) => {
+                        if self.read_deferred().is_err() {
+                            return;
+                        }
+                        continue;
+                    }
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
             };
@@ -211,7 +255,7 @@ impl RunsSource {
                     r
                 }
             };
-            if step.is_err() {
+            if step.is_err() || self.read_deferred().is_err() {
                 return; // the writer stopped: the daemon is shutting down
             }
             let resync = self.resync.load(Ordering::Relaxed);
@@ -238,6 +282,11 @@ impl RunsSource {
         }
         match ev.kind {
             EventKind::Create(_) | EventKind::Modify(_) | EventKind::Any | EventKind::Other => {
+                let mut queued = self.queued.lock().unwrap_or_else(|p| p.into_inner());
+                for p in &ev.paths {
+                    queued.remove(p);
+                }
+                drop(queued);
                 paths.extend(ev.paths.into_iter().filter(|p| is_run_log(p)));
             }
             EventKind::Remove(_) => {
@@ -259,6 +308,7 @@ impl RunsSource {
     }
 
     fn on_tick(&mut self) -> Result<(), ()> {
+        self.last_read.retain(|_, t| t.elapsed() < MIN_REREAD);
         self.check_writers()?;
         self.watched.retain(|d| d.is_dir());
         if self.watcher.is_none() {
@@ -426,10 +476,19 @@ impl RunsSource {
             source: SOURCE,
             ..Default::default()
         };
+        let now = std::time::Instant::now();
         for path in paths {
             if !path.parent().is_some_and(|d| self.watched.contains(d)) {
                 continue;
             }
+            if let Some(last) = self.last_read.get(&path)
+                && now.duration_since(*last) < MIN_REREAD
+            {
+                self.deferred.entry(path).or_insert(*last + MIN_REREAD);
+                continue;
+            }
+            self.deferred.remove(&path);
+            self.last_read.insert(path.clone(), now);
             let r = self.read_file(&path, Read::Changed);
             if r.new_file {
                 self.stats.files.fetch_add(1, Ordering::Relaxed);
@@ -437,6 +496,25 @@ impl RunsSource {
             add_to_batch(&mut batch, r);
         }
         self.send(batch)
+    }
+
+    /// Reads the deferred files that are due.
+    fn read_deferred(&mut self) -> Result<(), ()> {
+        let now = std::time::Instant::now();
+        let due: BTreeSet<PathBuf> = self
+            .deferred
+            .iter()
+            .filter(|(_, d)| **d <= now)
+            .map(|(p, _)| p.clone())
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        for p in &due {
+            self.deferred.remove(p);
+            self.last_read.remove(p);
+        }
+        self.process_paths(due)
     }
 
     fn send(&self, batch: IngestBatch) -> Result<(), ()> {
@@ -545,7 +623,7 @@ impl RunsSource {
                 false
             }
         };
-        if state.cursor == before && !result.new_file && how != Read::Recheck {
+        if state.cursor == before && !result.new_file && how != Read::Recheck && !writer_gone {
             self.keep_hot(path, state);
             return result;
         }

@@ -136,7 +136,7 @@ impl Opened {
                 Err(e) => return Err(e),
             };
             let mut rest = &chunk[..n];
-            while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+            while let Some(nl) = memchr::memchr(b'\n', rest) {
                 let (head, tail) = (&rest[..nl], &rest[nl + 1..]);
                 if cursor.skipping {
                     cursor.skipping = false;

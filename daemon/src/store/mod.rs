@@ -83,7 +83,8 @@ impl_from_redb!(
     redb::TableError,
     redb::StorageError,
     redb::CommitError,
-    redb::DatabaseError
+    redb::DatabaseError,
+    redb::SetDurabilityError
 );
 
 /// Context the indexes depend on; when it changes between runs, the indexes are rebuilt.

@@ -341,6 +341,8 @@ pub fn spawn(
         published: published.clone(),
         min_free_bytes,
         degraded: false,
+        last_durable: std::time::Instant::now(),
+        unsynced: false,
     };
     let thread = std::thread::Builder::new()
         .name("agentd-writer".into())
@@ -377,10 +379,20 @@ struct WriterState {
     min_free_bytes: u64,
     /// Batches were dropped (full disk or write error) and the store has not recovered yet.
     degraded: bool,
+    /// When the last durable commit happened.
+    last_durable: std::time::Instant,
+    /// Commits since then are not synced yet.
+    unsynced: bool,
 }
 
 /// How often a degraded writer checks whether it can write again.
 const RECOVERY_PROBE: Duration = Duration::from_secs(1);
+
+/// Commits are made durable (fsync) at most this often; the ones in between are not synced.
+/// Everything written comes from files whose cursors commit with it, so a crash loses at most
+/// this much progress, which is re-read from the files on the next start. A busy run log then
+/// costs a handful of fsyncs a second instead of one per burst.
+const DURABLE_EVERY: Duration = Duration::from_millis(250);
 
 /// Free bytes for unprivileged users on the file system holding `path`.
 fn free_bytes(path: &std::path::Path) -> Option<u64> {
@@ -407,21 +419,30 @@ impl WriterState {
             let (_, tomorrow) = crate::model::day_bounds(Millis::now(), &self.store.ctx.tz);
             let until_midnight =
                 Duration::from_millis((tomorrow - Millis::now().0).max(0) as u64 + 50);
-            let wait = if self.degraded {
+            let mut wait = if self.degraded {
                 until_midnight.min(RECOVERY_PROBE)
             } else {
                 until_midnight
             };
+            if self.unsynced {
+                wait = wait.min(DURABLE_EVERY.saturating_sub(self.last_durable.elapsed()));
+            }
             let first = match rx.recv_timeout(wait) {
                 Ok(op) => op,
                 Err(RecvTimeoutError::Timeout) => {
                     if self.degraded {
                         self.probe();
                     }
+                    if self.unsynced && self.last_durable.elapsed() >= DURABLE_EVERY {
+                        self.sync();
+                    }
                     self.publish_summary(); // at midnight today's totals start over
                     continue;
                 }
-                Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.sync();
+                    return;
+                }
             };
             let mut updates = op_updates(&first);
             let mut ops = vec![first];
@@ -461,8 +482,29 @@ impl WriterState {
                 let _ = done.send(());
             }
             if shutdown {
+                self.sync();
                 return;
             }
+        }
+    }
+
+    /// Makes every commit so far durable (an empty commit with fsync persists the ones before).
+    fn sync(&mut self) {
+        if !self.unsynced {
+            return;
+        }
+        let attempt = || -> Result<(), StoreError> {
+            let mut tx = self.store.db()?.begin_write()?;
+            tx.set_quick_repair(true);
+            tx.commit()?;
+            Ok(())
+        };
+        match attempt() {
+            Ok(()) => {
+                self.unsynced = false;
+                self.last_durable = std::time::Instant::now();
+            }
+            Err(e) => tracing::warn!("syncing the database failed, will retry: {e}"),
         }
     }
 
@@ -651,6 +693,10 @@ impl WriterState {
         let mut changed = Vec::new();
         let mut tx = self.store.db()?.begin_write()?;
         tx.set_quick_repair(true);
+        let durable = self.last_durable.elapsed() >= DURABLE_EVERY;
+        if !durable {
+            tx.set_durability(redb::Durability::None)?;
+        }
         {
             let mut items = tx.open_table(ITEMS)?;
             let mut index = tx.open_table(INDEX)?;
@@ -707,6 +753,12 @@ impl WriterState {
             deltas.flush(&mut counts, &mut totals)?;
         }
         tx.commit()?;
+        if durable {
+            self.last_durable = std::time::Instant::now();
+            self.unsynced = false;
+        } else {
+            self.unsynced = true;
+        }
         Ok(changed)
     }
 }
