@@ -89,6 +89,10 @@ impl Config {
             .socket
             .clone()
             .unwrap_or_else(|| paths::socket_path(env, &state_dir));
+        // Relative paths (`--socket agentd.sock`) are taken from the current directory, once:
+        // the daemon's messages, health answer and cleanup then all name the same file.
+        let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
+        let (state_dir, socket) = (absolute(state_dir), absolute(socket));
         let (config_path, explicit) = match &flags.config {
             Some(p) => (p.clone(), true),
             None => paths::config_path(env),

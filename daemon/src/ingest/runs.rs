@@ -623,7 +623,9 @@ impl RunsSource {
                 false
             }
         };
-        if state.cursor == before && !result.new_file && how != Read::Recheck && !writer_gone {
+        // Nothing new and the writer's state unchanged: nothing to store (a recheck that finds
+        // the writer still running, or no writer to check, writes nothing).
+        if state.cursor == before && !result.new_file && !writer_gone {
             self.keep_hot(path, state);
             return result;
         }
