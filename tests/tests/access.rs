@@ -283,3 +283,41 @@ fn a_corrupt_database_is_refused_not_replaced() {
         "the file is left as it was"
     );
 }
+
+#[test]
+fn relative_socket_and_state_paths_work() {
+    let scratch = Scratch::new("relative");
+    let mut child = std::process::Command::new(bin("agentd"))
+        .args([
+            "--state-dir",
+            "st",
+            "--socket",
+            "agentd.sock",
+            "--http",
+            "off",
+        ])
+        .current_dir(&scratch.0)
+        .env("HOME", &scratch.0)
+        .env("AGENTD_CONFIG", "/dev/null")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let sock = scratch.0.join("agentd.sock");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let r = agentd_tests::exchange(
+        UnixStream::connect(&sock).unwrap(),
+        "GET",
+        "/v1/health",
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert!(scratch.0.join("st").join("agentd.redb").exists());
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(!sock.exists());
+}

@@ -372,19 +372,26 @@ impl RunsSource {
             if !path.parent().is_some_and(|d| self.watched.contains(d)) {
                 continue;
             }
-            add_to_batch(&mut batch, self.read_file(&path, Read::Recheck));
-            if batch.updates.len() >= SCAN_BATCH {
-                let full = std::mem::replace(
-                    &mut batch,
-                    IngestBatch {
-                        source: SOURCE,
-                        ..Default::default()
-                    },
-                );
-                self.send(full)?;
-            }
+            let r = self.read_file(&path, Read::Recheck);
+            self.add_and_flush(&mut batch, r)?;
         }
         self.send(batch)
+    }
+
+    /// Adds a file's result to a scan batch, sending the batch once it is full.
+    fn add_and_flush(&self, batch: &mut IngestBatch, r: FileResult) -> Result<(), ()> {
+        add_to_batch(batch, r);
+        if batch.updates.len() + batch.cursors.len() < SCAN_BATCH {
+            return Ok(());
+        }
+        let full = std::mem::replace(
+            batch,
+            IngestBatch {
+                source: SOURCE,
+                ..Default::default()
+            },
+        );
+        self.send(full)
     }
 
     /// Watches and scans every runs dir that exists and is not watched yet.
@@ -450,17 +457,7 @@ impl RunsSource {
             self.stats.files.fetch_add(1, Ordering::Relaxed);
             let r = self.read_file(&path, Read::Scan);
             read += u64::from(r.cursor.is_some());
-            add_to_batch(&mut batch, r);
-            if batch.updates.len() + batch.cursors.len() >= SCAN_BATCH {
-                let full = std::mem::replace(
-                    &mut batch,
-                    IngestBatch {
-                        source: SOURCE,
-                        ..Default::default()
-                    },
-                );
-                self.send(full)?;
-            }
+            self.add_and_flush(&mut batch, r)?;
         }
         self.send(batch)?;
         tracing::info!(
