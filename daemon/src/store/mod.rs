@@ -27,7 +27,7 @@ pub mod writer;
 
 use crate::model::{Item, local_day};
 use jiff::tz::TimeZone;
-use redb::{ReadableDatabase, ReadableTableMetadata, TableDefinition};
+use redb::{ReadableDatabase, TableDefinition};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -302,17 +302,6 @@ impl Store {
             personal: summary(count("ms:working")?, count("ms:blocked")?, &bucket("me")?),
             all: summary(count("s:working")?, count("s:blocked")?, &bucket("all")?),
         })
-    }
-
-    /// Total number of items.
-    pub fn len(&self) -> Result<u64, StoreError> {
-        let rx = self.db()?.begin_read()?;
-        Ok(rx.open_table(ITEMS)?.len()?)
-    }
-
-    /// Whether the store holds no item.
-    pub fn is_empty(&self) -> Result<bool, StoreError> {
-        Ok(self.len()? == 0)
     }
 
     /// The ids in one partition that start with `id_prefix`, newest first.

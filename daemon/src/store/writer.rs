@@ -24,7 +24,7 @@ use redb::{ReadableDatabase, ReadableTable, Table};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
@@ -112,15 +112,6 @@ impl WriterHandle {
     /// Sends an op, waiting while the channel is full.
     pub fn send(&self, op: WriteOp) -> Result<(), WriterClosed> {
         self.tx.send(op).map_err(|_| WriterClosed)
-    }
-
-    /// Sends an op without waiting; gives it back when the channel is full.
-    pub fn try_send(&self, op: WriteOp) -> Result<(), Option<WriteOp>> {
-        match self.tx.try_send(op) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(op)) => Err(Some(op)),
-            Err(TrySendError::Disconnected(_)) => Err(None),
-        }
     }
 
     /// Blocks until everything sent before this call is committed.
