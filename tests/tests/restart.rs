@@ -47,6 +47,11 @@ fn items_survive_a_restart_unchanged_and_are_never_duplicated() {
     );
     d.wait_item("cli:r3", |v| v["usage"]["input_tokens"] == 10);
     d.wait_item("cli:r4", |v| v["status"] == "success");
+    // Files are read in the order their events arrive, not the order they were written: wait
+    // for all of them rather than assuming the last one read is the last one written.
+    d.wait_for("/v1/agents?tab=all&limit=1000", "all 20 runs", |v| {
+        v["items"].as_array().unwrap().len() == 20
+    });
     let before = all_items(&d);
     assert_eq!(before.len(), 20);
 

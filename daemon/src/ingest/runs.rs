@@ -485,8 +485,14 @@ impl RunsSource {
                 continue;
             }
             self.deferred.remove(&path);
-            self.last_read.insert(path.clone(), now);
             let r = self.read_file(&path, Read::Changed);
+            // Only a read that found something holds the next one back: a file just created
+            // is often empty when its first event arrives, and its content must not wait.
+            if r.update.is_some() {
+                self.last_read.insert(path.clone(), now);
+            } else {
+                self.last_read.remove(&path);
+            }
             if r.new_file {
                 self.stats.files.fetch_add(1, Ordering::Relaxed);
             }
