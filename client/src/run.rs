@@ -17,11 +17,13 @@
 
 use serde_json::{Value, json};
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Mutex};
+
+mod tee;
 
 /// What to run and how to label it.
 #[derive(Debug, Clone)]
@@ -166,23 +168,8 @@ impl Log {
         self.write_line(line.as_bytes());
     }
 
-    /// An `output` record, written without building a JSON tree (this is the hot path of a
-    /// chatty command).
-    fn output(&self, stream: &str, data: &str) {
-        if self.file.is_none() {
-            return;
-        }
-        let mut line = Vec::with_capacity(data.len() + 96);
-        line.extend_from_slice(b"{\"type\":\"output\",\"ts\":\"");
-        line.extend_from_slice(now().as_bytes());
-        line.extend_from_slice(b"\",\"stream\":\"");
-        line.extend_from_slice(stream.as_bytes());
-        line.extend_from_slice(b"\",\"data\":");
-        if serde_json::to_writer(&mut line, data).is_err() {
-            return;
-        }
-        line.extend_from_slice(b"}\n");
-        self.write_line(&line);
+    fn is_recording(&self) -> bool {
+        self.file.is_some()
     }
 
     fn write_line(&self, line: &[u8]) {
@@ -349,84 +336,10 @@ impl UsageScanner {
     }
 }
 
-/// Chunks in flight between a stream's pass-through and its recorder: enough to absorb a burst,
-/// small enough (4 MiB) that a slow disk holds the command back rather than filling memory.
-const CHUNKS_IN_FLIGHT: usize = 64;
-
-/// Copies one of the command's output streams to ours as it comes, and hands each piece to a
-/// recorder thread that writes the log, so that encoding the log never slows the terminal.
-fn pump(mut from: impl Read, mut to: impl Write, stream: &'static str, log: Arc<Log>) {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
-    let recorder = std::thread::spawn(move || record_output(rx, stream, &log));
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        };
-        let _ = to.write_all(&buf[..n]).and_then(|()| to.flush());
-        if tx.send(buf[..n].to_vec()).is_err() {
-            break;
-        }
-    }
-    drop(tx);
-    let _ = recorder.join();
-}
-
-/// Writes a stream's pieces as `output` records, keeping multi-byte characters whole across
-/// pieces; on stdout, also records agent usage lines.
-fn record_output(pieces: std::sync::mpsc::Receiver<Vec<u8>>, stream: &'static str, log: &Log) {
-    let mut carry: Vec<u8> = Vec::new();
-    let mut scanner = (stream == "stdout").then(UsageScanner::default);
-    for piece in pieces {
-        for usage in scanner.as_mut().map(|s| s.feed(&piece)).unwrap_or_default() {
-            log.record(usage);
-        }
-        // An incomplete character at the end waits in `carry` for the next piece.
-        let data: &[u8] = if carry.is_empty() {
-            &piece
-        } else {
-            carry.extend_from_slice(&piece);
-            &carry
-        };
-        let keep = match std::str::from_utf8(data) {
-            Ok(text) => {
-                log.output(stream, text);
-                0
-            }
-            Err(e) if e.error_len().is_none() => {
-                let valid = e.valid_up_to();
-                if let Ok(text) = std::str::from_utf8(&data[..valid]) {
-                    log.output(stream, text);
-                }
-                data.len() - valid
-            }
-            Err(_) => {
-                log.output(stream, &String::from_utf8_lossy(data));
-                0
-            }
-        };
-        let rest = data[data.len() - keep..].to_vec();
-        carry = rest;
-    }
-    if !carry.is_empty() {
-        log.output(stream, &String::from_utf8_lossy(&carry));
-    }
-    for usage in scanner
-        .as_mut()
-        .map(UsageScanner::finish)
-        .unwrap_or_default()
-    {
-        log.record(usage);
-    }
-}
-
 /// Runs the command, recording it in `runs_dir`; returns the exit code to exit with.
 pub fn run(spec: &RunSpec, runs_dir: &Path) -> i32 {
     let id = new_run_id();
-    let log = Arc::new(Log::create(runs_dir, &id));
+    let log = Log::create(runs_dir, &id);
     let title = spec
         .title
         .clone()
@@ -470,18 +383,8 @@ pub fn run(spec: &RunSpec, runs_dir: &Path) -> i32 {
         }
     };
     CHILD.store(child.id() as i32, Ordering::SeqCst);
-    let out = child.stdout.take().map(|s| {
-        let log = log.clone();
-        std::thread::spawn(move || pump(s, std::io::stdout(), "stdout", log))
-    });
-    let err = child.stderr.take().map(|s| {
-        let log = log.clone();
-        std::thread::spawn(move || pump(s, std::io::stderr(), "stderr", log))
-    });
+    tee::pump(child.stdout.take(), child.stderr.take(), &log);
     let status = child.wait();
-    for t in [out, err].into_iter().flatten() {
-        let _ = t.join();
-    }
     CHILD.store(0, Ordering::SeqCst);
     let stopped = STOPPED_BY.load(Ordering::SeqCst);
     let (code, end) = match status {
@@ -618,55 +521,6 @@ mod tests {
         );
         assert_eq!(u[1]["output_tokens"], 5);
         assert!(s.feed(b"{not json}\n").is_empty());
-    }
-
-    /// Hands out its bytes a few at a time, like a pipe under load.
-    struct Trickle(Vec<u8>, usize);
-    impl Read for Trickle {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            let n = self.1.min(buf.len()).min(self.0.len());
-            buf[..n].copy_from_slice(&self.0[..n]);
-            self.0.drain(..n);
-            Ok(n)
-        }
-    }
-
-    #[test]
-    fn pumped_output_keeps_characters_whole_and_finds_usage_across_reads() {
-        let dir = std::env::temp_dir().join(format!("agentctl-pump-{}", std::process::id()));
-        let log = Arc::new(Log::create(&dir, "t"));
-        let text = "héllo wörld {not a line start}\n{\"type\":\"turn.completed\",\"usage\":{\"input_tokens\":7,\"output_tokens\":1}}\nbye";
-        for piece in [1, 2, 3, 5] {
-            let mut out = Vec::new();
-            pump(
-                Trickle(text.as_bytes().to_vec(), piece),
-                &mut out,
-                "stdout",
-                log.clone(),
-            );
-            assert_eq!(out, text.as_bytes());
-        }
-        let written = std::fs::read_to_string(dir.join("t.jsonl")).unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
-        let mut data = String::new();
-        let mut usages = 0;
-        for line in written.lines() {
-            let v: Value = serde_json::from_str(line).unwrap();
-            match v["type"].as_str() {
-                Some("output") => data.push_str(v["data"].as_str().unwrap()),
-                Some("usage") => {
-                    assert_eq!(v["input_tokens"], 7);
-                    usages += 1;
-                }
-                other => panic!("unexpected record {other:?}"),
-            }
-        }
-        assert_eq!(
-            data,
-            text.repeat(4),
-            "no replacement characters, nothing lost"
-        );
-        assert_eq!(usages, 4, "one usage line per pass");
     }
 
     #[test]

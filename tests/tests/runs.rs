@@ -177,6 +177,33 @@ fn an_unwritable_runs_dir_still_runs_the_command() {
 }
 
 #[test]
+fn a_large_output_is_recorded_byte_for_byte_in_few_records_and_in_order() {
+    let d = Daemon::start("run-large");
+    let script = "echo first; sleep 0.2; echo second >&2; sleep 0.2; echo third; \
+                  seq 1 300000 | sed 's/$/ \u{e9}\u{2713}/'";
+    let out = run_cmd(&d, &["--", "sh", "-c", script]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let numbers: String = (1..=300_000).map(|i| format!("{i} \u{e9}\u{2713}\n")).collect();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("first\nthird\n{numbers}")
+    );
+    let id = only_run(&d)["id"].as_str().unwrap().to_owned();
+    d.wait_item(&id, |v| v["status"] == "success");
+    let log = d.req("GET", &format!("/v1/agents/{id}/log"), b"").text();
+    assert!(
+        log == format!("first\nsecond\nthird\n{numbers}"),
+        "the log differs from the output ({} bytes against {})",
+        log.len(),
+        numbers.len() + 19
+    );
+    // 3.6 MB of lines is written in batches, not a record a line.
+    let file = d.state.join("runs").join(format!("{}.jsonl", &id[4..]));
+    let records = std::fs::read_to_string(file).unwrap().lines().count();
+    assert!(records < 100, "{records} records");
+}
+
+#[test]
 fn logs_follow_a_live_run_to_its_end() {
     let d = Daemon::start("run-follow");
     let mut child = run_cmd(&d, &["--", "sh", "-c", "echo first; sleep 1; echo second"])

@@ -303,6 +303,17 @@ fn measure(socket: &Path, path: &str, n: usize) -> (f64, f64) {
     percentiles(samples)
 }
 
+/// How a producer of output is run in the `agentctl run` benchmark.
+#[derive(Clone, Copy)]
+enum Baseline {
+    /// Straight to /dev/null: the cheapest sink there is.
+    Direct,
+    /// Through a pipe to `cat`, as any tee or pager would take it.
+    Piped,
+    /// Through `agentctl run`, recorded.
+    Wrapped,
+}
+
 fn time_process(cmd: &mut Command) -> Duration {
     let t = Instant::now();
     let _ = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status();
@@ -358,11 +369,31 @@ fn bench_cli_runs(dir: &Path) {
     // Each wrapped run is timed as the user sees it (the daemon tails its log meanwhile);
     // before the next measurement the daemon has ingested it to the end, so that one run's
     // ingest does not slow the next measurement down.
-    let time = |producer: &[&str], wrapped: bool| -> Duration {
-        if !wrapped {
-            let mut c = Command::new(producer[0]);
-            c.args(&producer[1..]);
-            return time_process(&mut c);
+    let time = |producer: &[&str], how: Baseline| -> Duration {
+        match how {
+            Baseline::Direct => {
+                let mut c = Command::new(producer[0]);
+                c.args(&producer[1..]);
+                return time_process(&mut c);
+            }
+            Baseline::Piped => {
+                // `producer | cat > /dev/null`: what passing output through any pipe costs.
+                let t = Instant::now();
+                let mut p = Command::new(producer[0])
+                    .args(&producer[1..])
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .expect("producer");
+                let mut cat = Command::new("cat")
+                    .stdin(p.stdout.take().unwrap())
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .expect("cat");
+                let _ = p.wait();
+                let _ = cat.wait();
+                return t.elapsed();
+            }
+            Baseline::Wrapped => {}
         }
         let t = Instant::now();
         let out = Command::new(&agentctl)
@@ -424,14 +455,16 @@ fn bench_cli_runs(dir: &Path) {
     println!(
         "  run start to item visible over the socket (100 runs): p50 {p50:.2} ms, p99 {p99:.2} ms"
     );
-    // Commands that print ~100 MB: a pure flood (`seq`, 800 MB/s on its own), and a program that
-    // does a little work per line, as agent CLIs do.
+    // Commands that print ~100 MB: a pure flood in 4 KiB writes (`seq`, 800 MB/s on its own),
+    // and a program that does a little work per line and writes each line as it goes (`-u`), as
+    // agent CLIs do: 2.5 million writes.
     let producers: [(&str, &[&str]); 2] = [
         ("seq 1 13500000", &["seq", "1", "13500000"]),
         (
-            "python3 line printer",
+            "python3 -u line printer",
             &[
                 "python3",
+                "-u",
                 "-c",
                 "import sys\nw=sys.stdout.write\nfor i in range(2500000): w(f'{i} step: reading files, running tests, {i*7} ok\\n')",
             ],
@@ -443,17 +476,21 @@ fn bench_cli_runs(dir: &Path) {
             continue;
         };
         let bytes = probe.stdout.len();
-        let (mut direct, mut wrapped) = (Vec::new(), Vec::new());
-        for _ in 0..5 {
-            direct.push(time(producer, false));
-            wrapped.push(time(producer, true));
+        let (mut direct, mut piped, mut wrapped) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..7 {
+            direct.push(time(producer, Baseline::Direct));
+            piped.push(time(producer, Baseline::Piped));
+            wrapped.push(time(producer, Baseline::Wrapped));
         }
         let (dp, _) = percentiles(direct);
+        let (pp, _) = percentiles(piped);
         let (wp, _) = percentiles(wrapped);
         println!(
-            "  {name}: {:.0} MB to /dev/null, median of 5: direct {dp:.0} ms, through agentctl run {wp:.0} ms: overhead {:+.1}%",
+            "  {name}: {:.0} MB, median of 7: direct > /dev/null {dp:.0} ms, | cat {pp:.0} ms, \
+             agentctl run {wp:.0} ms: overhead {:+.1}% against direct, {:+.1}% against | cat",
             bytes as f64 / 1e6,
-            (wp / dp - 1.0) * 100.0
+            (wp / dp - 1.0) * 100.0,
+            (wp / pp - 1.0) * 100.0
         );
     }
     d.stop();
