@@ -183,7 +183,9 @@ fn a_large_output_is_recorded_byte_for_byte_in_few_records_and_in_order() {
                   seq 1 300000 | sed 's/$/ \u{e9}\u{2713}/'";
     let out = run_cmd(&d, &["--", "sh", "-c", script]).output().unwrap();
     assert_eq!(out.status.code(), Some(0));
-    let numbers: String = (1..=300_000).map(|i| format!("{i} \u{e9}\u{2713}\n")).collect();
+    let numbers: String = (1..=300_000)
+        .map(|i| format!("{i} \u{e9}\u{2713}\n"))
+        .collect();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         format!("first\nthird\n{numbers}")
