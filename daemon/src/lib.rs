@@ -20,6 +20,7 @@ pub mod instance;
 pub mod listen;
 pub mod liveness;
 pub mod model;
+pub mod prices;
 pub mod store;
 pub mod summary;
 

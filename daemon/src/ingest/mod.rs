@@ -6,6 +6,7 @@
 //! - [`tail`]: incremental, restart-safe reading of line files.
 //! - [`runs`]: the runs-dir ingestor (notify + tail + runlog).
 
+pub mod convo;
 pub mod runlog;
 pub mod runs;
 pub mod tail;

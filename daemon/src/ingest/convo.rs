@@ -1,0 +1,105 @@
+//! What every conversation-store parser produces, and the trait the store ingestor drives.
+//!
+//! A parser is a *fold*: it takes a file's lines one at a time (never failing the file on one
+//! bad line) and keeps just enough state to say, at any moment, what the conversation is:
+//! its title, project, model, tokens, cost and status. The fold is serialized into the file's
+//! cursor after each read, so a restart continues from where it stopped without re-reading.
+//!
+//! Status can depend on time (a pending tool call with no progress for a few seconds means the
+//! agent is waiting for the user), so [`ConversationFold::conversation`] takes `now`, and the
+//! ingestor re-evaluates live conversations on a timer, not only when a file changes.
+
+use crate::prices::Prices;
+use agentd_wire::{Millis, Status, Usage};
+use serde::{Serialize, de::DeserializeOwned};
+
+/// Quiet time after which an open turn with a pending tool call, under an approval policy
+/// that asks, is taken as waiting for the user (Claude Code prints Bash progress about 2 s
+/// after a command starts, so a longer silence means a prompt is on screen).
+pub const BLOCKED_AFTER_MS: i64 = 5_000;
+/// Quiet time after which a turn whose end is not marked (Claude Code 2.x often writes no
+/// `stop_reason`) is taken as finished.
+pub const QUIET_DONE_MS: i64 = 10_000;
+/// A conversation with an open turn and no line for this long is no longer `working`: its
+/// agent was closed or killed mid-turn (the store records no exit).
+pub const ABANDONED_AFTER_MS: i64 = 30 * 60_000;
+
+/// One conversation as its store describes it at some moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conversation {
+    /// The session id (item id is `<harness>:<session id>`); `None` until the file says it.
+    pub session_id: Option<String>,
+    pub title: Option<String>,
+    /// The working directory (project) of the conversation.
+    pub cwd: Option<String>,
+    /// The latest model used.
+    pub model: Option<String>,
+    /// The first timestamp in the file.
+    pub created_at: Option<Millis>,
+    /// The last meaningful activity.
+    pub updated_at: Option<Millis>,
+    pub status: Status,
+    pub status_detail: Option<String>,
+    /// Tokens over the whole conversation, each API response counted once.
+    pub usage: Usage,
+    /// `None` when any response's model has no price (tokens still counted) or none was made.
+    pub cost_usd: Option<f64>,
+}
+
+impl Default for Conversation {
+    fn default() -> Conversation {
+        Conversation {
+            session_id: None,
+            title: None,
+            cwd: None,
+            model: None,
+            created_at: None,
+            updated_at: None,
+            status: Status::Working,
+            status_detail: None,
+            usage: Usage::default(),
+            cost_usd: None,
+        }
+    }
+}
+
+/// A parser of one store format, folded line by line.
+pub trait ConversationFold: Default + Serialize + DeserializeOwned + Send + 'static {
+    /// Takes one complete line (without its newline). `Err` says why the line was skipped; it
+    /// is counted in `/v1/health` and the fold goes on.
+    fn apply(&mut self, line: &[u8], prices: &Prices) -> Result<(), String>;
+
+    /// The conversation as of `now` (epoch ms).
+    fn conversation(&self, now: Millis) -> Conversation;
+}
+
+/// Sums cost over responses: stays `None` once a response of an unknown model is seen, so a
+/// partial sum is never shown as the total.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct CostSum {
+    /// Micro-dollars so far (exact to add and subtract; f64 is kept for display only).
+    pub micros: f64,
+    /// A response had a model without a price.
+    pub unknown: bool,
+    /// At least one response was priced.
+    pub any: bool,
+}
+
+impl CostSum {
+    /// Adds (or with `sign` -1.0, takes back) the cost of one response.
+    pub fn add(&mut self, prices: &Prices, model: &str, usage: &Usage, sign: f64) {
+        match prices.cost(model, usage) {
+            Some(c) => {
+                self.micros += sign * c * 1e6;
+                self.any = true;
+            }
+            None if usage != &Usage::default() => self.unknown = true,
+            None => {}
+        }
+    }
+
+    /// The total in USD, or `None` when it is unknown.
+    pub fn usd(&self) -> Option<f64> {
+        (self.any && !self.unknown).then(|| (self.micros.max(0.0)).round() / 1e6)
+    }
+}
