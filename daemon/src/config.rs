@@ -25,6 +25,14 @@ pub struct Config {
     pub runs_dirs: Vec<PathBuf>,
     /// Free space the database's disk must keep; below it ingestion pauses (config `min_free_mb`).
     pub min_free_bytes: u64,
+    /// Claude Code config dirs (contract section 2): transcripts are under `projects/`.
+    pub claude_roots: Vec<PathBuf>,
+    /// Codex homes: `sessions/` and `archived_sessions/`.
+    pub codex_roots: Vec<PathBuf>,
+    /// Gemini CLI dirs (`~/.gemini`): chats under `tmp/*/chats/`.
+    pub gemini_roots: Vec<PathBuf>,
+    /// A JSON price file whose entries add to or replace the built-in table (config `prices`).
+    pub prices_file: Option<PathBuf>,
 }
 
 /// Default of `min_free_mb`: room for the largest transaction, with a margin for other programs.
@@ -63,6 +71,7 @@ struct FileConfig {
     user: Option<String>,
     http: Option<String>,
     min_free_mb: Option<u64>,
+    prices: Option<PathBuf>,
     sources: FileSources,
 }
 
@@ -70,6 +79,16 @@ struct FileConfig {
 #[serde(default)]
 struct FileSources {
     runs: FileRuns,
+    claude_code: FileRoots,
+    codex: FileRoots,
+    gemini: FileRoots,
+}
+
+/// `[sources.<store>] roots = [...]`: replaces the store's default locations.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct FileRoots {
+    roots: Option<Vec<PathBuf>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -118,6 +137,46 @@ impl Config {
                 runs_dirs.push(d);
             }
         }
+        let home = env("HOME").map(PathBuf::from);
+        let in_home = |rel: &str| home.as_ref().map(|h| h.join(rel));
+        let configured = |roots: Option<Vec<PathBuf>>| -> Option<Vec<PathBuf>> {
+            roots.map(|r| r.iter().map(|d| expand_home(d, env)).collect())
+        };
+        let claude_roots =
+            configured(file.sources.claude_code.roots).unwrap_or_else(|| {
+                match env("CLAUDE_CONFIG_DIR").filter(|v| !v.trim().is_empty()) {
+                    Some(list) => list
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|d| !d.is_empty())
+                        .map(|d| expand_home(Path::new(d), env))
+                        .collect(),
+                    None => {
+                        let xdg = env("XDG_CONFIG_HOME")
+                            .filter(|v| !v.is_empty())
+                            .map(|x| PathBuf::from(x).join("claude"))
+                            .or_else(|| in_home(".config/claude"));
+                        in_home(".claude").into_iter().chain(xdg).collect()
+                    }
+                }
+            });
+        let codex_roots = configured(file.sources.codex.roots).unwrap_or_else(|| {
+            env("CODEX_HOME")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| in_home(".codex"))
+                .into_iter()
+                .collect()
+        });
+        let gemini_roots = configured(file.sources.gemini.roots).unwrap_or_else(|| {
+            env("GEMINI_CLI_HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".gemini"))
+                .or_else(|| in_home(".gemini"))
+                .into_iter()
+                .collect()
+        });
+        let prices_file = file.prices.map(|p| expand_home(&p, env));
         let min_free_bytes = file
             .min_free_mb
             .unwrap_or(DEFAULT_MIN_FREE_MB)
@@ -129,6 +188,10 @@ impl Config {
             user,
             runs_dirs,
             min_free_bytes,
+            claude_roots,
+            codex_roots,
+            gemini_roots,
+            prices_file,
         })
     }
 

@@ -115,12 +115,49 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     )
     .map_err(DaemonError::Thread)?;
 
+    let prices = Arc::new(match &config.prices_file {
+        Some(path) => prices::Prices::with_overrides(path).unwrap_or_else(|e| {
+            tracing::error!("{e}; using the built-in prices");
+            prices::Prices::builtin()
+        }),
+        None => prices::Prices::builtin(),
+    });
+    let mut sources = vec![runs_stats];
+    let mut store_threads = Vec::new();
+    macro_rules! start_store {
+        ($format:ty, $roots:expr) => {{
+            let roots: Vec<std::path::PathBuf> = $roots.clone();
+            let dirs: Vec<std::path::PathBuf> = roots
+                .iter()
+                .flat_map(|r| <$format as ingest::stores::Format>::watch_dirs(r))
+                .collect();
+            let stats = Arc::new(ingest::SourceStats::new(
+                <$format as ingest::stores::Format>::NAME,
+                &dirs,
+            ));
+            sources.push(stats.clone());
+            store_threads.push(
+                ingest::stores::spawn::<$format>(
+                    roots,
+                    prices.clone(),
+                    store.clone(),
+                    writer.clone(),
+                    stats,
+                    published.resync.clone(),
+                    stop_ingest.clone(),
+                )
+                .map_err(DaemonError::Thread)?,
+            );
+        }};
+    }
+    start_store!(ingest::formats::ClaudeCode, config.claude_roots);
+
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let state = api::AppState {
         store: store.clone(),
         published,
         writer: writer.clone(),
-        sources: vec![runs_stats],
+        sources,
         started_at,
         http_addr: http_addr.clone(),
         shutdown: shutdown_rx.clone(),
@@ -157,9 +194,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // wakes an idle one. `try_send`: never block a runtime thread on a full queue.
     stop_ingest.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = runs_tx.try_send(ingest::IngestEvent::Shutdown);
+    for (tx, _) in &store_threads {
+        let _ = tx.try_send(ingest::IngestEvent::Shutdown);
+    }
     let writer_for_stop = writer.clone();
     let _ = tokio::task::spawn_blocking(move || {
         let _ = runs_thread.join();
+        for (_, thread) in store_threads {
+            let _ = thread.join();
+        }
         let _ = writer_for_stop.send(store::writer::WriteOp::Shutdown);
         let _ = writer_thread.join();
     })

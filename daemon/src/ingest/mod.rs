@@ -6,9 +6,13 @@
 //! - [`tail`]: incremental, restart-safe reading of line files.
 //! - [`runs`]: the runs-dir ingestor (notify + tail + runlog).
 
+pub mod claude;
+pub mod codex;
 pub mod convo;
+pub mod formats;
 pub mod runlog;
 pub mod runs;
+pub mod stores;
 pub mod tail;
 
 use std::sync::atomic::{AtomicU64, Ordering};

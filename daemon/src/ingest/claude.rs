@@ -1,0 +1,792 @@
+//! Claude Code transcripts: `projects/<cwd-slug>/<sessionId>.jsonl`, folded line by line.
+//!
+//! Each line is one JSON object (`user`, `assistant`, `system` with a subtype, `progress`,
+//! `summary`, `ai-title`, `custom-title`, `queue-operation`, `file-history-snapshot`, …). The
+//! fold keeps what the item needs and decides status from the *main chain* only: sidechain
+//! lines (`isSidechain`, sub-agent files) count for tokens but never for status.
+//!
+//! Tokens: one API response is written as several lines (one per content block) sharing
+//! `message.id` + `requestId`, each repeating a usage snapshot whose `output_tokens` grows. A
+//! response counts once, with its largest snapshot (the difference is added when a larger one
+//! arrives). Cost is priced per response with that response's model; `<synthetic>` (error
+//! placeholders) is skipped.
+//!
+//! Title: the last `custom-title`, else the last `ai-title`, else a `summary`, else the first
+//! real prompt (not meta, not a compaction summary, not a command wrapper, not an interrupt).
+//!
+//! Status, from the last meaningful main-chain line (metadata lines do not count):
+//!
+//! | last line | status | detail |
+//! |---|---|---|
+//! | user text `[Request interrupted by user…]`, or a rejected tool use | canceled | interrupted by the user / tool use rejected |
+//! | assistant with `isApiErrorMessage` | failed | the error text |
+//! | assistant `tool_use` of `AskUserQuestion` / `ExitPlanMode`, unanswered | blocked | waiting for your answer / plan approval |
+//! | any other unanswered `tool_use`, no progress since, quiet ≥ 5 s, permission mode not `bypassPermissions` | blocked | waiting for permission: TOOL |
+//! | `system/stop_hook_summary` or `system/turn_duration` after the answer, or `stop_reason` `end_turn`/`stop_sequence`/`max_tokens`/`refusal` with no pending tool | success | |
+//! | assistant text with no `stop_reason` (2.x writes none), quiet ≥ 10 s | success | |
+//! | a prompt, a tool result, progress, an API retry, or an answer still streaming | working | retrying after an API error, when so |
+//! | an open turn quiet for 30 min | failed | no activity for 30 minutes |
+//!
+//! Time-based rows are evaluated at `now`, so a silent session moves on without a new line.
+
+use super::convo::{
+    ABANDONED_AFTER_MS, BLOCKED_AFTER_MS, Conversation, ConversationFold, CostSum, QUIET_DONE_MS,
+};
+use crate::prices::Prices;
+use agentd_wire::{Millis, Status, Usage};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// How many recent responses are remembered for de-duplication: the lines of one response are
+/// written together, so a short memory is enough and the fold stays small.
+const RECENT_RESPONSES: usize = 64;
+/// Titles and details are cut to this many characters.
+const TEXT_CHARS: usize = 200;
+
+/// What the last meaningful main-chain line was.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+enum Last {
+    /// Nothing yet.
+    #[default]
+    Nothing,
+    /// A typed prompt or a tool result: the agent is on it.
+    Input,
+    /// The assistant wrote text; `done` when its `stop_reason` ends the turn.
+    Answer { done: bool },
+    /// A turn-end marker (`stop_hook_summary`, `turn_duration`).
+    TurnEnd,
+    /// The user interrupted or rejected a tool use.
+    Canceled(String),
+    /// The API failed and the turn ended.
+    ApiError(String),
+    /// An API call failed and is being retried.
+    Retrying(String),
+}
+
+/// A response counted in the totals, remembered to take back a smaller snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Response {
+    key: u64,
+    model: String,
+    usage: Usage,
+}
+
+/// The folded state of one transcript file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ClaudeFold {
+    session_id: Option<String>,
+    cwd: Option<String>,
+    model: Option<String>,
+    created_at: Option<Millis>,
+    updated_at: Option<Millis>,
+    custom_title: Option<String>,
+    ai_title: Option<String>,
+    summary: Option<String>,
+    first_prompt: Option<String>,
+    last: Last,
+    /// Unanswered tool calls of the main chain: (tool_use id, tool name).
+    pending: Vec<(String, String)>,
+    /// A progress line arrived after the newest pending call: the tool is running.
+    progress_since_call: bool,
+    /// When the last main-chain line (progress included) was written.
+    last_main: Option<Millis>,
+    permission_mode: Option<String>,
+    usage: Usage,
+    cost: CostSum,
+    recent: Vec<Response>,
+}
+
+fn cut(text: &str) -> String {
+    let line = text.trim();
+    let line = line.lines().next().unwrap_or("").trim();
+    if line.chars().count() > TEXT_CHARS {
+        let mut s: String = line.chars().take(TEXT_CHARS - 1).collect();
+        s.push('…');
+        s
+    } else {
+        line.to_owned()
+    }
+}
+
+fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+fn count(v: &Value, key: &str) -> u64 {
+    v.get(key).and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// FNV-1a of the response key.
+fn key_hash(message_id: &str, request_id: &str) -> u64 {
+    message_id
+        .bytes()
+        .chain([0])
+        .chain(request_id.bytes())
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+}
+
+/// The text of a user message's content when it is typed text (not tool results).
+fn user_text(content: &Value) -> Option<String> {
+    match content {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(parts) => {
+            let texts: Vec<&str> = parts
+                .iter()
+                .filter(|p| str_of(p, "type") == Some("text"))
+                .filter_map(|p| str_of(p, "text"))
+                .collect();
+            (!texts.is_empty()).then(|| texts.join("\n"))
+        }
+        _ => None,
+    }
+}
+
+/// Whether a typed text is a real prompt (a title candidate) rather than a wrapper.
+fn is_real_prompt(text: &str) -> bool {
+    let t = text.trim_start();
+    !t.is_empty()
+        && ![
+            "<command-name>",
+            "<command-message>",
+            "<local-command-stdout>",
+            "<local-command-stderr>",
+            "Caveat:",
+            "[Request interrupted",
+            "<system-reminder>",
+        ]
+        .iter()
+        .any(|p| t.starts_with(p))
+}
+
+impl ClaudeFold {
+    fn touch(&mut self, ts: Option<Millis>, main: bool) {
+        if let Some(ts) = ts {
+            if self.created_at.is_none_or(|c| ts < c) {
+                self.created_at = Some(ts);
+            }
+            if self.updated_at.is_none_or(|u| ts > u) {
+                self.updated_at = Some(ts);
+            }
+            if main && self.last_main.is_none_or(|u| ts > u) {
+                self.last_main = Some(ts);
+            }
+        }
+    }
+
+    fn count_usage(&mut self, v: &Value, message: &Value, prices: &Prices) {
+        let Some(u) = message.get("usage").filter(|u| u.is_object()) else {
+            return;
+        };
+        let model = str_of(message, "model").unwrap_or("");
+        if model == "<synthetic>" {
+            return;
+        }
+        let usage = Usage {
+            input_tokens: count(u, "input_tokens"),
+            output_tokens: count(u, "output_tokens"),
+            cache_read_tokens: count(u, "cache_read_input_tokens"),
+            cache_write_tokens: count(u, "cache_creation_input_tokens"),
+        };
+        let key = match (str_of(message, "id"), str_of(v, "requestId")) {
+            (Some(m), r) => Some(key_hash(m, r.unwrap_or(""))),
+            _ => None,
+        };
+        if let Some(key) = key
+            && let Some(i) = self.recent.iter().position(|r| r.key == key)
+        {
+            let old = &self.recent[i];
+            let total = |u: &Usage| {
+                u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_write_tokens
+            };
+            if total(&usage) <= total(&old.usage) {
+                return; // an earlier, smaller snapshot of a response already counted
+            }
+            let old = self.recent.remove(i);
+            self.usage.input_tokens = self
+                .usage
+                .input_tokens
+                .saturating_sub(old.usage.input_tokens);
+            self.usage.output_tokens = self
+                .usage
+                .output_tokens
+                .saturating_sub(old.usage.output_tokens);
+            self.usage.cache_read_tokens = self
+                .usage
+                .cache_read_tokens
+                .saturating_sub(old.usage.cache_read_tokens);
+            self.usage.cache_write_tokens = self
+                .usage
+                .cache_write_tokens
+                .saturating_sub(old.usage.cache_write_tokens);
+            self.cost.add(prices, &old.model, &old.usage, -1.0);
+        }
+        self.usage.add(&usage);
+        self.cost.add(prices, model, &usage, 1.0);
+        if let Some(key) = key {
+            if self.recent.len() >= RECENT_RESPONSES {
+                self.recent.remove(0);
+            }
+            self.recent.push(Response {
+                key,
+                model: model.to_owned(),
+                usage,
+            });
+        }
+    }
+
+    fn on_user(&mut self, v: &Value) {
+        if let Some(mode) = str_of(v, "permissionMode") {
+            self.permission_mode = Some(mode.to_owned());
+        }
+        let meta = v.get("isMeta").and_then(Value::as_bool) == Some(true)
+            || v.get("isCompactSummary").and_then(Value::as_bool) == Some(true);
+        let Some(content) = v.get("message").and_then(|m| m.get("content")) else {
+            return;
+        };
+        // Tool results answer pending calls.
+        let mut answered = false;
+        let mut rejected = false;
+        if let Value::Array(parts) = content {
+            for p in parts
+                .iter()
+                .filter(|p| str_of(p, "type") == Some("tool_result"))
+            {
+                answered = true;
+                if let Some(id) = str_of(p, "tool_use_id") {
+                    self.pending.retain(|(pid, _)| pid != id);
+                }
+                let text = match p.get("content") {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(other) => other.to_string(),
+                    None => String::new(),
+                };
+                if text.contains("The user doesn't want to proceed with this tool use") {
+                    rejected = true;
+                }
+            }
+        }
+        if str_of(v, "toolUseResult") == Some("User rejected tool use") {
+            rejected = true;
+        }
+        if rejected {
+            self.last = Last::Canceled("tool use rejected by the user".into());
+            return;
+        }
+        if answered {
+            self.last = Last::Input;
+            return;
+        }
+        let Some(text) = user_text(content) else {
+            return;
+        };
+        if text
+            .trim_start()
+            .starts_with("[Request interrupted by user")
+        {
+            self.pending.clear();
+            self.last = Last::Canceled("interrupted by the user".into());
+            return;
+        }
+        if meta {
+            return;
+        }
+        if self.first_prompt.is_none() && is_real_prompt(&text) {
+            self.first_prompt = Some(cut(&text));
+        }
+        self.last = Last::Input;
+    }
+
+    fn on_assistant(&mut self, v: &Value, message: &Value) {
+        if v.get("isApiErrorMessage").and_then(Value::as_bool) == Some(true) {
+            let text = message
+                .get("content")
+                .and_then(user_text)
+                .map(|t| cut(&t))
+                .unwrap_or_else(|| "API error".into());
+            self.pending.clear();
+            self.last = Last::ApiError(text);
+            return;
+        }
+        if let Some(model) = str_of(message, "model").filter(|m| *m != "<synthetic>") {
+            self.model = Some(model.to_owned());
+        }
+        let stop = str_of(message, "stop_reason");
+        let mut wrote_text = false;
+        if let Some(Value::Array(parts)) = message.get("content") {
+            for p in parts {
+                match str_of(p, "type") {
+                    Some("tool_use") => {
+                        let id = str_of(p, "id").unwrap_or("").to_owned();
+                        let name = str_of(p, "name").unwrap_or("a tool").to_owned();
+                        if !self.pending.iter().any(|(pid, _)| *pid == id) {
+                            self.pending.push((id, name));
+                        }
+                        self.progress_since_call = false;
+                    }
+                    Some("text" | "thinking" | "redacted_thinking") => wrote_text = true,
+                    _ => {}
+                }
+            }
+        }
+        if wrote_text || stop.is_some() {
+            let done = matches!(
+                stop,
+                Some("end_turn" | "stop_sequence" | "max_tokens" | "refusal")
+            );
+            self.last = Last::Answer { done };
+        }
+    }
+
+    fn on_system(&mut self, v: &Value) {
+        match str_of(v, "subtype") {
+            Some("stop_hook_summary" | "turn_duration") => {
+                self.last = Last::TurnEnd;
+            }
+            Some("api_error") => {
+                let detail = v
+                    .get("error")
+                    .and_then(|e| str_of(e, "message").or_else(|| e.as_str()))
+                    .map(cut)
+                    .unwrap_or_else(|| "API error".into());
+                self.last = Last::Retrying(format!("retrying after an API error: {detail}"));
+            }
+            _ => {}
+        }
+    }
+}
+
+impl ConversationFold for ClaudeFold {
+    fn apply(&mut self, line: &[u8], prices: &Prices) -> Result<(), String> {
+        let v: Value = serde_json::from_slice(line).map_err(|e| format!("not JSON: {e}"))?;
+        let Some(kind) = str_of(&v, "type") else {
+            return if v.is_object() {
+                Ok(()) // an object of a kind this version does not know
+            } else {
+                Err("not a JSON object".into())
+            };
+        };
+        let ts = str_of(&v, "timestamp")
+            .and_then(agentd_wire::parse_rfc3339_ms)
+            .map(Millis);
+        let sidechain = v.get("isSidechain").and_then(Value::as_bool) == Some(true);
+        if self.session_id.is_none()
+            && let Some(id) = str_of(&v, "sessionId")
+        {
+            self.session_id = Some(id.to_owned());
+        }
+        match kind {
+            "custom-title" => {
+                if let Some(t) = str_of(&v, "customTitle").map(cut).filter(|t| !t.is_empty()) {
+                    self.custom_title = Some(t);
+                }
+            }
+            "ai-title" => {
+                if let Some(t) = str_of(&v, "aiTitle").map(cut).filter(|t| !t.is_empty()) {
+                    self.ai_title = Some(t);
+                }
+            }
+            "summary" => {
+                if let Some(t) = str_of(&v, "summary").map(cut).filter(|t| !t.is_empty()) {
+                    self.summary = Some(t);
+                }
+            }
+            "user" | "assistant" | "system" | "progress" => {
+                self.touch(ts, !sidechain);
+                if let Some(cwd) = str_of(&v, "cwd").filter(|c| !c.is_empty()) {
+                    self.cwd = Some(cwd.to_owned());
+                }
+                let message = v.get("message").cloned().unwrap_or(Value::Null);
+                if kind == "assistant" {
+                    self.count_usage(&v, &message, prices);
+                }
+                if sidechain {
+                    return Ok(());
+                }
+                match kind {
+                    "user" => self.on_user(&v),
+                    "assistant" => self.on_assistant(&v, &message),
+                    "system" => self.on_system(&v),
+                    _ => self.progress_since_call = true,
+                }
+            }
+            _ => self.touch(None, false),
+        }
+        Ok(())
+    }
+
+    fn conversation(&self, now: Millis) -> Conversation {
+        let quiet = self.last_main.map_or(0, |t| now.0 - t.0);
+        let (status, detail) = match &self.last {
+            Last::Canceled(d) => (Status::Canceled, Some(d.clone())),
+            Last::ApiError(d) => (Status::Failed, Some(d.clone())),
+            _ if !self.pending.is_empty() && quiet >= ABANDONED_AFTER_MS => (
+                Status::Failed,
+                Some("no activity for 30 minutes; the agent may have been closed".into()),
+            ),
+            _ if !self.pending.is_empty() => {
+                let waiting_on = |name: &str| self.pending.iter().any(|(_, n)| n == name);
+                if waiting_on("AskUserQuestion") {
+                    (Status::Blocked, Some("waiting for your answer".into()))
+                } else if waiting_on("ExitPlanMode") {
+                    (Status::Blocked, Some("waiting for plan approval".into()))
+                } else if quiet >= BLOCKED_AFTER_MS
+                    && !self.progress_since_call
+                    && self.permission_mode.as_deref() != Some("bypassPermissions")
+                {
+                    let tool = self.pending.last().map_or("a tool", |(_, n)| n.as_str());
+                    (
+                        Status::Blocked,
+                        Some(format!("waiting for permission: {tool}")),
+                    )
+                } else {
+                    (Status::Working, None)
+                }
+            }
+            Last::TurnEnd | Last::Answer { done: true } => (Status::Success, None),
+            Last::Answer { done: false } if quiet >= QUIET_DONE_MS => (Status::Success, None),
+            Last::Nothing => (Status::Success, None),
+            _ if quiet >= ABANDONED_AFTER_MS => (
+                Status::Failed,
+                Some("no activity for 30 minutes; the agent may have been closed".into()),
+            ),
+            Last::Retrying(d) => (Status::Working, Some(d.clone())),
+            _ => (Status::Working, None),
+        };
+        let title = self
+            .custom_title
+            .clone()
+            .or_else(|| self.ai_title.clone())
+            .or_else(|| self.summary.clone())
+            .or_else(|| self.first_prompt.clone());
+        Conversation {
+            session_id: self.session_id.clone(),
+            title,
+            cwd: self.cwd.clone(),
+            model: self.model.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            status,
+            status_detail: detail,
+            usage: self.usage,
+            cost_usd: self.cost.usd(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_795_856_400_000; // 2026-11-28T09:00:00Z
+
+    fn ts(offset_s: i64) -> String {
+        agentd_wire::format_rfc3339_ms(T0 + offset_s * 1000)
+    }
+
+    fn user(at: i64, text: &str) -> String {
+        serde_json::json!({"type": "user", "timestamp": ts(at), "sessionId": "s1", "cwd": "/src/app",
+            "isSidechain": false, "permissionMode": "default",
+            "message": {"role": "user", "content": text}})
+        .to_string()
+    }
+
+    fn assistant(at: i64, id: &str, content: Value, output: u64, stop: Option<&str>) -> String {
+        serde_json::json!({"type": "assistant", "timestamp": ts(at), "sessionId": "s1", "cwd": "/src/app",
+            "requestId": format!("req_{id}"), "isSidechain": false,
+            "message": {"id": id, "type": "message", "role": "assistant", "model": "claude-sonnet-4-5-20250929",
+                "content": content, "stop_reason": stop,
+                "usage": {"input_tokens": 10, "output_tokens": output, "cache_read_input_tokens": 1000,
+                    "cache_creation_input_tokens": 200}}})
+        .to_string()
+    }
+
+    fn text(t: &str) -> Value {
+        serde_json::json!([{"type": "text", "text": t}])
+    }
+
+    fn tool_use(id: &str, name: &str) -> Value {
+        serde_json::json!([{"type": "tool_use", "id": id, "name": name, "input": {}}])
+    }
+
+    fn tool_result(at: i64, id: &str, content: &str) -> String {
+        serde_json::json!({"type": "user", "timestamp": ts(at), "sessionId": "s1", "isSidechain": false,
+            "message": {"role": "user", "content": [{"type": "tool_result", "tool_use_id": id, "content": content}]}})
+        .to_string()
+    }
+
+    fn system(at: i64, subtype: &str) -> String {
+        serde_json::json!({"type": "system", "subtype": subtype, "timestamp": ts(at), "sessionId": "s1",
+            "isSidechain": false})
+        .to_string()
+    }
+
+    fn fold(lines: &[String]) -> ClaudeFold {
+        let prices = Prices::builtin();
+        let mut f = ClaudeFold::default();
+        for l in lines {
+            let _ = f.apply(l.as_bytes(), &prices);
+        }
+        f
+    }
+
+    /// Folds `lines`, looks at the conversation `quiet_s` after the last line, and compares the
+    /// status and detail.
+    fn check(name: &str, lines: &[String], quiet_s: i64, status: Status, detail: Option<&str>) {
+        let f = fold(lines);
+        let last = f.last_main.map_or(T0, |t| t.0);
+        let c = f.conversation(Millis(last + quiet_s * 1000));
+        assert_eq!(
+            (c.status, c.status_detail.as_deref()),
+            (status, detail),
+            "{name}"
+        );
+    }
+
+    #[test]
+    fn statuses() {
+        let prompt = user(0, "fix the flaky login test");
+        let cases: Vec<(&str, Vec<String>, i64, Status, Option<&str>)> = vec![
+            ("prompt just typed", vec![prompt.clone()], 1, Status::Working, None),
+            (
+                "answer with end_turn",
+                vec![prompt.clone(), assistant(2, "m1", text("done"), 50, Some("end_turn"))],
+                0,
+                Status::Success,
+                None,
+            ),
+            (
+                "2.x answer without stop_reason, still streaming",
+                vec![prompt.clone(), assistant(2, "m1", text("looking"), 5, None)],
+                3,
+                Status::Working,
+                None,
+            ),
+            (
+                "2.x answer without stop_reason, quiet",
+                vec![prompt.clone(), assistant(2, "m1", text("done"), 5, None)],
+                11,
+                Status::Success,
+                None,
+            ),
+            (
+                "stop hook summary ends the turn",
+                vec![
+                    prompt.clone(),
+                    assistant(2, "m1", text("done"), 5, None),
+                    system(3, "stop_hook_summary"),
+                ],
+                0,
+                Status::Success,
+                None,
+            ),
+            (
+                "pending Bash, quiet: permission prompt",
+                vec![prompt.clone(), assistant(2, "m1", tool_use("t1", "Bash"), 5, None)],
+                6,
+                Status::Blocked,
+                Some("waiting for permission: Bash"),
+            ),
+            (
+                "pending Bash, just written",
+                vec![prompt.clone(), assistant(2, "m1", tool_use("t1", "Bash"), 5, None)],
+                1,
+                Status::Working,
+                None,
+            ),
+            (
+                "pending Bash with progress: running",
+                vec![
+                    prompt.clone(),
+                    assistant(2, "m1", tool_use("t1", "Bash"), 5, None),
+                    serde_json::json!({"type": "progress", "timestamp": ts(4), "sessionId": "s1",
+                        "data": {"type": "bash_progress", "elapsedTimeSeconds": 2}, "toolUseID": "t1"})
+                    .to_string(),
+                ],
+                20,
+                Status::Working,
+                None,
+            ),
+            (
+                "AskUserQuestion waits at once",
+                vec![prompt.clone(), assistant(2, "m1", tool_use("t1", "AskUserQuestion"), 5, None)],
+                0,
+                Status::Blocked,
+                Some("waiting for your answer"),
+            ),
+            (
+                "tool answered, agent continues",
+                vec![
+                    prompt.clone(),
+                    assistant(2, "m1", tool_use("t1", "Bash"), 5, None),
+                    tool_result(3, "t1", "ok"),
+                ],
+                1,
+                Status::Working,
+                None,
+            ),
+            (
+                "interrupt",
+                vec![prompt.clone(), user(3, "[Request interrupted by user]")],
+                0,
+                Status::Canceled,
+                Some("interrupted by the user"),
+            ),
+            (
+                "rejected tool use",
+                vec![
+                    prompt.clone(),
+                    assistant(2, "m1", tool_use("t1", "Bash"), 5, None),
+                    tool_result(3, "t1", "The user doesn't want to proceed with this tool use. The tool use was rejected"),
+                    user(3, "[Request interrupted by user for tool use]"),
+                ],
+                0,
+                Status::Canceled,
+                Some("interrupted by the user"),
+            ),
+            (
+                "API error ends the turn",
+                vec![
+                    prompt.clone(),
+                    serde_json::json!({"type": "assistant", "timestamp": ts(3), "sessionId": "s1",
+                        "isApiErrorMessage": true, "error": "rate_limit",
+                        "message": {"id": "x", "model": "<synthetic>", "role": "assistant",
+                            "content": [{"type": "text", "text": "API Error: 529 Overloaded"}],
+                            "usage": {"input_tokens": 0, "output_tokens": 0}}})
+                    .to_string(),
+                ],
+                0,
+                Status::Failed,
+                Some("API Error: 529 Overloaded"),
+            ),
+            (
+                "API retry keeps working",
+                vec![
+                    prompt.clone(),
+                    serde_json::json!({"type": "system", "subtype": "api_error", "timestamp": ts(3),
+                        "sessionId": "s1", "level": "error", "error": {"message": "overloaded"},
+                        "retryAttempt": 1, "maxRetries": 10})
+                    .to_string(),
+                ],
+                2,
+                Status::Working,
+                Some("retrying after an API error: overloaded"),
+            ),
+            (
+                "abandoned mid-turn",
+                vec![prompt.clone()],
+                31 * 60,
+                Status::Failed,
+                Some("no activity for 30 minutes; the agent may have been closed"),
+            ),
+            (
+                "sidechain lines do not decide status",
+                vec![
+                    prompt.clone(),
+                    assistant(2, "m1", text("done"), 5, Some("end_turn")),
+                    serde_json::json!({"type": "user", "timestamp": ts(3), "sessionId": "s1",
+                        "isSidechain": true, "message": {"role": "user", "content": "sub task"}})
+                    .to_string(),
+                ],
+                0,
+                Status::Success,
+                None,
+            ),
+        ];
+        for (name, lines, quiet, status, detail) in cases {
+            check(name, &lines, quiet, status, detail);
+        }
+    }
+
+    #[test]
+    fn a_streamed_response_counts_once_with_its_largest_snapshot() {
+        let lines = vec![
+            user(0, "hi"),
+            assistant(
+                1,
+                "m1",
+                serde_json::json!([{"type": "thinking", "thinking": "…"}]),
+                3,
+                None,
+            ),
+            assistant(1, "m1", text("hello"), 7, None),
+            assistant(1, "m1", tool_use("t1", "Read"), 12, None),
+            tool_result(2, "t1", "file"),
+            assistant(3, "m2", text("done"), 20, Some("end_turn")),
+        ];
+        let c = fold(&lines).conversation(Millis(T0 + 4000));
+        assert_eq!(
+            c.usage,
+            Usage {
+                input_tokens: 20,
+                output_tokens: 32,
+                cache_read_tokens: 2000,
+                cache_write_tokens: 400
+            }
+        );
+        // sonnet-4-5: 20*3 + 32*15 + 2000*0.3 + 400*3.75 = 2640 micro-dollars
+        assert_eq!(c.cost_usd, Some(0.00264));
+        assert_eq!(c.model.as_deref(), Some("claude-sonnet-4-5-20250929"));
+    }
+
+    #[test]
+    fn titles_follow_their_priority() {
+        let base = vec![
+            user(0, "<command-name>/model</command-name>"),
+            user(1, "fix the flaky login test\nand more"),
+        ];
+        let c = fold(&base).conversation(Millis(T0));
+        assert_eq!(c.title.as_deref(), Some("fix the flaky login test"));
+        let mut more = base.clone();
+        more.push(r#"{"type":"summary","summary":"Login test fix","leafUuid":"u1"}"#.into());
+        assert_eq!(
+            fold(&more).conversation(Millis(T0)).title.as_deref(),
+            Some("Login test fix")
+        );
+        more.push(r#"{"type":"ai-title","aiTitle":"Fixing login","sessionId":"s1"}"#.into());
+        more.push(r#"{"type":"custom-title","customTitle":"login","sessionId":"s1"}"#.into());
+        more.push(r#"{"type":"ai-title","aiTitle":"Later AI title","sessionId":"s1"}"#.into());
+        let c = fold(&more).conversation(Millis(T0));
+        assert_eq!(c.title.as_deref(), Some("login"));
+        assert_eq!(c.session_id.as_deref(), Some("s1"));
+        assert_eq!(c.cwd.as_deref(), Some("/src/app"));
+        assert_eq!(c.created_at, Some(Millis(T0)));
+    }
+
+    #[test]
+    fn bad_lines_are_errors_and_the_fold_goes_on() {
+        let prices = Prices::builtin();
+        let mut f = ClaudeFold::default();
+        assert!(f.apply(b"{not json", &prices).is_err());
+        assert!(f.apply(b"[1,2]", &prices).is_err());
+        assert!(f.apply(br#"{"no_type":1}"#, &prices).is_ok());
+        assert!(f.apply(user(0, "still here").as_bytes(), &prices).is_ok());
+        assert_eq!(
+            f.conversation(Millis(T0)).title.as_deref(),
+            Some("still here")
+        );
+    }
+
+    #[test]
+    fn a_restored_fold_continues_like_one_pass() {
+        let lines = vec![
+            user(0, "hi"),
+            assistant(1, "m1", text("a"), 3, None),
+            assistant(1, "m1", text("b"), 9, None),
+            assistant(2, "m2", text("c"), 4, Some("end_turn")),
+        ];
+        let prices = Prices::builtin();
+        let mut f = ClaudeFold::default();
+        for l in &lines[..2] {
+            f.apply(l.as_bytes(), &prices).unwrap();
+        }
+        let mut f: ClaudeFold =
+            crate::store::decode(&crate::store::encode(&f)).expect("round trip");
+        for l in &lines[2..] {
+            f.apply(l.as_bytes(), &prices).unwrap();
+        }
+        let now = Millis(T0 + 3000);
+        assert_eq!(f.conversation(now), fold(&lines).conversation(now));
+    }
+}

@@ -1,0 +1,686 @@
+//! The conversation-store ingestor: follows the local stores of agent CLIs (Claude Code, Codex,
+//! Gemini CLI), one generic loop per store, each file folded by its format's parser.
+//!
+//! On start it watches every store dir that exists (recursively) and scans it: a file whose
+//! stored cursor matches it is not read again, only its folded state is loaded; a changed file
+//! is read from its cursor. Then notify events drive it; a watcher error or overflow triggers a
+//! rescan, and a tick notices store dirs that appear later. Each file's cursor and fold are
+//! committed with the item they produced.
+//!
+//! A conversation can span several files (Claude Code sub-agents write their own transcripts):
+//! its item is the main file's conversation with the sub-files' tokens and cost added. Every
+//! file's fold is kept in memory (a few KB each), so an item can be rebuilt from its files at
+//! any time; this is also what lets the tick re-evaluate time-based statuses (a pending tool
+//! call going quiet becomes `blocked`) without reading anything.
+
+use super::convo::{Conversation, ConversationFold};
+use super::tail::{FileCursor, Opened};
+use super::{IngestEvent, SourceStats};
+use crate::model::{Millis, MineRule};
+use crate::prices::Prices;
+use crate::store::Store;
+use crate::store::writer::{IngestBatch, ItemUpdate, WriteOp, WriterHandle};
+use agentd_wire::{Item, Kind, Open, Source, Status, Usage};
+use notify::{EventKind, RecursiveMode, Watcher};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::time::Duration;
+
+/// Lines longer than this are skipped and counted (a 50 MB line is garbage, not a message).
+const MAX_LINE: usize = 16 * 1024 * 1024;
+/// How often live conversations are re-evaluated and missing store dirs looked for.
+const TICK: Duration = Duration::from_secs(1);
+/// Notifications queued for the ingestor; beyond this a rescan replaces the dropped events.
+const EVENT_QUEUE: usize = 8192;
+/// Files per batch during a scan: large enough to share commits, small enough to show progress.
+const SCAN_BATCH: usize = 256;
+/// Directory depth followed under a store dir (Codex: `sessions/YYYY/MM/DD`; Claude Code
+/// sub-agents: `projects/P/S/subagents/workflows/R`): deep enough for every layout, and a
+/// bound against pathological trees.
+const MAX_DEPTH: usize = 8;
+
+/// One store format: where its files are and how they map to conversations.
+pub trait Format: Send + 'static {
+    type Fold: ConversationFold + Clone;
+    /// The source's name in `/v1/health` and cursor keys, and the item id prefix.
+    const NAME: &'static str;
+    /// The dirs to watch under one configured root.
+    fn watch_dirs(root: &Path) -> Vec<PathBuf>;
+    /// Whether `path` is a file of this store.
+    fn is_store_file(path: &Path) -> bool;
+    /// The conversation a file belongs to, and whether it is that conversation's main file.
+    fn session_of(path: &Path, c: &Conversation) -> Option<(String, bool)>;
+    /// The shell command that resumes the conversation.
+    fn resume_command(session: &str, cwd: Option<&str>) -> Option<String>;
+    /// The project of a conversation whose files do not name it (Gemini CLI keeps it beside
+    /// the chats).
+    fn project_of(_path: &Path) -> Option<String> {
+        None
+    }
+    /// Formats whose files are rewritten whole rather than appended to (legacy Gemini JSON)
+    /// are folded from the whole file on every change.
+    fn fold_whole_file(
+        _path: &Path,
+        _bytes: &[u8],
+        _prices: &Prices,
+    ) -> Option<Result<Self::Fold, String>> {
+        None
+    }
+}
+
+/// What is stored per file: where reading stands and the folded state.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct FileState<F> {
+    cursor: FileCursor,
+    fold: F,
+}
+
+/// One file as the ingestor holds it.
+struct FileEntry<F> {
+    state: FileState<F>,
+    session: Option<(String, bool)>,
+    /// The file is gone (the agent's cleanup); its conversation stays, marked as such.
+    deleted: bool,
+}
+
+/// The status last stored for a conversation, to notice when the clock changes it.
+type Emitted = (Status, Option<String>);
+
+/// Starts the ingestor thread for format `F` over `roots`.
+#[allow(clippy::too_many_arguments)]
+pub fn spawn<F: Format>(
+    roots: Vec<PathBuf>,
+    prices: Arc<Prices>,
+    store: Store,
+    writer: WriterHandle,
+    stats: Arc<SourceStats>,
+    resync: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<(SyncSender<IngestEvent>, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(EVENT_QUEUE);
+    let dirs: Vec<PathBuf> = roots.iter().flat_map(|r| F::watch_dirs(r)).collect();
+    let source = StoreSource::<F> {
+        dirs,
+        watched: HashSet::new(),
+        watcher: None,
+        events: tx.clone(),
+        overflowed: Arc::new(AtomicBool::new(false)),
+        queued: Arc::new(std::sync::Mutex::new(HashSet::new())),
+        seen_resync: resync.load(Ordering::Relaxed),
+        resync,
+        stop,
+        failing: HashMap::new(),
+        files: HashMap::new(),
+        sessions: HashMap::new(),
+        emitted: HashMap::new(),
+        prices,
+        store,
+        writer,
+        stats,
+    };
+    let thread = std::thread::Builder::new()
+        .name(format!("agentd-{}", F::NAME))
+        .spawn(crate::supervised("store ingestor", move || source.run(rx)))?;
+    Ok((tx, thread))
+}
+
+struct StoreSource<F: Format> {
+    dirs: Vec<PathBuf>,
+    watched: HashSet<PathBuf>,
+    /// Kept alive for as long as the source runs; dropping it stops notifications.
+    watcher: Option<notify::RecommendedWatcher>,
+    events: SyncSender<IngestEvent>,
+    /// Set by the watcher callback when the queue was full: rescan.
+    overflowed: Arc<AtomicBool>,
+    /// Files with a data-change event in the queue: one queued event per file is enough.
+    queued: Arc<std::sync::Mutex<HashSet<PathBuf>>>,
+    resync: Arc<AtomicU64>,
+    seen_resync: u64,
+    stop: Arc<AtomicBool>,
+    /// Files that could not be read, with the error: counted once, not on every rescan.
+    failing: HashMap<PathBuf, String>,
+    files: HashMap<PathBuf, FileEntry<F::Fold>>,
+    /// Conversation id → its files.
+    sessions: HashMap<String, BTreeSet<PathBuf>>,
+    /// Conversations stored as working or blocked, with what was stored.
+    emitted: HashMap<String, Emitted>,
+    prices: Arc<Prices>,
+    store: Store,
+    writer: WriterHandle,
+    stats: Arc<SourceStats>,
+}
+
+impl<F: Format> StoreSource<F> {
+    fn run(mut self, rx: Receiver<IngestEvent>) {
+        let events = self.events.clone();
+        let overflowed = self.overflowed.clone();
+        let queued = self.queued.clone();
+        match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if let Ok(e) = &res {
+                if matches!(e.kind, EventKind::Access(_)) {
+                    return; // opens and closes (ours included) say nothing new
+                }
+                if matches!(
+                    e.kind,
+                    EventKind::Modify(notify::event::ModifyKind::Data(_))
+                ) && let [path] = e.paths.as_slice()
+                    && !queued
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(path.clone())
+                {
+                    return;
+                }
+            }
+            if events.try_send(IngestEvent::Fs(res)).is_err() {
+                overflowed.store(true, Ordering::Relaxed);
+            }
+        }) {
+            Ok(w) => self.watcher = Some(w),
+            Err(e) => tracing::error!(
+                "cannot start the file watcher, {} is scanned every {TICK:?}: {e}",
+                F::NAME
+            ),
+        }
+        if self.watch_new_dirs().is_err() {
+            return;
+        }
+        self.stats.scanned.store(true, Ordering::Relaxed);
+        let mut last_tick = std::time::Instant::now();
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let event = if last_tick.elapsed() >= TICK {
+                IngestEvent::Tick
+            } else {
+                match rx.recv_timeout(TICK.saturating_sub(last_tick.elapsed())) {
+                    Ok(e) => e,
+                    Err(RecvTimeoutError::Timeout) => IngestEvent::Tick,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            };
+            let step = match event {
+                IngestEvent::Shutdown => return,
+                IngestEvent::Tick => {
+                    last_tick = std::time::Instant::now();
+                    self.on_tick()
+                }
+                IngestEvent::Fs(first) => {
+                    // Coalesce a burst: everything already queued is handled in one step.
+                    let mut paths = BTreeSet::new();
+                    let (mut rescan, mut stop) = (false, false);
+                    let mut next = Some(IngestEvent::Fs(first));
+                    while let Some(ev) = next {
+                        match ev {
+                            IngestEvent::Fs(Ok(ev)) => rescan |= self.collect(ev, &mut paths),
+                            IngestEvent::Fs(Err(e)) => {
+                                tracing::warn!("file watcher error, rescanning {}: {e}", F::NAME);
+                                rescan = true;
+                            }
+                            IngestEvent::Tick => {}
+                            IngestEvent::Shutdown => stop = true,
+                        }
+                        next = rx.try_recv().ok();
+                    }
+                    let r = if rescan {
+                        self.scan_all()
+                    } else {
+                        self.process_paths(paths)
+                    };
+                    if stop {
+                        return;
+                    }
+                    r
+                }
+            };
+            if step.is_err() {
+                return; // the writer stopped: the daemon is shutting down
+            }
+            let resync = self.resync.load(Ordering::Relaxed);
+            if resync != self.seen_resync {
+                // Writes were dropped: the committed cursors are the truth; read again.
+                self.seen_resync = resync;
+                self.files.clear();
+                self.sessions.clear();
+                self.emitted.clear();
+                self.overflowed.store(true, Ordering::Relaxed);
+            }
+            if self.overflowed.swap(false, Ordering::Relaxed) {
+                tracing::warn!("rescanning {} (dropped events or writes)", F::NAME);
+                if self.scan_all().is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Adds an event's paths to `paths`; returns whether a rescan is needed.
+    fn collect(&mut self, ev: notify::Event, paths: &mut BTreeSet<PathBuf>) -> bool {
+        if ev.need_rescan() {
+            return true;
+        }
+        match ev.kind {
+            EventKind::Create(_) | EventKind::Modify(_) | EventKind::Any | EventKind::Other => {
+                let mut queued = self.queued.lock().unwrap_or_else(|p| p.into_inner());
+                for p in &ev.paths {
+                    queued.remove(p);
+                }
+                drop(queued);
+                paths.extend(ev.paths);
+            }
+            EventKind::Remove(_) => {
+                for p in &ev.paths {
+                    if let Some(f) = self.files.get_mut(p) {
+                        f.deleted = true;
+                        paths.insert(p.clone()); // re-rendered, marked deleted
+                    }
+                }
+            }
+            EventKind::Access(_) => {}
+        }
+        false
+    }
+
+    fn on_tick(&mut self) -> Result<(), ()> {
+        if self.watcher.is_none() {
+            return self.scan_all(); // no notifications: poll
+        }
+        self.watched.retain(|d| d.is_dir());
+        self.watch_new_dirs()?;
+        // Time moves statuses on: a quiet pending tool call becomes blocked, a quiet answer
+        // finishes, an abandoned turn fails.
+        let now = Millis::now();
+        let live: Vec<String> = self.emitted.keys().cloned().collect();
+        let mut batch = self.batch();
+        for id in live {
+            if let Some(update) = self.render(&id, now)
+                && self.emitted.get(&id)
+                    != Some(&(update.item.status, update.item.status_detail.clone()))
+            {
+                self.note_emitted(&update.item);
+                batch.updates.push(update);
+            }
+        }
+        self.send(batch)
+    }
+
+    fn watch_new_dirs(&mut self) -> Result<(), ()> {
+        for dir in self.dirs.clone() {
+            if self.watched.contains(&dir) || !dir.is_dir() {
+                continue;
+            }
+            if let Some(w) = self.watcher.as_mut()
+                && let Err(e) = w.watch(&dir, RecursiveMode::Recursive)
+            {
+                tracing::warn!("cannot watch {}: {e}", dir.display());
+                continue;
+            }
+            tracing::info!("following {} in {}", F::NAME, dir.display());
+            self.watched.insert(dir.clone());
+            self.scan_dir(&dir)?;
+        }
+        Ok(())
+    }
+
+    fn scan_all(&mut self) -> Result<(), ()> {
+        self.watched.clear();
+        if let Some(w) = self.watcher.as_mut() {
+            for dir in &self.dirs {
+                let _ = w.unwatch(dir);
+            }
+        }
+        self.watch_new_dirs()
+    }
+
+    /// Reads every store file under `dir` that changed since its cursor, in batches.
+    fn scan_dir(&mut self, dir: &Path) -> Result<(), ()> {
+        let started = std::time::Instant::now();
+        let mut found = Vec::new();
+        let mut errors = Vec::new();
+        walk(dir, 0, &mut found, &mut errors);
+        found.retain(|p| F::is_store_file(p));
+        let total = found.len();
+        let mut batch = self.batch();
+        for msg in errors {
+            if self
+                .failing
+                .insert(PathBuf::from(&msg), msg.clone())
+                .is_none()
+            {
+                tracing::warn!("{msg}");
+                batch.errors += 1;
+                batch.last_error = Some(msg);
+            }
+        }
+        let mut touched = BTreeSet::new();
+        for (n, path) in found.into_iter().enumerate() {
+            if self.stop.load(Ordering::Relaxed) {
+                return Err(());
+            }
+            self.read_file(&path, true, &mut batch, &mut touched);
+            if (n + 1) % SCAN_BATCH == 0 {
+                self.render_into(&mut batch, std::mem::take(&mut touched));
+                self.send(std::mem::replace(&mut batch, self.batch()))?;
+                tracing::info!("{}: scanned {} of {total} files", F::NAME, n + 1);
+            }
+        }
+        self.render_into(&mut batch, touched);
+        self.send(batch)?;
+        self.stats
+            .files
+            .store(self.files.len() as u64, Ordering::Relaxed);
+        tracing::info!(
+            "scanned {}: {total} files in {:?}",
+            dir.display(),
+            started.elapsed()
+        );
+        Ok(())
+    }
+
+    fn process_paths(&mut self, paths: BTreeSet<PathBuf>) -> Result<(), ()> {
+        let mut batch = self.batch();
+        let mut touched = BTreeSet::new();
+        for path in paths {
+            if !self.watched.iter().any(|d| path.starts_with(d)) {
+                continue;
+            }
+            if path.is_dir() {
+                // A new dir (a new day of Codex sessions, a new project): its files may have
+                // been written before the watch on it was set up.
+                let mut found = Vec::new();
+                walk(&path, 0, &mut found, &mut Vec::new());
+                for p in found.into_iter().filter(|p| F::is_store_file(p)) {
+                    self.read_file(&p, false, &mut batch, &mut touched);
+                }
+                continue;
+            }
+            if !path.exists() {
+                if let Some(f) = self.files.get_mut(&path) {
+                    f.deleted = true;
+                    if let Some((id, _)) = &f.session {
+                        touched.insert(id.clone());
+                    }
+                }
+                continue;
+            }
+            if F::is_store_file(&path) {
+                self.read_file(&path, false, &mut batch, &mut touched);
+            }
+        }
+        self.render_into(&mut batch, touched);
+        self.stats
+            .files
+            .store(self.files.len() as u64, Ordering::Relaxed);
+        self.send(batch)
+    }
+
+    /// Reads what is new in `path`, folding it, and notes its conversation in `touched` when
+    /// anything changed. During a scan an unchanged file is only loaded, not read.
+    fn read_file(
+        &mut self,
+        path: &Path,
+        scanning: bool,
+        batch: &mut IngestBatch,
+        touched: &mut BTreeSet<String>,
+    ) {
+        let key = format!("{}:{}", F::NAME, path.display());
+        let (mut state, known) = match self.files.get(path) {
+            Some(e) => (e.state.clone(), true),
+            None => match self.store.cursor(&key) {
+                Ok(Some(bytes)) => (crate::store::decode(&bytes).unwrap_or_default(), true),
+                Ok(None) => (FileState::<F::Fold>::default(), false),
+                Err(e) => {
+                    tracing::error!("reading the cursor of {}: {e}", path.display());
+                    return;
+                }
+            },
+        };
+        let before = state.cursor.clone();
+        let mut errors = 0u64;
+        let mut last_error = None;
+        match Opened::open(path, &mut state.cursor) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                let msg = format!("cannot read {}: {e}", path.display());
+                if self.failing.get(path) != Some(&msg) {
+                    tracing::warn!("{msg}");
+                    batch.errors += 1;
+                    batch.last_error = Some(msg.clone());
+                    self.failing.insert(path.to_owned(), msg);
+                }
+                return;
+            }
+            Ok(opened) => {
+                self.failing.remove(path);
+                if opened.reset {
+                    state.fold = F::Fold::default();
+                }
+                let prices = self.prices.clone();
+                let whole = if opened.len != before.offset || !known || opened.reset {
+                    std::fs::read(path).ok().and_then(|bytes| {
+                        F::fold_whole_file(path, &bytes, &prices).map(|r| (r, bytes.len()))
+                    })
+                } else {
+                    None
+                };
+                match whole {
+                    Some((Ok(fold), len)) => {
+                        state.fold = fold;
+                        state.cursor.offset = len as u64;
+                    }
+                    Some((Err(e), _)) => {
+                        // A whole-file format caught mid-write: try again on the next change.
+                        errors += 1;
+                        last_error = Some(format!("{}: {e}", path.display()));
+                    }
+                    None => {
+                        let fold = &mut state.fold;
+                        let read = opened.read_lines(&mut state.cursor, MAX_LINE, &mut |line| {
+                            if let Err(e) = fold.apply(line, &prices) {
+                                errors += 1;
+                                last_error = Some(format!(
+                                    "{}: skipped a malformed line: {e}",
+                                    path.display()
+                                ));
+                            }
+                        });
+                        match read {
+                            Ok(out) if out.oversized > 0 => {
+                                errors += out.oversized;
+                                last_error = Some(format!(
+                                    "{}: skipped {} line(s) longer than {} MiB",
+                                    path.display(),
+                                    out.oversized,
+                                    MAX_LINE >> 20
+                                ));
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                errors += 1;
+                                last_error = Some(format!("cannot read {}: {e}", path.display()));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(msg) = &last_error {
+            tracing::warn!("{msg}");
+            batch.last_error = last_error;
+        }
+        batch.errors += errors;
+        let changed = state.cursor != before || !known;
+        let session = F::session_of(path, &state.fold.conversation(Millis::now()));
+        if changed {
+            batch.cursors.push((key, crate::store::encode(&state)));
+        }
+        if let Some((id, _)) = &session {
+            self.sessions
+                .entry(id.clone())
+                .or_default()
+                .insert(path.to_owned());
+            if changed || (scanning && !self.emitted.contains_key(id)) {
+                touched.insert(id.clone());
+            }
+        }
+        self.files.insert(
+            path.to_owned(),
+            FileEntry {
+                state,
+                session,
+                deleted: false,
+            },
+        );
+    }
+
+    /// Renders the conversations in `touched` into `batch`.
+    fn render_into(&mut self, batch: &mut IngestBatch, touched: BTreeSet<String>) {
+        let now = Millis::now();
+        for id in touched {
+            if let Some(update) = self.render(&id, now) {
+                self.note_emitted(&update.item);
+                batch.updates.push(update);
+            }
+        }
+    }
+
+    fn note_emitted(&mut self, item: &Item) {
+        let session = item.id.split_once(':').map_or("", |(_, s)| s).to_owned();
+        if item.status.is_active() {
+            self.emitted
+                .insert(session, (item.status, item.status_detail.clone()));
+        } else {
+            self.emitted.remove(&session);
+        }
+    }
+
+    /// The item of conversation `id` from its files, as of `now`.
+    fn render(&self, id: &str, now: Millis) -> Option<ItemUpdate> {
+        let files = self.sessions.get(id)?;
+        let mut main: Option<(&PathBuf, &FileEntry<F::Fold>, Conversation)> = None;
+        let mut extra_usage = Usage::default();
+        let mut extra_cost: Option<f64> = Some(0.0);
+        let mut any_extra = false;
+        for p in files {
+            let Some(f) = self.files.get(p) else { continue };
+            let c = f.state.fold.conversation(now);
+            if f.session.as_ref().is_some_and(|(_, is_main)| *is_main) {
+                main = Some((p, f, c));
+            } else {
+                any_extra = true;
+                extra_usage.add(&c.usage);
+                extra_cost = match (extra_cost, c.cost_usd) {
+                    (Some(a), Some(b)) => Some(a + b),
+                    (Some(a), None) if c.usage == Usage::default() => Some(a),
+                    _ => None,
+                };
+            }
+        }
+        let (path, entry, mut c) = main?;
+        if c.cwd.is_none() {
+            c.cwd = F::project_of(path);
+        }
+        if any_extra {
+            c.usage.add(&extra_usage);
+            c.cost_usd = match (c.cost_usd, extra_cost) {
+                (Some(a), Some(b)) => Some(((a + b) * 1e6).round() / 1e6),
+                (None, Some(b)) if b > 0.0 => Some(b),
+                (a, _) => a.filter(|_| extra_cost.is_some()),
+            };
+        }
+        let mtime = std::fs::metadata(path).ok().map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            Millis(m.mtime() * 1000 + m.mtime_nsec() / 1_000_000)
+        });
+        let created = c.created_at.or(mtime).unwrap_or(now);
+        let updated = c.updated_at.or(mtime).unwrap_or(created).max(created);
+        let mut detail = c.status_detail.clone();
+        if entry.deleted {
+            detail = Some(match detail {
+                Some(d) => format!("{d} (transcript deleted)"),
+                None => "transcript deleted".into(),
+            });
+        }
+        let item = Item {
+            id: format!("{}:{id}", F::NAME),
+            kind: Kind::Interactive,
+            source: Source::Interactive,
+            status: c.status,
+            status_detail: detail,
+            harness: Some(F::NAME.to_owned()),
+            title: c.title.clone(),
+            creator: None,
+            mine: false,
+            project: c.cwd.clone(),
+            model: c.model.clone(),
+            created_at: created,
+            updated_at: updated,
+            finished_at: None,
+            duration_ms: None,
+            credits: None,
+            cost_usd: c.cost_usd,
+            usage: c.usage,
+            open: Open {
+                url: None,
+                command: F::resume_command(id, c.cwd.as_deref()),
+            },
+        };
+        Some(ItemUpdate {
+            item,
+            mine: MineRule::Creator,
+            origin: Some(path.display().to_string()),
+        })
+    }
+
+    fn batch(&self) -> IngestBatch {
+        IngestBatch {
+            source: F::NAME,
+            ..Default::default()
+        }
+    }
+
+    fn send(&self, batch: IngestBatch) -> Result<(), ()> {
+        if batch.updates.is_empty() && batch.cursors.is_empty() && batch.errors == 0 {
+            return Ok(());
+        }
+        self.writer.send(WriteOp::Ingest(batch)).map_err(|_| ())
+    }
+}
+
+/// Collects the regular files under `dir` (not following symlinks, so a link loop cannot trap
+/// the walk), up to [`MAX_DEPTH`]; unreadable dirs are reported in `errors`.
+fn walk(dir: &Path, depth: usize, found: &mut Vec<PathBuf>, errors: &mut Vec<String>) {
+    if depth > MAX_DEPTH {
+        return;
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            errors.push(format!("cannot list {}: {e}", dir.display()));
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        let path = entry.path();
+        if kind.is_dir() {
+            walk(&path, depth + 1, found, errors);
+        } else if kind.is_file() {
+            found.push(path);
+        }
+    }
+}
+
+/// `*.jsonl` (or another extension), not hidden: editors and atomic writers use dot-files.
+pub fn has_extension(p: &Path, ext: &str) -> bool {
+    p.extension().is_some_and(|e| e == ext)
+        && p.file_name()
+            .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
+}

@@ -1,0 +1,242 @@
+//! Conversation stores under a running daemon: files written in the real formats of the agent
+//! CLIs, appended to line by line, and the items seen changing over the socket.
+
+use agentd_tests::{Daemon, Options, ago};
+use serde_json::{Value, json};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const SESSION: &str = "5f2e0c1a-7b7e-4c1e-9d2a-0c9f1e2d3b4a";
+
+fn claude_dir(d: &Daemon) -> PathBuf {
+    d.home.join(".claude/projects/-src-app")
+}
+
+fn append(path: &Path, lines: &[Value]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    for l in lines {
+        writeln!(f, "{l}").unwrap();
+    }
+}
+
+fn prompt(text: &str, at: i64) -> Value {
+    json!({"type": "user", "timestamp": ago(at), "sessionId": SESSION, "cwd": "/src/app",
+        "isSidechain": false, "permissionMode": "default", "uuid": "u1",
+        "message": {"role": "user", "content": text}})
+}
+
+fn assistant(id: &str, content: Value, output: u64, stop: Option<&str>, sidechain: bool) -> Value {
+    json!({"type": "assistant", "timestamp": ago(0), "sessionId": SESSION, "cwd": "/src/app",
+        "requestId": format!("req_{id}"), "isSidechain": sidechain,
+        "message": {"id": id, "type": "message", "role": "assistant",
+            "model": "claude-sonnet-4-5-20250929", "content": content, "stop_reason": stop,
+            "usage": {"input_tokens": 100, "output_tokens": output,
+                "cache_read_input_tokens": 10000, "cache_creation_input_tokens": 2000}}})
+}
+
+fn item_id() -> String {
+    format!("claude-code:{SESSION}")
+}
+
+#[test]
+fn a_claude_code_conversation_moves_through_its_statuses_live() {
+    let d = Daemon::start("claude-live");
+    let file = claude_dir(&d).join(format!("{SESSION}.jsonl"));
+    append(&file, &[prompt("fix the flaky login test", 1)]);
+    let v = d.wait_item(&item_id(), |v| v["status"] == "working");
+    assert_eq!(v["title"], "fix the flaky login test");
+    assert_eq!(v["kind"], "interactive");
+    assert_eq!(v["source"], "interactive");
+    assert_eq!(v["harness"], "claude-code");
+    assert_eq!(v["project"], "/src/app");
+    assert_eq!(v["mine"], true);
+    assert_eq!(
+        v["open"]["command"],
+        format!("cd /src/app && claude --resume {SESSION}")
+    );
+
+    // The agent asks to run a command and nothing follows: after a few quiet seconds the clock
+    // alone (no new line) makes it blocked.
+    append(
+        &file,
+        &[assistant(
+            "msg_1",
+            json!([{"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {"command": "make test"}}]),
+            40,
+            None,
+            false,
+        )],
+    );
+    let v = d.wait_item(&item_id(), |v| v["status"] == "blocked");
+    assert_eq!(v["status_detail"], "waiting for permission: Bash");
+    let summary = d.get("/v1/summary");
+    assert_eq!(summary["blocked"], 1, "{summary}");
+
+    // Approved, run, answered.
+    append(
+        &file,
+        &[
+            json!({"type": "user", "timestamp": ago(0), "sessionId": SESSION, "isSidechain": false,
+                "message": {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"}]}}),
+            assistant(
+                "msg_2",
+                json!([{"type": "text", "text": "Fixed."}]),
+                10,
+                None,
+                false,
+            ),
+            assistant(
+                "msg_2",
+                json!([{"type": "text", "text": "Fixed."}]),
+                25,
+                Some("end_turn"),
+                false,
+            ),
+        ],
+    );
+    let v = d.wait_item(&item_id(), |v| v["status"] == "success");
+    // Two responses, the second counted once with its largest snapshot.
+    assert_eq!(
+        v["usage"],
+        json!({"input_tokens": 200, "output_tokens": 65, "cache_read_tokens": 20000, "cache_write_tokens": 4000})
+    );
+    // sonnet-4-5: 200*3 + 65*15 + 20000*0.3 + 4000*3.75 = 22575 micro-dollars
+    assert_eq!(v["cost_usd"], 0.022575);
+    assert_eq!(v["model"], "claude-sonnet-4-5-20250929");
+}
+
+#[test]
+fn sub_agent_tokens_add_to_their_session_and_restarts_count_nothing_twice() {
+    let mut d = Daemon::start("claude-sub");
+    let main = claude_dir(&d).join(format!("{SESSION}.jsonl"));
+    let sub = claude_dir(&d)
+        .join(SESSION)
+        .join("subagents/agent-a1.jsonl");
+    append(
+        &main,
+        &[
+            prompt("review the PR", 5),
+            assistant(
+                "msg_1",
+                json!([{"type": "text", "text": "done"}]),
+                10,
+                Some("end_turn"),
+                false,
+            ),
+        ],
+    );
+    append(
+        &sub,
+        &[assistant(
+            "msg_s1",
+            json!([{"type": "text", "text": "sub"}]),
+            30,
+            None,
+            true,
+        )],
+    );
+    let v = d.wait_item(&item_id(), |v| v["usage"]["output_tokens"] == 40);
+    assert_eq!(
+        v["status"], "success",
+        "sub-agent lines do not decide status"
+    );
+    let before = d.get(&format!("/v1/agents/{}", item_id()));
+
+    assert_eq!(d.stop().code(), Some(0));
+    d.spawn();
+    d.wait_for("/v1/health", "the scan", |h| {
+        h["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "claude-code" && s["files"] == 2)
+    });
+    assert_eq!(d.get(&format!("/v1/agents/{}", item_id())), before);
+
+    append(
+        &sub,
+        &[assistant(
+            "msg_s2",
+            json!([{"type": "text", "text": "more"}]),
+            5,
+            None,
+            true,
+        )],
+    );
+    let v = d.wait_item(&item_id(), |v| v["usage"]["output_tokens"] == 45);
+    assert_eq!(v["usage"]["input_tokens"], 300);
+    let page = d.get("/v1/agents?tab=all");
+    assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");
+}
+
+#[test]
+fn garbage_and_huge_lines_are_counted_and_the_rest_is_read() {
+    let d = Daemon::start("claude-garbage");
+    let file = claude_dir(&d).join(format!("{SESSION}.jsonl"));
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let mut bytes = b"{not json\n\x00\x01\x02binary\n".to_vec();
+    bytes.extend(vec![b'x'; 17 * 1024 * 1024]);
+    bytes.push(b'\n');
+    bytes.extend(format!("{}\n", prompt("still read", 1)).as_bytes());
+    std::fs::write(&file, bytes).unwrap();
+    let v = d.wait_item(&item_id(), |v| v["title"] == "still read");
+    assert_eq!(v["status"], "working");
+    let h = d.wait_for("/v1/health", "errors counted", |h| {
+        h["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "claude-code" && s["errors"] == 3)
+    });
+    let src = h["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "claude-code")
+        .unwrap()
+        .clone();
+    assert!(
+        src["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("longer than 16 MiB"),
+        "{src}"
+    );
+}
+
+#[test]
+fn a_store_created_after_start_and_claude_config_dir_are_followed() {
+    let dir = tempdir_name("claude-cfg");
+    let d = Daemon::start_with(
+        "claude-later",
+        Options {
+            env: vec![(
+                "CLAUDE_CONFIG_DIR".into(),
+                format!("{},{}", dir.display(), "/nonexistent/claude"),
+            )],
+            ..Options::default()
+        },
+    );
+    // Nothing there yet; then the CLI creates its dirs and writes.
+    let file = dir
+        .join("projects/-src-app")
+        .join(format!("{SESSION}.jsonl"));
+    append(&file, &[prompt("created later", 1)]);
+    let v = d.wait_item(&item_id(), |v| v["title"] == "created later");
+    assert_eq!(v["status"], "working");
+    // The default location is not read when the variable is set.
+    let default = claude_dir(&d).join("0000.jsonl");
+    append(&default, &[prompt("not followed", 1)]);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(d.req("GET", "/v1/agents/claude-code:0000", b"").status, 404);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn tempdir_name(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("agentd-t{}-{name}", std::process::id()))
+}
