@@ -104,7 +104,11 @@ impl Prices {
     /// The price of `model`, if the table knows it.
     pub fn lookup(&self, model: &str) -> Option<&Price> {
         let name = model.to_ascii_lowercase();
-        let name = name.rsplit('/').next().unwrap_or(&name).replace(['.', '@'], "-");
+        let name = name
+            .rsplit('/')
+            .next()
+            .unwrap_or(&name)
+            .replace(['.', '@'], "-");
         self.entries
             .iter()
             .find(|(key, _)| name.contains(key.as_str()) || name.contains(&key.replace('.', "-")))
@@ -175,7 +179,9 @@ mod tests {
             .unwrap();
         // 1000*3 + 2000*15 + 10000*0.3 + 4000*3.75 = 51000 micro-dollars
         assert!((c - 0.051).abs() < 1e-12, "{c}");
-        let c = p.cost("claude-sonnet-4-5", &usage(0, 0, 300_000, 0)).unwrap();
+        let c = p
+            .cost("claude-sonnet-4-5", &usage(0, 0, 300_000, 0))
+            .unwrap();
         // 200k at 0.3 and 100k at 0.6
         assert!((c - 0.12).abs() < 1e-12, "{c}");
         // gpt-5: no cache-write rate given, none used; cache read at its own rate.
