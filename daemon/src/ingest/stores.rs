@@ -61,14 +61,14 @@ pub trait Format: Send + 'static {
     fn project_of(_path: &Path) -> Option<String> {
         None
     }
-    /// Formats whose files are rewritten whole rather than appended to (legacy Gemini JSON)
-    /// are folded from the whole file on every change.
-    fn fold_whole_file(
-        _path: &Path,
-        _bytes: &[u8],
-        _prices: &Prices,
-    ) -> Option<Result<Self::Fold, String>> {
-        None
+    /// Whether `path` is rewritten whole rather than appended to (legacy Gemini JSON): such
+    /// files are folded from their whole content on every change.
+    fn is_whole_file(_path: &Path) -> bool {
+        false
+    }
+    /// Folds a whole file (see [`Format::is_whole_file`]).
+    fn fold_whole_file(_bytes: &[u8], _prices: &Prices) -> Result<Self::Fold, String> {
+        Err("this store has no whole-file format".into())
     }
 }
 
@@ -461,10 +461,12 @@ impl<F: Format> StoreSource<F> {
                     state.fold = F::Fold::default();
                 }
                 let prices = self.prices.clone();
-                let whole = if opened.len != before.offset || !known || opened.reset {
-                    std::fs::read(path).ok().and_then(|bytes| {
-                        F::fold_whole_file(path, &bytes, &prices).map(|r| (r, bytes.len()))
-                    })
+                let whole = if F::is_whole_file(path)
+                    && (opened.len != before.offset || !known || opened.reset)
+                {
+                    std::fs::read(path)
+                        .ok()
+                        .map(|bytes| (F::fold_whole_file(&bytes, &prices), bytes.len()))
                 } else {
                     None
                 };
