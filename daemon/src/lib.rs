@@ -151,6 +151,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }};
     }
     start_store!(ingest::formats::ClaudeCode, config.claude_roots);
+    start_store!(ingest::formats::Codex, config.codex_roots);
+    start_store!(ingest::formats::Gemini, config.gemini_roots);
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let state = api::AppState {

@@ -240,3 +240,117 @@ fn a_store_created_after_start_and_claude_config_dir_are_followed() {
 fn tempdir_name(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("agentd-t{}-{name}", std::process::id()))
 }
+
+#[test]
+fn a_codex_rollout_becomes_an_item_with_tokens_and_cost() {
+    let d = Daemon::start("codex-live");
+    let uuid = "0199a0b1-2c3d-7e4f-8a9b-0c1d2e3f4a5b";
+    let file = d
+        .home
+        .join(".codex/sessions/2026/11/29")
+        .join(format!("rollout-2026-11-29T10-00-00-{uuid}.jsonl"));
+    let line =
+        |kind: &str, payload: Value| json!({"timestamp": ago(0), "type": kind, "payload": payload});
+    append(
+        &file,
+        &[
+            line(
+                "session_meta",
+                json!({"id": uuid, "timestamp": ago(3), "cwd": "/src/api",
+                "originator": "codex_cli_rs", "cli_version": "0.104.0", "source": "cli"}),
+            ),
+            line(
+                "turn_context",
+                json!({"turn_id": "t1", "cwd": "/src/api", "approval_policy": "on-request",
+                "model": "gpt-5-codex"}),
+            ),
+            line(
+                "event_msg",
+                json!({"type": "task_started", "turn_id": "t1"}),
+            ),
+            line(
+                "event_msg",
+                json!({"type": "user_message", "message": "add rate limiting to the API"}),
+            ),
+        ],
+    );
+    let id = format!("codex:{uuid}");
+    let v = d.wait_item(&id, |v| v["status"] == "working");
+    assert_eq!(v["title"], "add rate limiting to the API");
+    assert_eq!(v["project"], "/src/api");
+    assert_eq!(v["harness"], "codex");
+    let total = |input: u64, cached: u64, output: u64| {
+        json!({"type": "token_count", "info": {"total_token_usage": {"input_tokens": input,
+            "cached_input_tokens": cached, "output_tokens": output, "reasoning_output_tokens": 0,
+            "total_tokens": input + output}, "last_token_usage": null, "model_context_window": 272000}})
+    };
+    append(
+        &file,
+        &[
+            line("event_msg", total(10_000, 8_000, 500)),
+            line("event_msg", total(10_000, 8_000, 500)), // re-emitted: not counted again
+            line(
+                "response_item",
+                json!({"type": "message", "role": "assistant", "phase": "final_answer",
+                "content": [{"type": "output_text", "text": "Done."}]}),
+            ),
+            line(
+                "event_msg",
+                json!({"type": "agent_message", "message": "Done."}),
+            ),
+            line(
+                "event_msg",
+                json!({"type": "task_complete", "turn_id": "t1", "last_agent_message": "Done."}),
+            ),
+        ],
+    );
+    let v = d.wait_item(&id, |v| v["status"] == "success");
+    assert_eq!(
+        v["usage"],
+        json!({"input_tokens": 2000, "output_tokens": 500, "cache_read_tokens": 8000, "cache_write_tokens": 0})
+    );
+    // gpt-5-codex: 2000*1.25 + 8000*0.125 + 500*10 = 8500 micro-dollars
+    assert_eq!(v["cost_usd"], 0.0085);
+    assert_eq!(v["model"], "gpt-5-codex");
+    assert_eq!(
+        v["open"]["command"],
+        format!("cd /src/api && codex resume {uuid}")
+    );
+}
+
+#[test]
+fn a_gemini_chat_becomes_an_item_with_its_project() {
+    let d = Daemon::start("gemini-live");
+    let project = d.home.join(".gemini/tmp/webapp");
+    std::fs::create_dir_all(project.join("chats")).unwrap();
+    std::fs::write(project.join(".project_root"), "/src/webapp\n").unwrap();
+    let sid = "9c1d2e3f-4a5b-4c6d-8e7f-0a1b2c3d4e5f";
+    let file = project.join("chats/session-2026-11-29T10-00-9c1d2e3f.jsonl");
+    append(
+        &file,
+        &[
+            json!({"sessionId": sid, "projectHash": "webapp", "startTime": ago(5), "lastUpdated": ago(5), "kind": "main"}),
+            json!({"id": "u1", "timestamp": ago(4), "type": "user", "content": [{"text": "why is the build slow?"}]}),
+        ],
+    );
+    let id = format!("gemini:{sid}");
+    let v = d.wait_item(&id, |v| v["status"] == "working");
+    assert_eq!(v["title"], "why is the build slow?");
+    assert_eq!(v["project"], "/src/webapp");
+    append(
+        &file,
+        &[
+            json!({"id": "g1", "timestamp": ago(0), "type": "gemini", "content": "The cache is cold.",
+            "tokens": {"input": 12000, "output": 300, "cached": 10000, "thoughts": 100, "tool": 0, "total": 12400},
+            "model": "gemini-2.5-pro"}),
+        ],
+    );
+    let v = d.wait_item(&id, |v| v["status"] == "success");
+    assert_eq!(
+        v["usage"],
+        json!({"input_tokens": 2000, "output_tokens": 400, "cache_read_tokens": 10000, "cache_write_tokens": 0})
+    );
+    // gemini-2.5-pro: 2000*1.25 + 400*10 + 10000*0.31 = 9600 micro-dollars
+    assert_eq!(v["cost_usd"], 0.0096);
+    assert_eq!(v["model"], "gemini-2.5-pro");
+}

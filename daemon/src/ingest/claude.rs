@@ -547,7 +547,9 @@ mod tests {
     #[test]
     fn statuses() {
         let prompt = user(0, "fix the flaky login test");
-        let cases: Vec<(&str, Vec<String>, i64, Status, Option<&str>)> = vec![
+        /// Name, lines, seconds of quiet after the last line, expected status and detail.
+        type Case = (&'static str, Vec<String>, i64, Status, Option<&'static str>);
+        let cases: Vec<Case> = vec![
             ("prompt just typed", vec![prompt.clone()], 1, Status::Working, None),
             (
                 "answer with end_turn",

@@ -75,3 +75,92 @@ impl Format for ClaudeCode {
         resume(cwd, &["claude", "--resume", session])
     }
 }
+
+/// Codex rollouts.
+pub struct Codex;
+
+impl Format for Codex {
+    type Fold = super::codex::CodexFold;
+    const NAME: &'static str = "codex";
+
+    fn watch_dirs(root: &Path) -> Vec<PathBuf> {
+        vec![root.join("sessions"), root.join("archived_sessions")]
+    }
+
+    fn is_store_file(path: &Path) -> bool {
+        // Compressed rollouts (`.jsonl.zst`) are not read: Codex keeps the plain file while a
+        // session is live, and compresses only old ones.
+        has_extension(path, "jsonl")
+            && path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("rollout-"))
+    }
+
+    fn session_of(path: &Path, c: &Conversation) -> Option<(String, bool)> {
+        // The uuid ends the file name: rollout-YYYY-MM-DDThh-mm-ss-<uuid>.jsonl
+        let from_name = stem(path).and_then(|s| {
+            let tail = s.get(s.len().checked_sub(36)?..)?;
+            (tail.len() == 36 && tail.chars().filter(|c| *c == '-').count() == 4)
+                .then(|| tail.to_owned())
+        });
+        Some((c.session_id.clone().or(from_name)?, true))
+    }
+
+    fn resume_command(session: &str, cwd: Option<&str>) -> Option<String> {
+        resume(cwd, &["codex", "resume", session])
+    }
+}
+
+/// Gemini CLI chat recordings.
+pub struct Gemini;
+
+impl Format for Gemini {
+    type Fold = super::gemini::GeminiFold;
+    const NAME: &'static str = "gemini";
+
+    fn watch_dirs(root: &Path) -> Vec<PathBuf> {
+        vec![root.join("tmp")]
+    }
+
+    fn is_store_file(path: &Path) -> bool {
+        let Some(rel) = after(path, "chats") else {
+            return false;
+        };
+        match rel.len() {
+            1 => {
+                (has_extension(path, "jsonl") || has_extension(path, "json"))
+                    && rel[0].starts_with("session-")
+            }
+            2 => has_extension(path, "jsonl"),
+            _ => false,
+        }
+    }
+
+    fn session_of(path: &Path, c: &Conversation) -> Option<(String, bool)> {
+        let rel = after(path, "chats")?;
+        if rel.len() == 2 {
+            return Some((rel[0].clone(), false));
+        }
+        Some((c.session_id.clone()?, true))
+    }
+
+    fn resume_command(session: &str, cwd: Option<&str>) -> Option<String> {
+        resume(cwd, &["gemini", "--resume", session])
+    }
+
+    fn project_of(path: &Path) -> Option<String> {
+        // tmp/<project>/chats/<file>: the project's root is recorded beside `chats/`.
+        let project_dir = path.ancestors().find(|a| a.ends_with("chats"))?.parent()?;
+        let root = std::fs::read_to_string(project_dir.join(".project_root")).ok()?;
+        let root = root.trim();
+        (!root.is_empty()).then(|| root.to_owned())
+    }
+
+    fn is_whole_file(path: &Path) -> bool {
+        has_extension(path, "json")
+    }
+
+    fn fold_whole_file(bytes: &[u8], prices: &crate::prices::Prices) -> Result<Self::Fold, String> {
+        super::gemini::fold_legacy_json(bytes, prices)
+    }
+}

@@ -10,6 +10,7 @@ pub mod claude;
 pub mod codex;
 pub mod convo;
 pub mod formats;
+pub mod gemini;
 pub mod runlog;
 pub mod runs;
 pub mod stores;
