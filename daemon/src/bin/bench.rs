@@ -17,6 +17,9 @@
 //! Generated files are kept under the bench dir and reused when the count matches, so a second
 //! run skips generation.
 
+#[path = "bench/stores.rs"]
+mod stores;
+
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -29,6 +32,10 @@ struct Args {
     dir: PathBuf,
     /// Also measure `agentctl run`: overhead on 100 MB of output, start-to-visible latency.
     cli_runs: bool,
+    /// Also measure the conversation stores: backfill, cost today, line-to-event latency.
+    stores: bool,
+    /// A `ccusage` binary to compare the stores backfill with.
+    ccusage: Option<PathBuf>,
 }
 
 fn parse_args() -> Args {
@@ -37,6 +44,8 @@ fn parse_args() -> Args {
         requests: 2000,
         dir: std::env::temp_dir().join("agentd-bench"),
         cli_runs: false,
+        stores: false,
+        ccusage: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -56,6 +65,8 @@ fn parse_args() -> Args {
             }
             "--dir" => a.dir = PathBuf::from(value()),
             "--cli-runs" => a.cli_runs = true,
+            "--stores" => a.stores = true,
+            "--ccusage" => a.ccusage = Some(PathBuf::from(value())),
             "--no-items" => a.items.clear(),
             "-h" | "--help" => usage(""),
             other => usage(&format!("unknown argument {other}")),
@@ -69,7 +80,8 @@ fn usage(msg: &str) -> ! {
         eprintln!("agentd-bench: {msg}");
     }
     eprintln!(
-        "usage: agentd-bench [--items N[,N…] | --no-items] [--requests R] [--dir DIR] [--cli-runs]"
+        "usage: agentd-bench [--items N[,N…] | --no-items] [--requests R] [--dir DIR] [--cli-runs]\n\
+         \x20                   [--stores [--ccusage PATH]]"
     );
     std::process::exit(2)
 }
@@ -211,7 +223,14 @@ fn sibling(name: &str) -> PathBuf {
 }
 
 fn start(dir: &Path) -> (Daemon, Duration) {
+    start_with_home(dir, &dir.join("home"))
+}
+
+/// Starts agentd with `home` as HOME: the conversation stores it finds are the ones under it
+/// (never the bench user's own).
+fn start_with_home(dir: &Path, home: &Path) -> (Daemon, Duration) {
     let socket = dir.join("agentd.sock");
+    std::fs::create_dir_all(home).unwrap();
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -230,6 +249,11 @@ fn start(dir: &Path) -> (Daemon, Duration) {
         .env("AGENTD_CONFIG", &config)
         .env("AGENTD_USER", "bench")
         .env("AGENTD_LOG", "warn")
+        .env("HOME", home)
+        .env_remove("CLAUDE_CONFIG_DIR")
+        .env_remove("CODEX_HOME")
+        .env_remove("GEMINI_CLI_HOME")
+        .env_remove("XDG_CONFIG_HOME")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -498,6 +522,9 @@ fn bench_cli_runs(dir: &Path) {
 
 fn main() {
     let args = parse_args();
+    if args.stores {
+        stores::bench(&args.dir.join("stores"), args.ccusage.as_deref());
+    }
     if args.cli_runs {
         bench_cli_runs(&args.dir.join("cli-runs"));
     }

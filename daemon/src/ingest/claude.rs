@@ -34,8 +34,9 @@ use super::convo::{
 };
 use crate::prices::Prices;
 use agentd_wire::{Millis, Status, Usage};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use std::borrow::Cow;
 
 /// How many recent responses are remembered for de-duplication: the lines of one response are
 /// written together, so a short memory is enough and the fold stays small.
@@ -108,12 +109,249 @@ fn cut(text: &str) -> String {
     }
 }
 
-fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str)
+/// One transcript line: only the fields the fold reads are decoded; the rest (tool inputs and
+/// results, thinking, file snapshots) is skipped without being built, which is most of a
+/// transcript's bytes.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Line<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    subtype: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    timestamp: Option<Cow<'a, str>>,
+    #[serde(rename = "sessionId", borrow)]
+    session_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    cwd: Option<Cow<'a, str>>,
+    #[serde(rename = "isSidechain")]
+    sidechain: Option<bool>,
+    #[serde(rename = "isMeta")]
+    meta: Option<bool>,
+    #[serde(rename = "isCompactSummary")]
+    compact_summary: Option<bool>,
+    #[serde(rename = "isApiErrorMessage")]
+    api_error: Option<bool>,
+    #[serde(rename = "permissionMode", borrow)]
+    permission_mode: Option<Cow<'a, str>>,
+    #[serde(rename = "requestId", borrow)]
+    request_id: Option<Cow<'a, str>>,
+    /// Only its string form matters ("User rejected tool use"); objects are skipped.
+    #[serde(rename = "toolUseResult")]
+    tool_use_result: Text,
+    #[serde(rename = "customTitle", borrow)]
+    custom_title: Option<Cow<'a, str>>,
+    #[serde(rename = "aiTitle", borrow)]
+    ai_title: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    summary: Option<Cow<'a, str>>,
+    /// `system/api_error`: `{message}`; an API error assistant line: a short code.
+    error: Text,
+    #[serde(borrow)]
+    message: Option<Message<'a>>,
 }
 
-fn count(v: &Value, key: &str) -> u64 {
-    v.get(key).and_then(Value::as_u64).unwrap_or(0)
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Message<'a> {
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    model: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    stop_reason: Option<Cow<'a, str>>,
+    usage: Option<RawUsage>,
+    content: Content,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawUsage {
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+}
+
+/// A message's content: a plain string, or blocks.
+#[derive(Default)]
+enum Content {
+    #[default]
+    None,
+    Text(String),
+    Blocks(Vec<Block>),
+}
+
+/// One content block, reduced to what status and titles need.
+#[derive(Default)]
+struct Block {
+    kind: BlockKind,
+    /// `text` blocks: the text; `tool_use`: the tool name.
+    text: Option<String>,
+    /// `tool_use`: its id; `tool_result`: the id it answers.
+    id: Option<String>,
+}
+
+#[derive(Default, PartialEq)]
+enum BlockKind {
+    Text,
+    Thinking,
+    ToolUse,
+    ToolResult,
+    #[default]
+    Other,
+}
+
+/// A value read only when it is a string (or an object's `message` string): anything else is
+/// skipped unbuilt.
+#[derive(Default)]
+struct Text(Option<String>);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Text, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any value")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text, E> {
+                Ok(Text(Some(v.to_owned())))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Text, A::Error> {
+                let mut found = None;
+                while let Some(k) = m.next_key::<Cow<'de, str>>()? {
+                    if k == "message" {
+                        found = m.next_value::<Option<String>>().ok().flatten();
+                    } else {
+                        m.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(Text(found))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Text, A::Error> {
+                while s.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Text(None))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Text, E> {
+                Ok(Text(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Text, E> {
+                Ok(Text(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Text, E> {
+                Ok(Text(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Text, E> {
+                Ok(Text(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Text, E> {
+                Ok(Text(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Content {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Content, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Content;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or a list of content blocks")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Content, E> {
+                Ok(Content::Text(v.to_owned()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Content, A::Error> {
+                let mut blocks = Vec::new();
+                while let Some(b) = s.next_element::<BlockSeed>()? {
+                    blocks.push(b.0);
+                }
+                Ok(Content::Blocks(blocks))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Content, A::Error> {
+                while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Content::None)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Content, E> {
+                Ok(Content::None)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Reads one block; anything that is not an object is an `Other` block.
+struct BlockSeed(Block);
+
+impl<'de> Deserialize<'de> for BlockSeed {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<BlockSeed, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = BlockSeed;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a content block")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<BlockSeed, A::Error> {
+                let mut b = Block::default();
+                let (mut text, mut name) = (None, None);
+                while let Some(k) = m.next_key::<Cow<'de, str>>()? {
+                    match k.as_ref() {
+                        "type" => {
+                            let t: Cow<'de, str> = m.next_value()?;
+                            b.kind = match t.as_ref() {
+                                "text" => BlockKind::Text,
+                                "thinking" | "redacted_thinking" => BlockKind::Thinking,
+                                "tool_use" => BlockKind::ToolUse,
+                                "tool_result" => BlockKind::ToolResult,
+                                _ => BlockKind::Other,
+                            };
+                        }
+                        "text" => text = m.next_value::<Option<String>>().ok().flatten(),
+                        "name" => name = m.next_value::<Option<String>>().ok().flatten(),
+                        "id" | "tool_use_id" => {
+                            b.id = m.next_value::<Option<String>>().ok().flatten()
+                        }
+                        _ => {
+                            m.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                b.text = if b.kind == BlockKind::ToolUse {
+                    name
+                } else {
+                    text
+                };
+                Ok(BlockSeed(b))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<BlockSeed, E> {
+                Ok(BlockSeed(Block::default()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<BlockSeed, A::Error> {
+                while s.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(BlockSeed(Block::default()))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<BlockSeed, E> {
+                Ok(BlockSeed(Block::default()))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<BlockSeed, E> {
+                Ok(BlockSeed(Block::default()))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<BlockSeed, E> {
+                Ok(BlockSeed(Block::default()))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<BlockSeed, E> {
+                Ok(BlockSeed(Block::default()))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<BlockSeed, E> {
+                Ok(BlockSeed(Block::default()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// FNV-1a of the response key.
@@ -127,19 +365,19 @@ fn key_hash(message_id: &str, request_id: &str) -> u64 {
         })
 }
 
-/// The text of a user message's content when it is typed text (not tool results).
-fn user_text(content: &Value) -> Option<String> {
+/// The typed text of a user message (not tool results).
+fn user_text(content: &Content) -> Option<String> {
     match content {
-        Value::String(s) => Some(s.clone()),
-        Value::Array(parts) => {
-            let texts: Vec<&str> = parts
+        Content::Text(s) => Some(s.clone()),
+        Content::Blocks(blocks) => {
+            let texts: Vec<&str> = blocks
                 .iter()
-                .filter(|p| str_of(p, "type") == Some("text"))
-                .filter_map(|p| str_of(p, "text"))
+                .filter(|b| b.kind == BlockKind::Text)
+                .filter_map(|b| b.text.as_deref())
                 .collect();
             (!texts.is_empty()).then(|| texts.join("\n"))
         }
-        _ => None,
+        Content::None => None,
     }
 }
 
@@ -175,24 +413,24 @@ impl ClaudeFold {
         }
     }
 
-    fn count_usage(&mut self, v: &Value, message: &Value, prices: &Prices) {
-        let Some(u) = message.get("usage").filter(|u| u.is_object()) else {
+    fn count_usage(&mut self, request_id: Option<&str>, message: &Message, prices: &Prices) {
+        let Some(u) = &message.usage else {
             return;
         };
-        let model = str_of(message, "model").unwrap_or("");
+        let model = message.model.as_deref().unwrap_or("");
         if model == "<synthetic>" {
             return;
         }
         let usage = Usage {
-            input_tokens: count(u, "input_tokens"),
-            output_tokens: count(u, "output_tokens"),
-            cache_read_tokens: count(u, "cache_read_input_tokens"),
-            cache_write_tokens: count(u, "cache_creation_input_tokens"),
+            input_tokens: u.input_tokens.unwrap_or(0),
+            output_tokens: u.output_tokens.unwrap_or(0),
+            cache_read_tokens: u.cache_read_input_tokens.unwrap_or(0),
+            cache_write_tokens: u.cache_creation_input_tokens.unwrap_or(0),
         };
-        let key = match (str_of(message, "id"), str_of(v, "requestId")) {
-            (Some(m), r) => Some(key_hash(m, r.unwrap_or(""))),
-            _ => None,
-        };
+        let key = message
+            .id
+            .as_deref()
+            .map(|m| key_hash(m, request_id.unwrap_or("")));
         if let Some(key) = key
             && let Some(i) = self.recent.iter().position(|r| r.key == key)
         {
@@ -236,49 +474,38 @@ impl ClaudeFold {
         }
     }
 
-    fn on_user(&mut self, v: &Value) {
-        if let Some(mode) = str_of(v, "permissionMode") {
-            self.permission_mode = Some(mode.to_owned());
+    fn on_user(&mut self, line: &Line) {
+        if let Some(mode) = &line.permission_mode {
+            self.permission_mode = Some(mode.to_string());
         }
-        let meta = v.get("isMeta").and_then(Value::as_bool) == Some(true)
-            || v.get("isCompactSummary").and_then(Value::as_bool) == Some(true);
-        let Some(content) = v.get("message").and_then(|m| m.get("content")) else {
+        let meta = line.meta == Some(true) || line.compact_summary == Some(true);
+        let Some(message) = &line.message else {
             return;
         };
-        // Tool results answer pending calls.
-        let mut answered = false;
-        let mut rejected = false;
-        if let Value::Array(parts) = content {
-            for p in parts
-                .iter()
-                .filter(|p| str_of(p, "type") == Some("tool_result"))
-            {
-                answered = true;
-                if let Some(id) = str_of(p, "tool_use_id") {
-                    self.pending.retain(|(pid, _)| pid != id);
-                }
-                let text = match p.get("content") {
-                    Some(Value::String(s)) => s.clone(),
-                    Some(other) => other.to_string(),
-                    None => String::new(),
-                };
-                if text.contains("The user doesn't want to proceed with this tool use") {
-                    rejected = true;
+        if line.tool_use_result.0.as_deref() == Some("User rejected tool use") {
+            if let Content::Blocks(blocks) = &message.content {
+                for b in blocks.iter().filter(|b| b.kind == BlockKind::ToolResult) {
+                    self.pending.retain(|(pid, _)| Some(pid) != b.id.as_ref());
                 }
             }
-        }
-        if str_of(v, "toolUseResult") == Some("User rejected tool use") {
-            rejected = true;
-        }
-        if rejected {
             self.last = Last::Canceled("tool use rejected by the user".into());
             return;
+        }
+        // Tool results answer pending calls.
+        let mut answered = false;
+        if let Content::Blocks(blocks) = &message.content {
+            for b in blocks.iter().filter(|b| b.kind == BlockKind::ToolResult) {
+                answered = true;
+                if let Some(id) = &b.id {
+                    self.pending.retain(|(pid, _)| pid != id);
+                }
+            }
         }
         if answered {
             self.last = Last::Input;
             return;
         }
-        let Some(text) = user_text(content) else {
+        let Some(text) = user_text(&message.content) else {
             return;
         };
         if text
@@ -298,34 +525,32 @@ impl ClaudeFold {
         self.last = Last::Input;
     }
 
-    fn on_assistant(&mut self, v: &Value, message: &Value) {
-        if v.get("isApiErrorMessage").and_then(Value::as_bool) == Some(true) {
-            let text = message
-                .get("content")
-                .and_then(user_text)
+    fn on_assistant(&mut self, line: &Line, message: &Message) {
+        if line.api_error == Some(true) {
+            let text = user_text(&message.content)
                 .map(|t| cut(&t))
                 .unwrap_or_else(|| "API error".into());
             self.pending.clear();
             self.last = Last::ApiError(text);
             return;
         }
-        if let Some(model) = str_of(message, "model").filter(|m| *m != "<synthetic>") {
+        if let Some(model) = message.model.as_deref().filter(|m| *m != "<synthetic>") {
             self.model = Some(model.to_owned());
         }
-        let stop = str_of(message, "stop_reason");
+        let stop = message.stop_reason.as_deref();
         let mut wrote_text = false;
-        if let Some(Value::Array(parts)) = message.get("content") {
-            for p in parts {
-                match str_of(p, "type") {
-                    Some("tool_use") => {
-                        let id = str_of(p, "id").unwrap_or("").to_owned();
-                        let name = str_of(p, "name").unwrap_or("a tool").to_owned();
+        if let Content::Blocks(blocks) = &message.content {
+            for b in blocks {
+                match b.kind {
+                    BlockKind::ToolUse => {
+                        let id = b.id.clone().unwrap_or_default();
+                        let name = b.text.clone().unwrap_or_else(|| "a tool".into());
                         if !self.pending.iter().any(|(pid, _)| *pid == id) {
                             self.pending.push((id, name));
                         }
                         self.progress_since_call = false;
                     }
-                    Some("text" | "thinking" | "redacted_thinking") => wrote_text = true,
+                    BlockKind::Text | BlockKind::Thinking => wrote_text = true,
                     _ => {}
                 }
             }
@@ -339,15 +564,16 @@ impl ClaudeFold {
         }
     }
 
-    fn on_system(&mut self, v: &Value) {
-        match str_of(v, "subtype") {
+    fn on_system(&mut self, line: &Line) {
+        match line.subtype.as_deref() {
             Some("stop_hook_summary" | "turn_duration") => {
                 self.last = Last::TurnEnd;
             }
             Some("api_error") => {
-                let detail = v
-                    .get("error")
-                    .and_then(|e| str_of(e, "message").or_else(|| e.as_str()))
+                let detail = line
+                    .error
+                    .0
+                    .as_deref()
                     .map(cut)
                     .unwrap_or_else(|| "API error".into());
                 self.last = Last::Retrying(format!("retrying after an API error: {detail}"));
@@ -358,60 +584,67 @@ impl ClaudeFold {
 }
 
 impl ConversationFold for ClaudeFold {
-    fn apply(&mut self, line: &[u8], prices: &Prices) -> Result<(), String> {
-        let v: Value = serde_json::from_slice(line).map_err(|e| format!("not JSON: {e}"))?;
-        let Some(kind) = str_of(&v, "type") else {
-            return if v.is_object() {
-                Ok(()) // an object of a kind this version does not know
-            } else {
-                Err("not a JSON object".into())
-            };
+    fn apply(&mut self, bytes: &[u8], prices: &Prices) -> Result<(), String> {
+        if bytes.trim_ascii_start().first() != Some(&b'{') {
+            return Err("not a JSON object".into());
+        }
+        let line: Line = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+        let Some(kind) = line.kind.as_deref() else {
+            return Ok(()); // an object of a kind this version does not know
         };
-        let ts = str_of(&v, "timestamp")
+        let ts = line
+            .timestamp
+            .as_deref()
             .and_then(agentd_wire::parse_rfc3339_ms)
             .map(Millis);
-        let sidechain = v.get("isSidechain").and_then(Value::as_bool) == Some(true);
+        let sidechain = line.sidechain == Some(true);
         if self.session_id.is_none()
-            && let Some(id) = str_of(&v, "sessionId")
+            && let Some(id) = &line.session_id
         {
-            self.session_id = Some(id.to_owned());
+            self.session_id = Some(id.to_string());
         }
+        let title = |t: &Option<Cow<str>>| t.as_deref().map(cut).filter(|t| !t.is_empty());
         match kind {
             "custom-title" => {
-                if let Some(t) = str_of(&v, "customTitle").map(cut).filter(|t| !t.is_empty()) {
+                if let Some(t) = title(&line.custom_title) {
                     self.custom_title = Some(t);
                 }
             }
             "ai-title" => {
-                if let Some(t) = str_of(&v, "aiTitle").map(cut).filter(|t| !t.is_empty()) {
+                if let Some(t) = title(&line.ai_title) {
                     self.ai_title = Some(t);
                 }
             }
             "summary" => {
-                if let Some(t) = str_of(&v, "summary").map(cut).filter(|t| !t.is_empty()) {
+                if let Some(t) = title(&line.summary) {
                     self.summary = Some(t);
                 }
             }
             "user" | "assistant" | "system" | "progress" => {
                 self.touch(ts, !sidechain);
-                if let Some(cwd) = str_of(&v, "cwd").filter(|c| !c.is_empty()) {
+                if let Some(cwd) = line.cwd.as_deref().filter(|c| !c.is_empty()) {
                     self.cwd = Some(cwd.to_owned());
                 }
-                let message = v.get("message").cloned().unwrap_or(Value::Null);
-                if kind == "assistant" {
-                    self.count_usage(&v, &message, prices);
+                if kind == "assistant"
+                    && let Some(message) = &line.message
+                {
+                    self.count_usage(line.request_id.as_deref(), message, prices);
                 }
                 if sidechain {
                     return Ok(());
                 }
                 match kind {
-                    "user" => self.on_user(&v),
-                    "assistant" => self.on_assistant(&v, &message),
-                    "system" => self.on_system(&v),
+                    "user" => self.on_user(&line),
+                    "assistant" => {
+                        let message = line.message.as_ref();
+                        let empty = Message::default();
+                        self.on_assistant(&line, message.unwrap_or(&empty));
+                    }
+                    "system" => self.on_system(&line),
                     _ => self.progress_since_call = true,
                 }
             }
-            _ => self.touch(None, false),
+            _ => {}
         }
         Ok(())
     }
@@ -478,6 +711,7 @@ impl ConversationFold for ClaudeFold {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     const T0: i64 = 1_795_856_400_000; // 2026-11-28T09:00:00Z
 
@@ -646,6 +880,21 @@ mod tests {
                 0,
                 Status::Canceled,
                 Some("interrupted by the user"),
+            ),
+            (
+                "a rejection recorded in toolUseResult alone",
+                vec![
+                    prompt.clone(),
+                    assistant(2, "m1", tool_use("t1", "Edit"), 5, None),
+                    serde_json::json!({"type": "user", "timestamp": ts(3), "sessionId": "s1",
+                        "isSidechain": false, "toolUseResult": "User rejected tool use",
+                        "message": {"role": "user", "content": [{"type": "tool_result",
+                            "tool_use_id": "t1", "content": "rejected", "is_error": true}]}})
+                    .to_string(),
+                ],
+                0,
+                Status::Canceled,
+                Some("tool use rejected by the user"),
             ),
             (
                 "API error ends the turn",
