@@ -42,7 +42,7 @@ fn filler(rng: &mut Lcg, len: usize) -> String {
     let mut s = String::with_capacity(len + 16);
     while s.len() < len {
         s.push_str(WORDS[(rng.next() % WORDS.len() as u64) as usize]);
-        s.push(if rng.next() % 9 == 0 { '\n' } else { ' ' });
+        s.push(if rng.next().is_multiple_of(9) { '\n' } else { ' ' });
     }
     s
 }
@@ -139,7 +139,7 @@ fn claude_session(rng: &mut Lcg, sid: &str, t0: i64, turns: usize) -> String {
 
 /// One Codex rollout of `turns` turns; returns its bytes.
 fn codex_session(rng: &mut Lcg, id: &str, t0: i64, turns: usize) -> String {
-    let model = if rng.next() % 2 == 0 {
+    let model = if rng.next().is_multiple_of(2) {
         "gpt-5-codex"
     } else {
         "gpt-5"
