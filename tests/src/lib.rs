@@ -445,11 +445,15 @@ pub fn agentctl_with(socket: &Path, home: &Path, state: &Path, args: &[&str]) ->
 
 /// An RFC 3339 timestamp `secs` seconds before now.
 pub fn ago(secs: i64) -> String {
-    let now = std::time::SystemTime::now()
+    format_ms(now_ms() - secs * 1000)
+}
+
+/// The wall clock, epoch ms.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_millis() as i64;
-    format_ms(now - secs * 1000)
+        .as_millis() as i64
 }
 
 /// Formats epoch ms as RFC 3339 UTC with milliseconds.

@@ -354,3 +354,57 @@ fn a_gemini_chat_becomes_an_item_with_its_project() {
     assert_eq!(v["cost_usd"], 0.0096);
     assert_eq!(v["model"], "gemini-2.5-pro");
 }
+
+#[test]
+fn claude_codes_live_registry_decides_status_while_its_process_runs() {
+    let d = Daemon::start("claude-registry");
+    let file = claude_dir(&d).join(format!("{SESSION}.jsonl"));
+    append(
+        &file,
+        &[
+            prompt("deploy the app", 3),
+            assistant(
+                "msg_1",
+                json!([{"type": "text", "text": "Deployed."}]),
+                10,
+                Some("end_turn"),
+                false,
+            ),
+        ],
+    );
+    d.wait_item(&item_id(), |v| v["status"] == "success");
+    // The running CLI (this test process stands in for it) says it waits for a permission
+    // answer: blocked at once, without any quiet time.
+    let sessions = d.home.join(".claude/sessions");
+    std::fs::create_dir_all(&sessions).unwrap();
+    let me = std::process::id();
+    let registry = |pid: u32, status: &str| {
+        json!({"pid": pid, "sessionId": SESSION, "cwd": "/src/app", "startedAt": agentd_tests::now_ms() - 1000,
+            "version": "2.1.261", "kind": "interactive", "entrypoint": "cli", "status": status,
+            "waitingFor": "permission prompt", "statusUpdatedAt": agentd_tests::now_ms()})
+        .to_string()
+    };
+    let reg = sessions.join(format!("{me}.json"));
+    std::fs::write(&reg, registry(me, "waiting")).unwrap();
+    let v = d.wait_item(&item_id(), |v| v["status"] == "blocked");
+    assert_eq!(v["status_detail"], "waiting for permission");
+    std::fs::write(&reg, registry(me, "busy")).unwrap();
+    d.wait_item(&item_id(), |v| v["status"] == "working");
+    // The CLI exits and removes its file: the transcript decides again.
+    std::fs::remove_file(&reg).unwrap();
+    d.wait_item(&item_id(), |v| v["status"] == "success");
+    // A registry left behind by a process that is gone is ignored.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    std::fs::write(
+        sessions.join(format!("{dead}.json")),
+        registry(dead, "waiting"),
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(
+        d.get(&format!("/v1/agents/{}", item_id()))["status"],
+        "success"
+    );
+}

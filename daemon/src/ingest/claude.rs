@@ -30,7 +30,8 @@
 //! Time-based rows are evaluated at `now`, so a silent session moves on without a new line.
 
 use super::convo::{
-    ABANDONED_AFTER_MS, BLOCKED_AFTER_MS, Conversation, ConversationFold, CostSum, QUIET_DONE_MS,
+    ABANDONED_AFTER_MS, BLOCKED_AFTER_MS, Conversation, ConversationFold, CostSum, LiveState,
+    QUIET_DONE_MS,
 };
 use crate::prices::Prices;
 use agentd_wire::{Millis, Status, Usage};
@@ -95,6 +96,66 @@ pub struct ClaudeFold {
     usage: Usage,
     cost: CostSum,
     recent: Vec<Response>,
+    /// Set when this file is the live registry (`sessions/<pid>.json`), not a transcript.
+    registry: Option<Registry>,
+}
+
+/// Claude Code's live-session registry file: one per running CLI, removed when it exits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Registry {
+    pid: u32,
+    started_at: Millis,
+    status: Status,
+    detail: Option<String>,
+}
+
+impl ClaudeFold {
+    /// Reads a `sessions/<pid>.json` registry file (`{pid, sessionId, startedAt, status,
+    /// waitingFor, …}`). Builds that write it without `status` say nothing about status.
+    pub fn from_registry(bytes: &[u8]) -> Result<ClaudeFold, String> {
+        #[derive(Deserialize)]
+        struct File {
+            pid: u32,
+            #[serde(rename = "sessionId")]
+            session_id: String,
+            #[serde(rename = "startedAt")]
+            started_at: i64,
+            status: Option<String>,
+            #[serde(rename = "waitingFor")]
+            waiting_for: Option<String>,
+        }
+        let f: File = serde_json::from_slice(bytes)
+            .map_err(|e| format!("not a Claude Code session registry file: {e}"))?;
+        let (status, detail) = match f.status.as_deref() {
+            Some("busy") => (Status::Working, None),
+            Some("idle") => (Status::Success, None),
+            Some("waiting") => (
+                Status::Blocked,
+                Some(match f.waiting_for.as_deref() {
+                    Some("permission prompt") => "waiting for permission".to_owned(),
+                    Some("input needed") => "waiting for your input".to_owned(),
+                    Some(other) => format!("waiting: {}", cut(other)),
+                    None => "waiting for you".to_owned(),
+                }),
+            ),
+            _ => {
+                return Ok(ClaudeFold {
+                    session_id: Some(f.session_id),
+                    ..ClaudeFold::default()
+                });
+            }
+        };
+        Ok(ClaudeFold {
+            session_id: Some(f.session_id),
+            registry: Some(Registry {
+                pid: f.pid,
+                started_at: Millis(f.started_at),
+                status,
+                detail,
+            }),
+            ..ClaudeFold::default()
+        })
+    }
 }
 
 fn cut(text: &str) -> String {
@@ -704,6 +765,12 @@ impl ConversationFold for ClaudeFold {
             status_detail: detail,
             usage: self.usage,
             cost_usd: self.cost.usd(),
+            live: self.registry.as_ref().map(|r| LiveState {
+                pid: r.pid,
+                started_at: r.started_at,
+                status: r.status,
+                detail: r.detail.clone(),
+            }),
         }
     }
 }

@@ -427,6 +427,7 @@ impl ConversationFold for CodexFold {
             status_detail,
             usage: self.usage,
             cost_usd: self.cost.usd(),
+            live: None,
         }
     }
 }

@@ -44,6 +44,21 @@ pub struct Conversation {
     pub usage: Usage,
     /// `None` when any response's model has no price (tokens still counted) or none was made.
     pub cost_usd: Option<f64>,
+    /// What the agent's own live registry says, when it keeps one (Claude Code's
+    /// `sessions/<pid>.json`): exact where the transcript can only guess. The ingestor uses it
+    /// only while that process is running.
+    pub live: Option<LiveState>,
+}
+
+/// A running agent's own account of itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveState {
+    pub pid: u32,
+    /// When the process started (guards against pid reuse).
+    pub started_at: Millis,
+    /// `working` (busy), `blocked` (waiting on the user) or `success` (idle at the prompt).
+    pub status: Status,
+    pub detail: Option<String>,
 }
 
 impl Default for Conversation {
@@ -59,6 +74,7 @@ impl Default for Conversation {
             status_detail: None,
             usage: Usage::default(),
             cost_usd: None,
+            live: None,
         }
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! | store | watched under each root | main file | other files |
 //! |---|---|---|---|
-//! | Claude Code (`claude-code`) | `projects/` | `projects/<slug>/<sessionId>.jsonl` | sub-agents: `projects/<slug>/<sessionId>/**.jsonl` (tokens add to the session); older `projects/<slug>/agent-*.jsonl` (belong to the `sessionId` inside) |
+//! | Claude Code (`claude-code`) | `projects/`, `sessions/` | `projects/<slug>/<sessionId>.jsonl` | sub-agents: `projects/<slug>/<sessionId>/**.jsonl` (tokens add to the session); older `projects/<slug>/agent-*.jsonl` (belong to the `sessionId` inside); the live registry `sessions/<pid>.json` (its status wins while its process runs) |
 //! | Codex (`codex`) | `sessions/`, `archived_sessions/` | `rollout-<ts>-<uuid>.jsonl` at any depth | |
 //! | Gemini CLI (`gemini`) | `tmp/` | `tmp/<project>/chats/session-*.jsonl` (or legacy `.json`) | sub-agents: `chats/<parentSessionId>/*.jsonl` |
 //!
@@ -50,18 +50,35 @@ impl Format for ClaudeCode {
 
     fn watch_dirs(root: &Path) -> Vec<PathBuf> {
         // A root may name the config dir or its projects dir.
-        if root.file_name().is_some_and(|n| n == "projects") {
-            vec![root.to_owned()]
+        let root = if root.file_name().is_some_and(|n| n == "projects") {
+            root.parent().unwrap_or(root)
         } else {
-            vec![root.join("projects")]
-        }
+            root
+        };
+        vec![root.join("projects"), root.join("sessions")]
     }
 
     fn is_store_file(path: &Path) -> bool {
-        has_extension(path, "jsonl") && after(path, "projects").is_some_and(|rel| rel.len() >= 2)
+        (has_extension(path, "jsonl") && after(path, "projects").is_some_and(|rel| rel.len() >= 2))
+            || Self::is_whole_file(path)
+    }
+
+    fn is_whole_file(path: &Path) -> bool {
+        // The live registry: sessions/<pid>.json, rewritten by the running CLI.
+        has_extension(path, "json") && after(path, "sessions").is_some_and(|rel| rel.len() == 1)
+    }
+
+    fn fold_whole_file(
+        bytes: &[u8],
+        _prices: &crate::prices::Prices,
+    ) -> Result<Self::Fold, String> {
+        ClaudeFold::from_registry(bytes)
     }
 
     fn session_of(path: &Path, c: &Conversation) -> Option<(String, bool)> {
+        if Self::is_whole_file(path) {
+            return Some((c.session_id.clone()?, false));
+        }
         let rel = after(path, "projects")?;
         match rel.len() {
             2 if rel[1].starts_with("agent-") => Some((c.session_id.clone()?, false)),

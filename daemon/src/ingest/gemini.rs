@@ -202,6 +202,7 @@ impl ConversationFold for GeminiFold {
             status_detail,
             usage: self.usage,
             cost_usd: self.cost.usd(),
+            live: None,
         }
     }
 }

@@ -118,6 +118,7 @@ pub fn spawn<F: Format>(
         sessions: HashMap::new(),
         emitted: HashMap::new(),
         prices,
+        liveness: std::cell::RefCell::new(crate::liveness::Liveness::new()),
         store,
         writer,
         stats,
@@ -149,6 +150,8 @@ struct StoreSource<F: Format> {
     /// Conversations stored as working or blocked, with what was stored.
     emitted: HashMap<String, Emitted>,
     prices: Arc<Prices>,
+    /// Checks the pid of an agent's live registry (interior: rendering is otherwise `&self`).
+    liveness: std::cell::RefCell<crate::liveness::Liveness>,
     store: Store,
     writer: WriterHandle,
     stats: Arc<SourceStats>,
@@ -568,11 +571,16 @@ impl<F: Format> StoreSource<F> {
         let mut extra_usage = Usage::default();
         let mut extra_cost: Option<f64> = Some(0.0);
         let mut any_extra = false;
+        let mut live = None;
         for p in files {
             let Some(f) = self.files.get(p) else { continue };
             let c = f.state.fold.conversation(now);
             if f.session.as_ref().is_some_and(|(_, is_main)| *is_main) {
                 main = Some((p, f, c));
+            } else if let Some(l) = c.live.clone() {
+                if !f.deleted {
+                    live = Some(l);
+                }
             } else {
                 any_extra = true;
                 extra_usage.add(&c.usage);
@@ -586,6 +594,30 @@ impl<F: Format> StoreSource<F> {
         let (path, entry, mut c) = main?;
         if c.cwd.is_none() {
             c.cwd = F::project_of(path);
+        }
+        // The agent's own registry, while its process runs, says exactly what the transcript
+        // can only guess: busy, waiting for the user, or idle at the prompt.
+        if let Some(live) = live
+            && self
+                .liveness
+                .borrow_mut()
+                .is_running(live.pid, live.started_at)
+        {
+            match live.status {
+                Status::Blocked => {
+                    c.status = Status::Blocked;
+                    c.status_detail = live.detail.clone();
+                }
+                Status::Working if c.status != Status::Working => {
+                    c.status = Status::Working;
+                    c.status_detail = None;
+                }
+                Status::Success if c.status.is_active() => {
+                    c.status = Status::Success;
+                    c.status_detail = None;
+                }
+                _ => {}
+            }
         }
         if any_extra {
             c.usage.add(&extra_usage);

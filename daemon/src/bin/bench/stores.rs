@@ -42,7 +42,11 @@ fn filler(rng: &mut Lcg, len: usize) -> String {
     let mut s = String::with_capacity(len + 16);
     while s.len() < len {
         s.push_str(WORDS[(rng.next() % WORDS.len() as u64) as usize]);
-        s.push(if rng.next().is_multiple_of(9) { '\n' } else { ' ' });
+        s.push(if rng.next().is_multiple_of(9) {
+            '\n'
+        } else {
+            ' '
+        });
     }
     s
 }
