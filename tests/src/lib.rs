@@ -494,3 +494,33 @@ pub fn ids(page: &Value) -> Vec<String> {
         .map(|i| i["id"].as_str().unwrap().to_owned())
         .collect()
 }
+
+/// Reads `stream` into `buf` until `buf` contains `want` (panics after [`WAIT`]).
+pub fn read_until(stream: &mut UnixStream, buf: &mut String, want: &str) {
+    let deadline = Instant::now() + WAIT;
+    let mut chunk = [0u8; 4096];
+    while !buf.contains(want) {
+        assert!(
+            Instant::now() < deadline,
+            "no {want:?} in the stream:\n{buf}"
+        );
+        match stream.read(&mut chunk) {
+            Ok(0) => panic!("stream ended before {want:?}:\n{buf}"),
+            Ok(n) => buf.push_str(&String::from_utf8_lossy(&chunk[..n])),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("reading the stream: {e}"),
+        }
+    }
+}
+
+/// Subscribes to `/v1/events` on the daemon's socket (all tabs).
+pub fn subscribe(d: &Daemon) -> UnixStream {
+    let mut s = UnixStream::connect(&d.socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    s.write_all(b"GET /v1/events?tab=all HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    s
+}

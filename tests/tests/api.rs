@@ -1,7 +1,7 @@
 //! The API over the real socket: filters, tabs, pagination, summary, errors, events and logs,
 //! with items loaded through the real ingest path (run-log files in the runs dir).
 
-use agentd_tests::{Daemon, ago, ids, rec};
+use agentd_tests::{Daemon, ago, ids, read_until, rec};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -343,25 +343,6 @@ fn health_reports_sources_and_errors() {
 }
 
 /// Reads an event stream until `want` appears in it or the time runs out.
-fn read_until(stream: &mut std::os::unix::net::UnixStream, buf: &mut String, want: &str) {
-    let deadline = Instant::now() + agentd_tests::WAIT;
-    let mut chunk = [0u8; 4096];
-    while !buf.contains(want) {
-        assert!(
-            Instant::now() < deadline,
-            "no {want:?} in the stream:\n{buf}"
-        );
-        match stream.read(&mut chunk) {
-            Ok(0) => panic!("stream ended before {want:?}:\n{buf}"),
-            Ok(n) => buf.push_str(&String::from_utf8_lossy(&chunk[..n])),
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut => {}
-            Err(e) => panic!("reading the stream: {e}"),
-        }
-    }
-}
-
 #[test]
 fn events_stream_changes_and_summaries() {
     let d = Daemon::start("events");

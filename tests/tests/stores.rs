@@ -1,7 +1,7 @@
 //! Conversation stores under a running daemon: files written in the real formats of the agent
 //! CLIs, appended to line by line, and the items seen changing over the socket.
 
-use agentd_tests::{Daemon, Options, ago};
+use agentd_tests::{Daemon, Options, ago, read_until, subscribe};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -46,8 +46,15 @@ fn item_id() -> String {
 #[test]
 fn a_claude_code_conversation_moves_through_its_statuses_live() {
     let d = Daemon::start("claude-live");
+    let mut events = subscribe(&d);
+    let mut seen = String::new();
     let file = claude_dir(&d).join(format!("{SESSION}.jsonl"));
     append(&file, &[prompt("fix the flaky login test", 1)]);
+    read_until(
+        &mut events,
+        &mut seen,
+        &format!("event: agent\ndata: {{\"id\":\"{}\"", item_id()),
+    );
     let v = d.wait_item(&item_id(), |v| v["status"] == "working");
     assert_eq!(v["title"], "fix the flaky login test");
     assert_eq!(v["kind"], "interactive");
@@ -74,6 +81,8 @@ fn a_claude_code_conversation_moves_through_its_statuses_live() {
     );
     let v = d.wait_item(&item_id(), |v| v["status"] == "blocked");
     assert_eq!(v["status_detail"], "waiting for permission: Bash");
+    // The move the clock made reached the event stream too.
+    read_until(&mut events, &mut seen, "\"status\":\"blocked\"");
     let summary = d.get("/v1/summary");
     assert_eq!(summary["blocked"], 1, "{summary}");
 
@@ -316,6 +325,12 @@ fn a_codex_rollout_becomes_an_item_with_tokens_and_cost() {
         v["open"]["command"],
         format!("cd /src/api && codex resume {uuid}")
     );
+
+    // The agent's cleanup deletes the file: the conversation stays, marked as such.
+    std::fs::remove_file(&file).unwrap();
+    let v = d.wait_item(&id, |v| v["status_detail"] == "transcript deleted");
+    assert_eq!(v["status"], "success");
+    assert_eq!(v["cost_usd"], 0.0085);
 }
 
 #[test]
@@ -406,5 +421,45 @@ fn claude_codes_live_registry_decides_status_while_its_process_runs() {
     assert_eq!(
         d.get(&format!("/v1/agents/{}", item_id()))["status"],
         "success"
+    );
+}
+
+#[test]
+fn a_truncated_transcript_is_read_again_from_the_start() {
+    let d = Daemon::start("claude-truncate");
+    let file = claude_dir(&d).join(format!("{SESSION}.jsonl"));
+    append(
+        &file,
+        &[
+            prompt("first version", 5),
+            assistant(
+                "msg_1",
+                json!([{"type": "text", "text": "a"}]),
+                500,
+                Some("end_turn"),
+                false,
+            ),
+        ],
+    );
+    d.wait_item(&item_id(), |v| v["usage"]["output_tokens"] == 500);
+    // Rewritten shorter (same path): its content now is all there is.
+    std::fs::write(
+        &file,
+        format!(
+            "{}\n",
+            assistant(
+                "msg_9",
+                json!([{"type": "text", "text": "b"}]),
+                7,
+                Some("end_turn"),
+                false
+            )
+        ),
+    )
+    .unwrap();
+    let v = d.wait_item(&item_id(), |v| v["usage"]["output_tokens"] == 7);
+    assert_eq!(
+        v["usage"]["input_tokens"], 100,
+        "counted once, not added to the old"
     );
 }
