@@ -3,8 +3,8 @@
 
 use agentd_tests::{Daemon, ago, ids, read_until, rec};
 use serde_json::{Value, json};
-use std::io::{Read, Write};
-use std::time::{Duration, Instant};
+use std::io::Write;
+use std::time::Duration;
 
 /// A start record `secs` ago with extra fields.
 fn start(secs: i64, extra: Value) -> String {

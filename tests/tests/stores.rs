@@ -165,6 +165,22 @@ fn sub_agent_tokens_add_to_their_session_and_restarts_count_nothing_twice() {
             .iter()
             .any(|s| s["name"] == "claude-code" && s["files"] == 2)
     });
+    let h = d.get("/v1/health");
+    let claude = h["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "claude-code")
+        .unwrap();
+    assert_eq!(
+        (
+            &claude["items"],
+            &claude["scan_total"],
+            &claude["scan_done"]
+        ),
+        (&json!(1), &json!(2), &json!(true)),
+        "{claude}"
+    );
     assert_eq!(d.get(&format!("/v1/agents/{}", item_id())), before);
 
     append(

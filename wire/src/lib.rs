@@ -235,6 +235,9 @@ pub struct SourceHealth {
     /// Whether the initial scan (backfill) of the roots has finished.
     #[serde(default)]
     pub scan_done: bool,
+    /// Files the latest scan found: while it runs, `files` of `scan_total` are read.
+    #[serde(default)]
+    pub scan_total: u64,
 }
 
 /// The TCP listener in `GET /v1/health`.

@@ -125,6 +125,7 @@ async fn health(State(s): State<AppState>) -> Result<Response, ApiError> {
             errors: e.errors,
             last_error: e.last_error,
             scan_done: src.scanned.load(std::sync::atomic::Ordering::Relaxed),
+            scan_total: src.scan_total.load(std::sync::atomic::Ordering::Relaxed),
         });
     }
     let store_error = s
@@ -147,10 +148,12 @@ async fn health(State(s): State<AppState>) -> Result<Response, ApiError> {
 }
 
 /// The item id scheme a source produces.
-fn id_scheme_of(source: &str) -> &'static str {
+/// The id prefix of a source's items: CLI runs are `cli:`; a conversation store's items carry
+/// its own name (`claude-code:`, `codex:`, `gemini:`).
+fn id_scheme_of(source: &'static str) -> &'static str {
     match source {
         crate::ingest::runs::SOURCE => crate::ingest::runlog::ID_SCHEME,
-        _ => "",
+        store => store,
     }
 }
 

@@ -40,6 +40,8 @@ pub struct SourceStats {
     pub files: AtomicU64,
     /// Whether the initial scan has finished.
     pub scanned: std::sync::atomic::AtomicBool,
+    /// Files the latest scan found (its progress is `files` of this).
+    pub scan_total: AtomicU64,
 }
 
 impl SourceStats {

@@ -348,6 +348,13 @@ impl<F: Format> StoreSource<F> {
         walk(dir, 0, &mut found, &mut errors);
         found.retain(|p| F::is_store_file(p));
         let total = found.len();
+        let new = found
+            .iter()
+            .filter(|p| !self.files.contains_key(*p))
+            .count();
+        self.stats
+            .scan_total
+            .store((self.files.len() + new) as u64, Ordering::Relaxed);
         let mut batch = self.batch();
         for msg in errors {
             if self
@@ -367,6 +374,9 @@ impl<F: Format> StoreSource<F> {
             }
             self.read_file(&path, true, &mut batch, &mut touched);
             if (n + 1) % SCAN_BATCH == 0 {
+                self.stats
+                    .files
+                    .store(self.files.len() as u64, Ordering::Relaxed);
                 self.render_into(&mut batch, std::mem::take(&mut touched));
                 self.send(std::mem::replace(&mut batch, self.batch()))?;
                 tracing::info!("{}: scanned {} of {total} files", F::NAME, n + 1);
