@@ -574,43 +574,13 @@ impl RunsSource {
             state.fold = RunFold::default();
         }
         let mtime = Millis(opened.mtime_ms);
-        let mut errors = 0u64;
-        let mut last_error = None;
         let fold = &mut state.fold;
-        let read =
-            opened.read_lines(
-                &mut state.cursor,
-                MAX_LINE,
-                &mut |line| match runlog::parse_line(line) {
-                    Ok(record) => fold.apply(record),
-                    Err(e) => {
-                        errors += 1;
-                        last_error =
-                            Some(format!("{}: skipped a malformed line: {e}", path.display()));
-                    }
-                },
-            );
-        match read {
-            Ok(out) if out.oversized > 0 => {
-                errors += out.oversized;
-                last_error = Some(format!(
-                    "{}: skipped {} line(s) longer than {} MiB",
-                    path.display(),
-                    out.oversized,
-                    MAX_LINE >> 20
-                ));
-            }
-            Ok(_) => {}
-            Err(e) => {
-                errors += 1;
-                last_error = Some(format!("cannot read {}: {e}", path.display()));
-            }
-        }
-        if let Some(msg) = &last_error {
-            tracing::warn!("{msg}");
-        }
-        result.errors = errors;
-        result.last_error = last_error;
+        let skipped = opened.read_counted(path, &mut state.cursor, MAX_LINE, &mut |line| {
+            fold.apply(runlog::parse_line(line).map_err(|e| e.to_string())?);
+            Ok(())
+        });
+        result.errors = skipped.count;
+        result.last_error = skipped.last;
         let writer_gone = match (state.fold.live_pid(), state.fold.start.as_ref()) {
             (Some(pid), Some(start)) => {
                 let running = self.liveness.is_running(pid, start.ts);

@@ -490,42 +490,24 @@ impl<F: Format> StoreSource<F> {
                     }
                     Some((Err(e), _)) => {
                         // A whole-file format caught mid-write: try again on the next change.
+                        let msg = format!("{}: {e}", path.display());
+                        tracing::warn!("{msg}");
                         errors += 1;
-                        last_error = Some(format!("{}: {e}", path.display()));
+                        last_error = Some(msg);
                     }
                     None => {
                         let fold = &mut state.fold;
-                        let read = opened.read_lines(&mut state.cursor, MAX_LINE, &mut |line| {
-                            if let Err(e) = fold.apply(line, &prices) {
-                                errors += 1;
-                                last_error = Some(format!(
-                                    "{}: skipped a malformed line: {e}",
-                                    path.display()
-                                ));
-                            }
-                        });
-                        match read {
-                            Ok(out) if out.oversized > 0 => {
-                                errors += out.oversized;
-                                last_error = Some(format!(
-                                    "{}: skipped {} line(s) longer than {} MiB",
-                                    path.display(),
-                                    out.oversized,
-                                    MAX_LINE >> 20
-                                ));
-                            }
-                            Ok(_) => {}
-                            Err(e) => {
-                                errors += 1;
-                                last_error = Some(format!("cannot read {}: {e}", path.display()));
-                            }
-                        }
+                        let skipped =
+                            opened.read_counted(path, &mut state.cursor, MAX_LINE, &mut |line| {
+                                fold.apply(line, &prices)
+                            });
+                        errors += skipped.count;
+                        last_error = skipped.last;
                     }
                 }
             }
         }
-        if let Some(msg) = &last_error {
-            tracing::warn!("{msg}");
+        if last_error.is_some() {
             batch.last_error = last_error;
         }
         batch.errors += errors;

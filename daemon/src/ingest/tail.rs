@@ -183,6 +183,55 @@ impl Opened {
     }
 }
 
+/// Lines that could not be taken during one read, for `/v1/health`.
+#[derive(Debug, Default)]
+pub struct Skipped {
+    pub count: u64,
+    /// What the last one was, naming the file.
+    pub last: Option<String>,
+}
+
+impl Opened {
+    /// Reads the new complete lines of `path` after `cursor` into `take`, which refuses a line
+    /// by returning why. Refused, oversized and unreadable parts are counted and described, and
+    /// the last description is logged.
+    pub fn read_counted(
+        self,
+        path: &Path,
+        cursor: &mut FileCursor,
+        max_line: usize,
+        take: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+    ) -> Skipped {
+        let mut skipped = Skipped::default();
+        let read = self.read_lines(cursor, max_line, &mut |line| {
+            if let Err(e) = take(line) {
+                skipped.count += 1;
+                skipped.last = Some(format!("{}: skipped a malformed line: {e}", path.display()));
+            }
+        });
+        match read {
+            Ok(out) if out.oversized > 0 => {
+                skipped.count += out.oversized;
+                skipped.last = Some(format!(
+                    "{}: skipped {} line(s) longer than {} MiB",
+                    path.display(),
+                    out.oversized,
+                    max_line >> 20
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                skipped.count += 1;
+                skipped.last = Some(format!("cannot read {}: {e}", path.display()));
+            }
+        }
+        if let Some(msg) = &skipped.last {
+            tracing::warn!("{msg}");
+        }
+        skipped
+    }
+}
+
 fn is_complete_object(bytes: &[u8]) -> bool {
     let trimmed = bytes.trim_ascii();
     trimmed.first() == Some(&b'{')
