@@ -479,3 +479,32 @@ fn a_truncated_transcript_is_read_again_from_the_start() {
         "counted once, not added to the old"
     );
 }
+
+#[test]
+fn a_symlink_loop_in_a_store_is_survived() {
+    let d = Daemon::start("claude-symlink");
+    let projects = d.home.join(".claude/projects");
+    std::fs::create_dir_all(projects.join("-src-app")).unwrap();
+    std::os::unix::fs::symlink(&projects, projects.join("-src-app/loop")).unwrap();
+    std::os::unix::fs::symlink("dangling-target", projects.join("-src-app/dangling.jsonl"))
+        .unwrap();
+    let file = claude_dir(&d).join(format!("{SESSION}.jsonl"));
+    append(&file, &[prompt("still followed", 1)]);
+    let v = d.wait_item(&item_id(), |v| v["title"] == "still followed");
+    assert_eq!(v["status"], "working");
+    // And after a restart, whose scan walks the same tree.
+    let mut d = d;
+    assert_eq!(d.stop().code(), Some(0));
+    d.spawn();
+    append(&file, &[prompt("after restart", 0)]);
+    d.wait_item(&item_id(), |v| {
+        v["updated_at"].as_str() > Some(ago(1).as_str())
+    });
+    assert_eq!(
+        d.get("/v1/agents?tab=all")["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
