@@ -33,6 +33,8 @@ pub struct Config {
     pub gemini_roots: Vec<PathBuf>,
     /// A JSON price file whose entries add to or replace the built-in table (config `prices`).
     pub prices_file: Option<PathBuf>,
+    /// The cloud source; `None` when no API key is configured.
+    pub cloud: Option<crate::cloud::CloudConfig>,
 }
 
 /// Default of `min_free_mb`: room for the largest transaction, with a margin for other programs.
@@ -73,6 +75,22 @@ struct FileConfig {
     min_free_mb: Option<u64>,
     prices: Option<PathBuf>,
     sources: FileSources,
+    cloud: FileCloud,
+}
+
+/// `[cloud]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct FileCloud {
+    api_key_file: Option<PathBuf>,
+    base_url: Option<String>,
+    /// The user's uid on the cloud platform (Personal tab).
+    me: Option<String>,
+    /// The user's e-mail there (Personal tab, when the uid is not known).
+    email: Option<String>,
+    horizon_days: Option<u64>,
+    poll_active_secs: Option<u64>,
+    poll_idle_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -177,6 +195,31 @@ impl Config {
                 .collect()
         });
         let prices_file = file.prices.map(|p| expand_home(&p, env));
+        let key = env("WARP_API_KEY")
+            .filter(|k| !k.trim().is_empty())
+            .map(|k| crate::cloud::KeySource::Env(k.trim().to_owned()))
+            .or_else(|| {
+                file.cloud
+                    .api_key_file
+                    .as_ref()
+                    .map(|f| crate::cloud::KeySource::File(expand_home(f, env)))
+            });
+        let cloud = key.map(|key| crate::cloud::CloudConfig {
+            base_url: env("AGENTD_CLOUD_URL")
+                .or(file.cloud.base_url.clone())
+                .unwrap_or_else(|| crate::cloud::DEFAULT_BASE_URL.to_owned()),
+            key,
+            me: crate::cloud::run::Me {
+                uid: file.cloud.me.clone(),
+                email: file.cloud.email.clone(),
+            },
+            horizon: std::time::Duration::from_secs(
+                file.cloud.horizon_days.unwrap_or(30).saturating_mul(86_400),
+            ),
+            fast: std::time::Duration::from_secs(file.cloud.poll_active_secs.unwrap_or(5).max(1)),
+            slow: std::time::Duration::from_secs(file.cloud.poll_idle_secs.unwrap_or(60).max(1)),
+            page_limit: 100,
+        });
         let min_free_bytes = file
             .min_free_mb
             .unwrap_or(DEFAULT_MIN_FREE_MB)
@@ -192,6 +235,7 @@ impl Config {
             codex_roots,
             gemini_roots,
             prices_file,
+            cloud,
         })
     }
 

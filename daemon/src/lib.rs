@@ -14,6 +14,7 @@
 //! [`run`] wires them together; `main.rs` only parses flags and waits for a signal.
 
 pub mod api;
+pub mod cloud;
 pub mod config;
 pub mod ingest;
 pub mod instance;
@@ -153,6 +154,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     start_store!(ingest::formats::ClaudeCode, config.claude_roots);
     start_store!(ingest::formats::Codex, config.codex_roots);
     start_store!(ingest::formats::Gemini, config.gemini_roots);
+    let cloud = match &config.cloud {
+        Some(cfg) => {
+            let stats = Arc::new(ingest::SourceStats::new(
+                cloud::sync::SOURCE,
+                &[std::path::PathBuf::from(&cfg.base_url)],
+            ));
+            sources.push(stats.clone());
+            let (handle, thread) =
+                cloud::sync::spawn(cfg.clone(), store.clone(), writer.clone(), stats)
+                    .map_err(DaemonError::Thread)?;
+            Some((handle, thread))
+        }
+        None => None,
+    };
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let state = api::AppState {
@@ -160,6 +175,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         published,
         writer: writer.clone(),
         sources,
+        cloud: cloud.as_ref().map(|(h, _)| h.clone()),
         started_at,
         http_addr: http_addr.clone(),
         shutdown: shutdown_rx.clone(),
@@ -199,10 +215,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     for (tx, _) in &store_threads {
         let _ = tx.try_send(ingest::IngestEvent::Shutdown);
     }
+    if let Some((handle, _)) = &cloud {
+        handle.stop();
+    }
     let writer_for_stop = writer.clone();
     let _ = tokio::task::spawn_blocking(move || {
         let _ = runs_thread.join();
         for (_, thread) in store_threads {
+            let _ = thread.join();
+        }
+        if let Some((_, thread)) = cloud {
             let _ = thread.join();
         }
         let _ = writer_for_stop.send(store::writer::WriteOp::Shutdown);

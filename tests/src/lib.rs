@@ -8,6 +8,8 @@
 //! to the test executable (`target/<profile>/`); `daemon/tests` and `client/tests` make
 //! `cargo test --workspace` build them before anything runs.
 
+pub mod oz;
+
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;

@@ -57,6 +57,15 @@ impl ApiError {
         }
     }
 
+    /// `502`: the cloud API failed (its error says how: a refused key, unavailable, …).
+    pub fn upstream(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_GATEWAY,
+            code: "upstream",
+            message: message.into(),
+        }
+    }
+
     /// `500`; the cause is logged here and not sent.
     pub fn internal(cause: impl std::fmt::Display) -> ApiError {
         tracing::error!("internal error answering a request: {cause}");

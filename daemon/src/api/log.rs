@@ -25,8 +25,24 @@ pub async fn agent_log(
 ) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref(), &["follow"])?;
     let follow = p.flag("follow")?;
-    if s.store.get(&id)?.is_none() {
+    let Some(item) = s.store.get(&id)? else {
         return Err(ApiError::not_found(format!("no agent with id {id:?}")));
+    };
+    if let Some(run_id) = id.strip_prefix("cloud:") {
+        // A cloud run's log is its conversation, fetched on demand.
+        let Some(cloud) = &s.cloud else {
+            return Err(ApiError::not_found(format!(
+                "{id} is a cloud run, and no cloud API key is configured"
+            )));
+        };
+        let text = cloud
+            .conversation(run_id, !item.status.is_active())
+            .await
+            .map_err(ApiError::upstream)?;
+        return Response::builder()
+            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(Body::from(text))
+            .map_err(ApiError::internal);
     }
     let Some(path) = s.store.origin(&id)? else {
         return Err(ApiError::not_found(format!("{id} has no log")));

@@ -42,6 +42,8 @@ pub struct AppState {
     pub http_addr: Option<String>,
     /// Flips to `true` at shutdown so that streaming answers end.
     pub shutdown: watch::Receiver<bool>,
+    /// The cloud source, when an API key is configured.
+    pub cloud: Option<Arc<crate::cloud::sync::CloudHandle>>,
 }
 
 /// The routes, shared by both listeners.
@@ -230,13 +232,18 @@ async fn summary(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Res
 
 /// Cloud sync arrives with the cloud source; until one is configured there is nothing to fetch,
 /// so the answer is an honest zero once everything queued is committed.
+/// `POST /v1/sync`: a cloud sync now (joining one that runs), then everything committed.
 async fn sync(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let synced = match &s.cloud {
+        Some(cloud) => cloud.sync_now().await.map_err(ApiError::upstream)?,
+        None => 0,
+    };
     let writer = s.writer.clone();
     tokio::task::spawn_blocking(move || writer.barrier())
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
-    Ok(json(&serde_json::json!({"synced": 0})))
+    Ok(json(&serde_json::json!({ "synced": synced })))
 }
 
 /// The management view: a small page that lists agents and follows `/v1/events`.
