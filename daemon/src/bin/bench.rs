@@ -17,6 +17,8 @@
 //! Generated files are kept under the bench dir and reused when the count matches, so a second
 //! run skips generation.
 
+#[path = "bench/cloud.rs"]
+mod cloud;
 #[path = "bench/stores.rs"]
 mod stores;
 
@@ -36,6 +38,8 @@ struct Args {
     stores: bool,
     /// A `ccusage` binary to compare the stores backfill with.
     ccusage: Option<PathBuf>,
+    /// Also measure the cloud sync against a local server.
+    cloud: bool,
 }
 
 fn parse_args() -> Args {
@@ -46,6 +50,7 @@ fn parse_args() -> Args {
         cli_runs: false,
         stores: false,
         ccusage: None,
+        cloud: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -66,6 +71,7 @@ fn parse_args() -> Args {
             "--dir" => a.dir = PathBuf::from(value()),
             "--cli-runs" => a.cli_runs = true,
             "--stores" => a.stores = true,
+            "--cloud" => a.cloud = true,
             "--ccusage" => a.ccusage = Some(PathBuf::from(value())),
             "--no-items" => a.items.clear(),
             "-h" | "--help" => usage(""),
@@ -81,7 +87,7 @@ fn usage(msg: &str) -> ! {
     }
     eprintln!(
         "usage: agentd-bench [--items N[,N…] | --no-items] [--requests R] [--dir DIR] [--cli-runs]\n\
-         \x20                   [--stores [--ccusage PATH]]"
+         \x20                   [--stores [--ccusage PATH]] [--cloud]"
     );
     std::process::exit(2)
 }
@@ -229,6 +235,11 @@ fn start(dir: &Path) -> (Daemon, Duration) {
 /// Starts agentd with `home` as HOME: the conversation stores it finds are the ones under it
 /// (never the bench user's own).
 fn start_with_home(dir: &Path, home: &Path) -> (Daemon, Duration) {
+    start_with_env(dir, home, &[])
+}
+
+/// [`start_with_home`] with more environment variables for agentd.
+fn start_with_env(dir: &Path, home: &Path, env: &[(&str, &str)]) -> (Daemon, Duration) {
     let socket = dir.join("agentd.sock");
     std::fs::create_dir_all(home).unwrap();
     let log = std::fs::OpenOptions::new()
@@ -254,6 +265,8 @@ fn start_with_home(dir: &Path, home: &Path) -> (Daemon, Duration) {
         .env_remove("CODEX_HOME")
         .env_remove("GEMINI_CLI_HOME")
         .env_remove("XDG_CONFIG_HOME")
+        .env_remove("WARP_API_KEY")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -522,6 +535,9 @@ fn bench_cli_runs(dir: &Path) {
 
 fn main() {
     let args = parse_args();
+    if args.cloud {
+        cloud::bench(&args.dir.join("cloud"));
+    }
     if args.stores {
         stores::bench(&args.dir.join("stores"), args.ccusage.as_deref());
     }
