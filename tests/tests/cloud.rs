@@ -232,6 +232,10 @@ fn a_refused_key_stops_the_sync_and_says_why() {
     let r = d.req("POST", "/v1/sync", b"");
     assert_eq!(r.status, 502);
     assert_eq!(r.json()["error"]["code"], "upstream");
+    let out = d.agentctl(&["sync"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refused the key"), "{err}");
     // The daemon keeps serving everything else.
     assert_eq!(d.req("GET", "/v1/summary", b"").status, 200);
     assert!(
