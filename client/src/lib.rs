@@ -14,6 +14,7 @@
 
 pub mod display;
 pub mod run;
+pub mod service;
 
 pub use agentd_wire::{AgentsPage, Health, Item, Source, Status, Summary};
 use std::io::{self, BufRead, BufReader, Read, Write};

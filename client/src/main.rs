@@ -113,12 +113,35 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Start agentd at login: install, remove or inspect the systemd/launchd service.
+    Service {
+        #[command(subcommand)]
+        action: ServiceAction,
+    },
     /// Open the management view in a browser.
     Web {
         /// Print the URL instead.
         #[arg(long)]
         print: bool,
     },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ServiceAction {
+    /// Write the unit (or plist) for this agentd and enable it.
+    Install {
+        /// Print what would be written and run, and do nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Disable the service and remove its files.
+    Uninstall {
+        /// Print what would be removed and run, and do nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Whether the service is installed, which binary it runs, and its state.
+    Status,
 }
 
 /// A failure and the exit code it maps to.
@@ -203,6 +226,22 @@ fn main() -> ExitCode {
         };
         let code = agentctl::run::run(&spec, &runs);
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
+    if let Command::Service { action } = &cli.command {
+        // Needs no daemon either.
+        use agentctl::service::{Action, service};
+        let outcome = match action {
+            ServiceAction::Install { dry_run } => service(Action::Install, *dry_run),
+            ServiceAction::Uninstall { dry_run } => service(Action::Uninstall, *dry_run),
+            ServiceAction::Status => service(Action::Status, false),
+        };
+        return match outcome {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("agentctl: {e}");
+                ExitCode::from(1)
+            }
+        };
     }
     let client = Client::new(cli.socket.clone().unwrap_or_else(agentctl::default_socket));
     match run(&client, cli.command) {
@@ -465,7 +504,9 @@ fn run(client: &Client, command: Command) -> Result<(), Failure> {
             );
             Ok(())
         }
-        Command::Run { .. } => unreachable!("handled before connecting"),
+        Command::Run { .. } | Command::Service { .. } => {
+            unreachable!("handled before connecting")
+        }
         // Reached when a global flag comes first (`agentctl --socket S prompt`).
         Command::Prompt { format, all } => {
             print_prompt(Some(client.socket().to_owned()), &format, all);

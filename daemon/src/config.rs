@@ -35,6 +35,11 @@ pub struct Config {
     pub prices_file: Option<PathBuf>,
     /// The cloud source; `None` when no API key is configured.
     pub cloud: Option<crate::cloud::CloudConfig>,
+    /// Socket activation (systemd): the listening Unix socket was passed as fd 3
+    /// (`LISTEN_FDS` ≥ 1 and `LISTEN_PID` is this process).
+    pub activated_socket: bool,
+    /// Where to say `READY=1` once serving (`NOTIFY_SOCKET`, systemd `Type=notify`).
+    pub notify_socket: Option<String>,
 }
 
 /// Default of `min_free_mb`: room for the largest transaction, with a margin for other programs.
@@ -236,6 +241,13 @@ impl Config {
             gemini_roots,
             prices_file,
             cloud,
+            activated_socket: env("LISTEN_PID")
+                .and_then(|p| p.trim().parse::<u32>().ok())
+                .is_some_and(|p| p == std::process::id())
+                && env("LISTEN_FDS")
+                    .and_then(|n| n.trim().parse::<u32>().ok())
+                    .is_some_and(|n| n >= 1),
+            notify_socket: env("NOTIFY_SOCKET").filter(|s| !s.is_empty()),
         })
     }
 

@@ -87,7 +87,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let (writer, published, writer_thread) =
         store::writer::spawn(store.clone(), config.min_free_bytes)?;
 
-    let unix = listen::bind_unix(&config.socket)?;
+    let unix = if config.activated_socket {
+        tracing::info!("using the socket passed by the service manager");
+        listen::activated_unix()?
+    } else {
+        listen::bind_unix(&config.socket)?
+    };
     let tcp = match config.http {
         Some(addr) => Some(listen::bind_tcp(addr).await?),
         None => None,
@@ -195,6 +200,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let listeners = listen::Listeners {
         unix,
         unix_path: config.socket.clone(),
+        remove_socket: !config.activated_socket,
         tcp,
     };
     let server = tokio::spawn(listen::serve(
@@ -203,9 +209,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         tcp_router,
         shutdown_rx,
     ));
+    // The database is open and both listeners are bound: connections are queued from here on.
+    if let Some(socket) = &config.notify_socket {
+        listen::notify(socket, &format!("READY=1\nMAINPID={}", std::process::id()));
+    }
 
     shutdown.await;
     tracing::info!("shutting down");
+    if let Some(socket) = &config.notify_socket {
+        listen::notify(socket, "STOPPING=1");
+    }
     let _ = shutdown_tx.send(true);
     let _ = server.await;
     // Ingestors stop between files (a long backfill does not hold shutdown up); the event only

@@ -44,6 +44,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 /// Why a listener could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
+    #[error("socket activation: {message}")]
+    Activation { message: String },
     #[error("cannot create the socket directory {dir}: {source}")]
     Dir { dir: PathBuf, source: io::Error },
     #[error(
@@ -67,7 +69,74 @@ pub enum ListenError {
 pub struct Listeners {
     pub unix: LocalListener,
     pub unix_path: PathBuf,
+    /// Remove the socket file at exit (not when the service manager made it).
+    pub remove_socket: bool,
     pub tcp: Option<tokio::net::TcpListener>,
+}
+
+/// The first descriptor a service manager passes (`SD_LISTEN_FDS_START`).
+const LISTEN_FDS_START: std::os::fd::RawFd = 3;
+
+/// Takes the listening Unix socket passed by systemd's socket activation (fd 3). The manager
+/// made the socket file with the unit's `SocketMode=0600` and `DirectoryMode=0700`.
+pub fn activated_unix() -> Result<LocalListener, ListenError> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let err = |message: String| ListenError::Activation { message };
+    // SAFETY: fstat and getsockopt only read the descriptor's state; fd 3 is checked before it
+    // is owned.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(LISTEN_FDS_START, &mut st) != 0
+            || st.st_mode & libc::S_IFMT != libc::S_IFSOCK
+        {
+            return Err(err("LISTEN_FDS is set but fd 3 is not a socket".into()));
+        }
+        let (mut listening, mut len): (libc::c_int, libc::socklen_t) =
+            (0, std::mem::size_of::<libc::c_int>() as libc::socklen_t);
+        let ok = libc::getsockopt(
+            LISTEN_FDS_START,
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&mut listening as *mut libc::c_int).cast(),
+            &mut len,
+        );
+        if ok != 0 || listening == 0 {
+            return Err(err("fd 3 is not a listening socket".into()));
+        }
+        libc::fcntl(LISTEN_FDS_START, libc::F_SETFD, libc::FD_CLOEXEC);
+    }
+    // SAFETY: fd 3 is a listening socket passed to us, owned by nothing else in this process.
+    let fd = unsafe { OwnedFd::from_raw_fd(LISTEN_FDS_START) };
+    let listener = interprocess::os::unix::uds_local_socket::tokio::Listener::try_from(fd)
+        .map_err(|e| err(format!("cannot use the passed socket: {e}")))?;
+    Ok(listener.into())
+}
+
+/// Tells the service manager (`NOTIFY_SOCKET`) a state such as `READY=1`. Silent on failure:
+/// the daemon works the same without a manager listening.
+pub fn notify(socket: &str, state: &str) {
+    let sock = match std::os::unix::net::UnixDatagram::unbound() {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    let sent = if let Some(name) = socket.strip_prefix('@') {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::linux::net::SocketAddrExt;
+            std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+                .and_then(|addr| sock.send_to_addr(state.as_bytes(), &addr))
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = name;
+            Err(io::Error::from(io::ErrorKind::Unsupported))
+        }
+    } else {
+        sock.send_to(state.as_bytes(), socket)
+    };
+    if let Err(e) = sent {
+        tracing::warn!("cannot notify the service manager at {socket}: {e}");
+    }
 }
 
 /// Creates `dir` (and parents) with mode 0700, or checks an existing one: it must be ours, and
@@ -210,6 +279,7 @@ pub async fn serve(
     let Listeners {
         unix,
         unix_path,
+        remove_socket,
         tcp,
     } = listeners;
     loop {
@@ -235,7 +305,9 @@ pub async fn serve(
     }
     drop(unix);
     drop(tcp);
-    let _ = std::fs::remove_file(&unix_path);
+    if remove_socket {
+        let _ = std::fs::remove_file(&unix_path);
+    }
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
         .await
         .is_err()

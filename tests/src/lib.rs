@@ -196,13 +196,20 @@ impl Daemon {
     }
 
     pub fn start_with(name: &str, opts: Options) -> Daemon {
+        let mut d = Daemon::prepare(name, opts);
+        d.spawn();
+        d
+    }
+
+    /// A daemon's scratch layout, not started yet (see [`Daemon::spawn_command`]).
+    pub fn prepare(name: &str, opts: Options) -> Daemon {
         let dir = Scratch::new(name);
         let home = dir.0.join("home");
         let state = dir.0.join("state");
         // Laid out like the default ($XDG_RUNTIME_DIR/agentd/agentd.sock).
         let socket = dir.0.join("run").join("agentd").join("agentd.sock");
         std::fs::create_dir_all(&home).unwrap();
-        let mut d = Daemon {
+        let d = Daemon {
             child: None,
             runs: state.join("runs"),
             log: dir.0.join("agentd.log"),
@@ -213,7 +220,10 @@ impl Daemon {
             opts,
             http: None,
         };
-        d.spawn();
+        let cfg = d.home.join("no-config.toml");
+        if !cfg.exists() {
+            std::fs::write(&cfg, "").unwrap();
+        }
         d
     }
 
