@@ -13,6 +13,7 @@
 //! ```
 
 pub mod display;
+pub mod hook;
 pub mod run;
 pub mod service;
 

@@ -113,6 +113,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The hook command for an agent CLI (Claude Code: `agentctl hook claude-code`): forwards
+    /// the hook's payload on stdin to agentd, silently, and always exits 0.
+    Hook {
+        /// The agent whose hook this is: claude-code.
+        agent: String,
+        /// Add this hook to the agent's settings (shows the change first).
+        #[arg(long)]
+        install: bool,
+        /// With --install: show the change, write nothing.
+        #[arg(long, requires = "install")]
+        dry_run: bool,
+    },
     /// Start agentd at login: install, remove or inspect the systemd/launchd service.
     Service {
         #[command(subcommand)]
@@ -226,6 +238,29 @@ fn main() -> ExitCode {
         };
         let code = agentctl::run::run(&spec, &runs);
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
+    if let Command::Hook {
+        agent,
+        install,
+        dry_run,
+    } = &cli.command
+    {
+        if agent != "claude-code" {
+            eprintln!("agentctl: hooks exist for claude-code only, not {agent:?}");
+            return ExitCode::from(2);
+        }
+        if *install {
+            return match agentctl::hook::install(*dry_run) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("agentctl: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
+        let client = Client::new(cli.socket.clone().unwrap_or_else(agentctl::default_socket));
+        agentctl::hook::forward(&client);
+        return ExitCode::SUCCESS; // a hook never fails its agent
     }
     if let Command::Service { action } = &cli.command {
         // Needs no daemon either.
@@ -504,7 +539,7 @@ fn run(client: &Client, command: Command) -> Result<(), Failure> {
             );
             Ok(())
         }
-        Command::Run { .. } | Command::Service { .. } => {
+        Command::Run { .. } | Command::Service { .. } | Command::Hook { .. } => {
             unreachable!("handled before connecting")
         }
         // Reached when a global flag comes first (`agentctl --socket S prompt`).

@@ -157,6 +157,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }};
     }
     start_store!(ingest::formats::ClaudeCode, config.claude_roots);
+    let claude_hooks = store_threads.last().map(|(tx, _)| tx.clone());
     start_store!(ingest::formats::Codex, config.codex_roots);
     start_store!(ingest::formats::Gemini, config.gemini_roots);
     let cloud = match &config.cloud {
@@ -181,6 +182,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         writer: writer.clone(),
         sources,
         cloud: cloud.as_ref().map(|(h, _)| h.clone()),
+        claude_hooks,
         started_at,
         http_addr: http_addr.clone(),
         shutdown: shutdown_rx.clone(),

@@ -508,3 +508,145 @@ fn a_symlink_loop_in_a_store_is_survived() {
         1
     );
 }
+
+/// Runs `agentctl hook claude-code` as Claude Code would, with `payload` on stdin.
+fn hook(d: &Daemon, socket: &Path, payload: Value) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(agentd_tests::bin("agentctl"))
+        .args(["hook", "claude-code"])
+        .env_clear()
+        .env("HOME", &d.home)
+        .env("AGENTD_SOCKET", socket)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(payload.to_string().as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn claude_code_hooks_say_exactly_when_a_conversation_waits() {
+    let d = Daemon::start("claude-hooks");
+    let file = claude_dir(&d).join(format!("{SESSION}.jsonl"));
+    append(
+        &file,
+        &[
+            prompt("refactor the parser", 3),
+            assistant(
+                "msg_1",
+                json!([{"type": "tool_use", "id": "toolu_1", "name": "Edit", "input": {}}]),
+                10,
+                None,
+                false,
+            ),
+        ],
+    );
+    d.wait_item(&item_id(), |v| v["status"] == "working");
+    let payload = |event: &str, extra: Value| {
+        let mut p = json!({"session_id": SESSION, "transcript_path": file, "cwd": "/src/app",
+            "hook_event_name": event});
+        for (k, v) in extra.as_object().unwrap() {
+            p[k] = v.clone();
+        }
+        p
+    };
+    // The permission prompt is on screen: blocked at once, with Claude Code's own words.
+    let out = hook(
+        &d,
+        &d.socket,
+        payload(
+            "Notification",
+            json!({"notification_type": "permission_prompt", "message": "Claude needs your permission to use Edit"}),
+        ),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty() && out.stderr.is_empty());
+    let v = d.wait_item(&item_id(), |v| v["status"] == "blocked");
+    assert_eq!(
+        v["status_detail"],
+        "Claude needs your permission to use Edit"
+    );
+    // Approved: the transcript moves on and decides again.
+    append(
+        &file,
+        &[
+            json!({"type": "user", "timestamp": ago(0), "sessionId": SESSION, "isSidechain": false,
+            "message": {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"}]}}),
+        ],
+    );
+    d.wait_item(&item_id(), |v| v["status"] == "working");
+    hook(&d, &d.socket, payload("Stop", json!({})));
+    d.wait_item(&item_id(), |v| v["status"] == "success");
+    hook(
+        &d,
+        &d.socket,
+        payload("StopFailure", json!({"error": "rate_limit"})),
+    );
+    let v = d.wait_item(&item_id(), |v| v["status"] == "failed");
+    assert_eq!(v["status_detail"], "rate_limit");
+
+    // Bad payloads are refused by the API, but the hook command still exits 0, silently.
+    let r = d.req(
+        "POST",
+        "/v1/hooks/claude-code",
+        b"{\"hook_event_name\":\"Stop\"}",
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"]["code"], "bad_request");
+    let out = hook(&d, &d.socket, json!({"nonsense": true}));
+    assert_eq!(out.status.code(), Some(0));
+    // With agentd down, too.
+    let out = hook(&d, &d.home.join("nowhere.sock"), payload("Stop", json!({})));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty() && out.stderr.is_empty());
+}
+
+#[test]
+fn the_hook_installs_into_claude_code_settings_once() {
+    let d = Daemon::start("claude-hook-install");
+    let settings = d.home.join(".claude/settings.json");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    std::fs::write(
+        &settings,
+        r#"{"model": "opus", "permissions": {"allow": ["Bash(ls)"]}}"#,
+    )
+    .unwrap();
+    let dry = d.agentctl(&["hook", "claude-code", "--install", "--dry-run"]);
+    assert_eq!(dry.status.code(), Some(0));
+    let shown = String::from_utf8_lossy(&dry.stdout).into_owned();
+    assert!(
+        shown.contains("+ ") && shown.contains("hook claude-code"),
+        "{shown}"
+    );
+    assert!(
+        !std::fs::read_to_string(&settings)
+            .unwrap()
+            .contains("hook claude-code")
+    );
+    let inst = d.agentctl(&["hook", "claude-code", "--install"]);
+    assert_eq!(inst.status.code(), Some(0));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&settings).unwrap()).unwrap();
+    assert_eq!(v["model"], "opus");
+    assert_eq!(v["permissions"]["allow"][0], "Bash(ls)");
+    for event in [
+        "Notification",
+        "PreToolUse",
+        "Stop",
+        "StopFailure",
+        "SessionEnd",
+    ] {
+        let cmd = v["hooks"][event][0]["hooks"][0]["command"]
+            .as_str()
+            .unwrap();
+        assert!(cmd.ends_with("agentctl hook claude-code"), "{event}: {cmd}");
+    }
+    let again = d.agentctl(&["hook", "claude-code", "--install"]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already has"));
+}

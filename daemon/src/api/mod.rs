@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod error;
 mod events;
+mod hooks;
 mod log;
 pub mod params;
 
@@ -44,6 +45,8 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// The cloud source, when an API key is configured.
     pub cloud: Option<Arc<crate::cloud::sync::CloudHandle>>,
+    /// Where Claude Code's hook signals go (its store ingestor).
+    pub claude_hooks: Option<std::sync::mpsc::SyncSender<crate::ingest::IngestEvent>>,
 }
 
 /// The routes, shared by both listeners.
@@ -57,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/summary", get(summary))
         .route("/v1/events", get(events::events))
         .route("/v1/sync", post(sync))
+        .route("/v1/hooks/claude-code", post(hooks::claude_code))
         .fallback(|| async { ApiError::not_found("no such route; see /v1/health") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(MAX_BODY))

@@ -25,8 +25,22 @@ pub enum IngestEvent {
     Fs(notify::Result<notify::Event>),
     /// Periodic housekeeping: look for stores that appeared.
     Tick,
+    /// An agent's own hook said what a conversation is doing (`POST /v1/hooks/…`).
+    Hook(HookSignal),
     /// Stop after the current step.
     Shutdown,
+}
+
+/// What an agent's hook reported about one of its conversations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HookSignal {
+    pub session_id: String,
+    /// The status it implies; `None` ends the signal (the session ended: the transcript
+    /// decides again).
+    pub status: Option<agentd_wire::Status>,
+    pub detail: Option<String>,
+    /// When it arrived: transcript lines written after it take over again.
+    pub at: crate::model::Millis,
 }
 
 /// Live figures of one source for `/v1/health`; error counts live in the store.

@@ -226,6 +226,7 @@ impl RunsSource {
             let step = match event {
                 IngestEvent::Shutdown => return,
                 IngestEvent::Tick => self.on_tick(),
+                IngestEvent::Hook(_) => Ok(()), // run logs carry their own status
                 IngestEvent::Fs(first) => {
                     // Coalesce a burst: everything already queued is handled in one step.
                     let mut paths = BTreeSet::new();
@@ -239,7 +240,7 @@ impl RunsSource {
                                 tracing::warn!("file watcher error, rescanning runs dirs: {e}");
                                 rescan = true;
                             }
-                            IngestEvent::Tick => {}
+                            IngestEvent::Tick | IngestEvent::Hook(_) => {}
                             IngestEvent::Shutdown => stop = true,
                         }
                         next = rx.try_recv().ok();

@@ -15,7 +15,7 @@
 
 use super::convo::{Conversation, ConversationFold};
 use super::tail::{FileCursor, Opened};
-use super::{IngestEvent, SourceStats};
+use super::{HookSignal, IngestEvent, SourceStats};
 use crate::model::{Millis, MineRule};
 use crate::prices::Prices;
 use crate::store::Store;
@@ -117,6 +117,7 @@ pub fn spawn<F: Format>(
         files: HashMap::new(),
         sessions: HashMap::new(),
         emitted: HashMap::new(),
+        hooks: HashMap::new(),
         prices,
         liveness: std::cell::RefCell::new(crate::liveness::Liveness::new()),
         store,
@@ -149,6 +150,8 @@ struct StoreSource<F: Format> {
     sessions: HashMap<String, BTreeSet<PathBuf>>,
     /// Conversations stored as working or blocked, with what was stored.
     emitted: HashMap<String, Emitted>,
+    /// The latest hook signal per conversation (see [`HookSignal`]).
+    hooks: HashMap<String, HookSignal>,
     prices: Arc<Prices>,
     /// Checks the pid of an agent's live registry (interior: rendering is otherwise `&self`).
     liveness: std::cell::RefCell<crate::liveness::Liveness>,
@@ -213,10 +216,12 @@ impl<F: Format> StoreSource<F> {
                     last_tick = std::time::Instant::now();
                     self.on_tick()
                 }
+                IngestEvent::Hook(signal) => self.on_hook(signal),
                 IngestEvent::Fs(first) => {
                     // Coalesce a burst: everything already queued is handled in one step.
                     let mut paths = BTreeSet::new();
                     let (mut rescan, mut stop) = (false, false);
+                    let mut hooks = Vec::new();
                     let mut next = Some(IngestEvent::Fs(first));
                     while let Some(ev) = next {
                         match ev {
@@ -226,15 +231,19 @@ impl<F: Format> StoreSource<F> {
                                 rescan = true;
                             }
                             IngestEvent::Tick => {}
+                            IngestEvent::Hook(signal) => hooks.push(signal),
                             IngestEvent::Shutdown => stop = true,
                         }
                         next = rx.try_recv().ok();
                     }
-                    let r = if rescan {
+                    let mut r = if rescan {
                         self.scan_all()
                     } else {
                         self.process_paths(paths)
                     };
+                    for signal in hooks {
+                        r = r.and_then(|()| self.on_hook(signal));
+                    }
                     if stop {
                         return;
                     }
@@ -287,6 +296,19 @@ impl<F: Format> StoreSource<F> {
             EventKind::Access(_) => {}
         }
         false
+    }
+
+    /// Records a hook's signal and renders its conversation at once.
+    fn on_hook(&mut self, signal: HookSignal) -> Result<(), ()> {
+        let id = signal.session_id.clone();
+        if signal.status.is_some() {
+            self.hooks.insert(id.clone(), signal);
+        } else {
+            self.hooks.remove(&id);
+        }
+        let mut batch = self.batch();
+        self.render_into(&mut batch, BTreeSet::from([id]));
+        self.send(batch)
     }
 
     fn on_tick(&mut self) -> Result<(), ()> {
@@ -618,6 +640,15 @@ impl<F: Format> StoreSource<F> {
                 (None, Some(b)) if b > 0.0 => Some(b),
                 (a, _) => a.filter(|_| extra_cost.is_some()),
             };
+        }
+        // A hook is the agent saying exactly what it does; it holds until the transcript has
+        // something newer to say.
+        if let Some(h) = self.hooks.get(id)
+            && let Some(status) = h.status
+            && c.updated_at.is_none_or(|u| u <= h.at)
+        {
+            c.status = status;
+            c.status_detail = h.detail.clone();
         }
         let mtime = std::fs::metadata(path).ok().map(|m| {
             use std::os::unix::fs::MetadataExt;

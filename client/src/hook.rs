@@ -1,0 +1,188 @@
+//! `agentctl hook claude-code`: the command Claude Code runs as a hook. It forwards the hook's
+//! JSON payload (stdin) to agentd's `/v1/hooks/claude-code` and always exits 0, silently and
+//! within half a second: a hook must never slow Claude Code down or make it fail.
+//!
+//! `--install` adds this command to Claude Code's `settings.json` for the events that carry
+//! status (after showing what changes); `--dry-run` only shows it.
+
+use serde_json::{Value, json};
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The whole exchange with agentd must fit in this.
+const BUDGET: Duration = Duration::from_millis(500);
+/// Hook payloads are small; more than this is not read.
+const MAX_PAYLOAD: u64 = 1 << 20;
+/// The hook events that say what a conversation is doing.
+pub const EVENTS: [&str; 7] = [
+    "Notification",
+    "UserPromptSubmit",
+    "PreToolUse",
+    "PostToolUse",
+    "Stop",
+    "StopFailure",
+    "SessionEnd",
+];
+
+/// Forwards stdin to agentd; every failure is swallowed.
+pub fn forward(client: &crate::Client) {
+    let mut payload = Vec::new();
+    if std::io::stdin()
+        .take(MAX_PAYLOAD)
+        .read_to_end(&mut payload)
+        .is_err()
+        || payload.is_empty()
+    {
+        return;
+    }
+    let _ = client.clone().with_timeout(Some(BUDGET)).request(
+        "POST",
+        "/v1/hooks/claude-code",
+        Some(&payload),
+    );
+}
+
+/// Claude Code's user settings file: under the first `CLAUDE_CONFIG_DIR` entry, else
+/// `~/.claude`.
+pub fn settings_path() -> Option<PathBuf> {
+    let dir = std::env::var("CLAUDE_CONFIG_DIR")
+        .ok()
+        .and_then(|v| {
+            v.split(',')
+                .map(str::trim)
+                .find(|d| !d.is_empty())
+                .map(PathBuf::from)
+        })
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".claude")))?;
+    Some(dir.join("settings.json"))
+}
+
+/// `settings` with the hook added for every event in [`EVENTS`] that lacks it.
+pub fn with_hooks(mut settings: Value, command: &str) -> Result<Value, String> {
+    let root = settings
+        .as_object_mut()
+        .ok_or("the settings file is not a JSON object")?;
+    let hooks = root
+        .entry("hooks")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+        .ok_or("`hooks` in the settings file is not an object")?;
+    for event in EVENTS {
+        let list = hooks
+            .entry(event)
+            .or_insert_with(|| json!([]))
+            .as_array_mut()
+            .ok_or_else(|| format!("`hooks.{event}` in the settings file is not a list"))?;
+        let present = list.iter().any(|group| {
+            group["hooks"].as_array().is_some_and(|hs| {
+                hs.iter().any(|h| {
+                    h["command"]
+                        .as_str()
+                        .is_some_and(|c| c.contains("hook claude-code"))
+                })
+            })
+        });
+        if !present {
+            list.push(json!({"matcher": "", "hooks": [{"type": "command", "command": command, "timeout": 5}]}));
+        }
+    }
+    Ok(settings)
+}
+
+/// A word for a POSIX shell (Claude Code runs hook commands with one).
+fn quote(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c))
+    {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+/// Lines of `after` that are not in `before`, marked `+`: what an install adds.
+pub fn added_lines(before: &str, after: &str) -> String {
+    let mut old: Vec<&str> = before.lines().collect();
+    let mut out = String::new();
+    for line in after.lines() {
+        if let Some(i) = old.iter().position(|l| *l == line) {
+            old.remove(i);
+        } else {
+            out.push_str("+ ");
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// `--install [--dry-run]`.
+pub fn install(dry_run: bool) -> Result<(), String> {
+    let path = settings_path().ok_or("cannot find Claude Code's settings (HOME is not set)")?;
+    let before = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "{}".into(),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let settings: Value = serde_json::from_str(&before)
+        .map_err(|e| format!("{} is not valid JSON ({e}); fix it first", path.display()))?;
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "agentctl".into());
+    let command = format!("{} hook claude-code", quote(&exe));
+    let after = serde_json::to_string_pretty(&with_hooks(settings.clone(), &command)?)
+        .map_err(|e| e.to_string())?;
+    let pretty_before = serde_json::to_string_pretty(&settings).map_err(|e| e.to_string())?;
+    let diff = added_lines(&pretty_before, &after);
+    if diff.is_empty() {
+        println!("{} already has the agentd hooks", path.display());
+        return Ok(());
+    }
+    println!("{}:\n{diff}", path.display());
+    if dry_run {
+        println!("(dry run: nothing written)");
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    // Written beside and renamed over, so that Claude Code never reads half a file.
+    let tmp = path.with_extension("json.agentd-tmp");
+    std::fs::write(&tmp, format!("{after}\n"))
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    println!("added the agentd hooks; Claude Code picks them up in new sessions");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hooks_are_added_once_and_other_settings_kept() {
+        let settings = json!({"model": "opus", "hooks": {"Stop": [{"matcher": "", "hooks": [{"type": "command", "command": "say done"}]}]}});
+        let once = with_hooks(settings, "/bin/agentctl hook claude-code").unwrap();
+        assert_eq!(once["model"], "opus");
+        assert_eq!(
+            once["hooks"]["Stop"].as_array().unwrap().len(),
+            2,
+            "the user's own hook stays"
+        );
+        for e in EVENTS {
+            assert!(
+                once["hooks"][e].to_string().contains("hook claude-code"),
+                "{e}"
+            );
+        }
+        let twice = with_hooks(once.clone(), "/bin/agentctl hook claude-code").unwrap();
+        assert_eq!(once, twice);
+        assert!(with_hooks(json!([1]), "x").is_err());
+    }
+}
