@@ -40,6 +40,8 @@ pub struct Config {
     pub activated_socket: bool,
     /// Where to say `READY=1` once serving (`NOTIFY_SOCKET`, systemd `Type=notify`).
     pub notify_socket: Option<String>,
+    /// Desktop notifications (config `[notify] enabled = true`); off by default.
+    pub desktop_notify: Option<crate::desktop::NotifyConfig>,
 }
 
 /// Default of `min_free_mb`: room for the largest transaction, with a margin for other programs.
@@ -81,6 +83,18 @@ struct FileConfig {
     prices: Option<PathBuf>,
     sources: FileSources,
     cloud: FileCloud,
+    notify: FileNotify,
+}
+
+/// `[notify]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct FileNotify {
+    enabled: bool,
+    /// A program (and arguments) to run instead of notify-send/osascript; it gets the title
+    /// and the body as its last two arguments.
+    command: Option<Vec<String>>,
+    min_interval_secs: Option<u64>,
 }
 
 /// `[cloud]`.
@@ -248,6 +262,12 @@ impl Config {
                     .and_then(|n| n.trim().parse::<u32>().ok())
                     .is_some_and(|n| n >= 1),
             notify_socket: env("NOTIFY_SOCKET").filter(|s| !s.is_empty()),
+            desktop_notify: file.notify.enabled.then(|| crate::desktop::NotifyConfig {
+                command: file.notify.command.clone(),
+                min_interval: std::time::Duration::from_secs(
+                    file.notify.min_interval_secs.unwrap_or(10),
+                ),
+            }),
         })
     }
 

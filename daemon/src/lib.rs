@@ -16,6 +16,7 @@
 pub mod api;
 pub mod cloud;
 pub mod config;
+pub mod desktop;
 pub mod ingest;
 pub mod instance;
 pub mod listen;
@@ -174,6 +175,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
         None => None,
     };
+
+    if let Some(cfg) = config.desktop_notify.clone() {
+        tokio::spawn(desktop::run(cfg, published.changes.subscribe()));
+    }
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let state = api::AppState {
