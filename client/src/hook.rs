@@ -152,11 +152,18 @@ pub fn install(dry_run: bool) -> Result<(), String> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
-    // Written beside and renamed over, so that Claude Code never reads half a file.
-    let tmp = path.with_extension("json.agentd-tmp");
+    // Written beside the real file (a symlinked settings.json stays a symlink) with its
+    // permissions, and renamed over it, so that Claude Code never reads half a file.
+    let target = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+    let tmp = target.with_extension("json.agentd-tmp");
+    let mode = std::fs::metadata(&target).ok().map(|m| m.permissions());
     std::fs::write(&tmp, format!("{after}\n"))
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        .and_then(|()| match mode {
+            Some(m) => std::fs::set_permissions(&tmp, m),
+            None => Ok(()),
+        })
+        .and_then(|()| std::fs::rename(&tmp, &target))
+        .map_err(|e| format!("cannot write {}: {e}", target.display()))?;
     println!("added the agentd hooks; Claude Code picks them up in new sessions");
     Ok(())
 }

@@ -109,10 +109,12 @@ fn files(m: &Manager, agentd: &Path) -> Result<Vec<(PathBuf, String)>, String> {
 fn commands(m: &Manager, action: Action) -> Vec<Vec<String>> {
     let v = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
     match (m, action) {
+        // `restart`, not `start`: installing again switches a running agentd to this binary.
         (Manager::Systemd(_), Action::Install) => vec![
             v(&["systemctl", "--user", "daemon-reload"]),
             v(&["systemctl", "--user", "enable", "--now", "agentd.socket"]),
-            v(&["systemctl", "--user", "enable", "--now", "agentd.service"]),
+            v(&["systemctl", "--user", "enable", "agentd.service"]),
+            v(&["systemctl", "--user", "restart", "agentd.service"]),
         ],
         (Manager::Systemd(_), Action::Uninstall) => vec![
             v(&["systemctl", "--user", "disable", "--now", "agentd.service"]),
@@ -121,12 +123,21 @@ fn commands(m: &Manager, action: Action) -> Vec<Vec<String>> {
         (Manager::Launchd(dir), Action::Install) => {
             // SAFETY: getuid has no preconditions.
             let uid = unsafe { libc::getuid() };
-            vec![v(&[
-                "launchctl",
-                "bootstrap",
-                &format!("gui/{uid}"),
-                &dir.join(PLIST_NAME).display().to_string(),
-            ])]
+            // An agent loaded before is booted out first (its failure when none is is ignored),
+            // so that installing again loads this binary.
+            vec![
+                v(&[
+                    "launchctl",
+                    "bootout",
+                    &format!("gui/{uid}/dev.agentd.agentd"),
+                ]),
+                v(&[
+                    "launchctl",
+                    "bootstrap",
+                    &format!("gui/{uid}"),
+                    &dir.join(PLIST_NAME).display().to_string(),
+                ]),
+            ]
         }
         (Manager::Launchd(_), Action::Uninstall) => {
             // SAFETY: getuid has no preconditions.
@@ -182,6 +193,11 @@ pub fn service(action: Action, dry_run: bool) -> Outcome {
             for cmd in commands(&m, Action::Install) {
                 if dry_run {
                     println!("# would run: {}", cmd.join(" "));
+                } else if cmd.get(1).map(String::as_str) == Some("bootout") {
+                    let _ = Command::new(&cmd[0])
+                        .args(&cmd[1..])
+                        .stderr(std::process::Stdio::null())
+                        .status();
                 } else {
                     run_command(&cmd)?;
                 }

@@ -282,6 +282,8 @@ impl Daemon {
                 panic!("agentd exited early with {status}:\n{}", self.log_text());
             }
             if let Ok(s) = UnixStream::connect(&self.socket) {
+                // Bounded: a socket that accepts but never answers must not hang the test.
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
                 let r = exchange(s, "GET", "/v1/health", &[], b"");
                 if r.status == 200 {
                     self.http = r.json()["http"]["addr"].as_str().map(str::to_owned);

@@ -36,10 +36,16 @@ fn agentd_serves_a_socket_passed_by_systemd_and_says_ready() {
     cmd.env("LISTEN_FDS", "1")
         .env("NOTIFY_SOCKET", &notify_path);
     let fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
-    // SAFETY: dup2 is async-signal-safe; it puts the listening socket at fd 3 in the child.
+    // SAFETY: dup2 and fcntl are async-signal-safe; they put the listening socket at fd 3 in
+    // the child, open across exec (dup2 onto itself would leave close-on-exec set).
     unsafe {
         cmd.pre_exec(move || {
-            if libc::dup2(fd, 3) < 0 {
+            let ok = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, 3)
+            };
+            if ok < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
@@ -134,7 +140,7 @@ fn service_install_writes_verified_units_and_enables_them() {
     let calls = std::fs::read_to_string(&log).unwrap();
     assert_eq!(
         calls,
-        "--user daemon-reload\n--user enable --now agentd.socket\n--user enable --now agentd.service\n"
+        "--user daemon-reload\n--user enable --now agentd.socket\n--user enable agentd.service\n--user restart agentd.service\n"
     );
 
     // The units as written pass systemd's own checker.

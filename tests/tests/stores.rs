@@ -342,6 +342,19 @@ fn a_codex_rollout_becomes_an_item_with_tokens_and_cost() {
         format!("cd /src/api && codex resume {uuid}")
     );
 
+    // Codex archives it: the conversation lives on under archived_sessions, not deleted.
+    let archived = d
+        .home
+        .join(".codex/archived_sessions")
+        .join(file.file_name().unwrap());
+    std::fs::create_dir_all(archived.parent().unwrap()).unwrap();
+    std::fs::rename(&file, &archived).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let v = d.get(&format!("/v1/agents/{id}"));
+    assert_eq!(v["status_detail"], Value::Null, "{v}");
+    assert_eq!(v["usage"]["cache_read_tokens"], 8000, "counted once");
+    let file = archived;
+
     // The agent's cleanup deletes the file: the conversation stays, marked as such.
     std::fs::remove_file(&file).unwrap();
     let v = d.wait_item(&id, |v| v["status_detail"] == "transcript deleted");
@@ -419,6 +432,13 @@ fn claude_codes_live_registry_decides_status_while_its_process_runs() {
     std::fs::write(&reg, registry(me, "waiting")).unwrap();
     let v = d.wait_item(&item_id(), |v| v["status"] == "blocked");
     assert_eq!(v["status_detail"], "waiting for permission");
+    std::fs::write(&reg, registry(me, "busy")).unwrap();
+    d.wait_item(&item_id(), |v| v["status"] == "working");
+    // Rewritten in place at the same length ("busy" → "idle"): still noticed.
+    let before = std::fs::metadata(&reg).unwrap().len();
+    std::fs::write(&reg, registry(me, "idle")).unwrap();
+    assert_eq!(std::fs::metadata(&reg).unwrap().len(), before);
+    d.wait_item(&item_id(), |v| v["status"] == "success");
     std::fs::write(&reg, registry(me, "busy")).unwrap();
     d.wait_item(&item_id(), |v| v["status"] == "working");
     // The CLI exits and removes its file: the transcript decides again.

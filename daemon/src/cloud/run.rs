@@ -161,7 +161,15 @@ fn cut(text: &str) -> String {
 
 /// The item of a run; `Err` names what makes the run unusable.
 pub fn item_of(run: &RunItem) -> Result<Item, String> {
-    if run.run_id.is_empty() || run.run_id.contains(char::is_whitespace) {
+    // The id ends up in item ids, URLs and a shell command (`agentctl logs cloud:<id>`): only
+    // plain ids are taken.
+    if run.run_id.is_empty()
+        || run.run_id.len() > 128
+        || !run
+            .run_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
         return Err(format!("a run with an unusable id {:?}", run.run_id));
     }
     let created = ts(&run.created_at).ok_or_else(|| {
@@ -240,7 +248,11 @@ pub fn item_of(run: &RunItem) -> Result<Item, String> {
         cost_usd: None,
         usage: Usage::default(),
         open: Open {
-            url: run.session_link.clone(),
+            // Handed to a browser opener: only web links.
+            url: run
+                .session_link
+                .clone()
+                .filter(|l| l.starts_with("https://") || l.starts_with("http://")),
             command: Some(format!("agentctl logs cloud:{}", run.run_id)),
         },
     })
@@ -444,6 +456,9 @@ mod tests {
             "the prompt when there is no title"
         );
         assert!(item_of(&with(json!({"created_at": "yesterday"}))).is_err());
+        assert!(item_of(&with(json!({"run_id": "x;$(rm -rf ~)"}))).is_err());
+        let item = item_of(&with(json!({"session_link": "file:///etc/passwd"}))).unwrap();
+        assert_eq!(item.open.url, None);
     }
 
     #[test]

@@ -35,6 +35,9 @@ const CURSOR_KEY: &str = "cloud:updated_after";
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How often a refused key is looked at again (a key file may have been fixed).
 const KEY_RECHECK: Duration = Duration::from_secs(15);
+/// A refused key is tried again after this long: a 401 from a proxy or a brief auth outage
+/// must not end the sync until a restart.
+const REFUSED_KEY_RETRY: Duration = Duration::from_secs(15 * 60);
 /// Rendered conversations of finished runs kept in memory.
 const CONVERSATION_CACHE: usize = 128;
 /// Pages in one sync, at most: a bound against a server whose cursor never ends.
@@ -150,6 +153,8 @@ pub fn spawn(
                 refused_key: None,
                 reported: None,
                 backoff: Duration::ZERO,
+                stopping: stopping.clone(),
+                stop: stop.clone(),
             };
             rt.block_on(sync.run(rx, stop, stopping));
         }))?;
@@ -164,8 +169,11 @@ struct Sync {
     stats: Arc<SourceStats>,
     /// Cloud runs stored as working or blocked: while there are any, poll fast.
     active: HashSet<String>,
-    /// The key the API refused: not sent again.
-    refused_key: Option<String>,
+    /// The key the API refused, and when: not sent again for [`REFUSED_KEY_RETRY`].
+    refused_key: Option<(String, Instant)>,
+    /// Set at shutdown: a sync stops between pages.
+    stopping: Arc<AtomicBool>,
+    stop: Arc<Notify>,
     /// The error last reported to health (each distinct error is counted once).
     reported: Option<String>,
     /// The current back-off after faults (zero while the API answers).
@@ -244,7 +252,10 @@ impl Sync {
     /// One sync to the end of the pages; the number of runs written.
     async fn sync_once(&mut self) -> Result<u64, SyncError> {
         let key = self.config.key.key().map_err(SyncError::NoKey)?;
-        if self.refused_key.as_deref() == Some(key.as_str()) {
+        if let Some((refused, at)) = &self.refused_key
+            && *refused == key
+            && at.elapsed() < REFUSED_KEY_RETRY
+        {
             return Err(SyncError::Fetch(FetchError::Unauthorized(401)));
         }
         let stored = self
@@ -270,10 +281,17 @@ impl Sync {
                 path.push_str("&cursor=");
                 path.push_str(&encode(c));
             }
-            let page = match self.client.get_json(&path, &key).await {
+            if self.stopping.load(Ordering::Relaxed) {
+                return Err(SyncError::Stopped);
+            }
+            let fetched = tokio::select! {
+                r = self.client.get_json(&path, &key) => r,
+                _ = self.stop.notified() => return Err(SyncError::Stopped),
+            };
+            let page = match fetched {
                 Ok(v) => v,
                 Err(FetchError::Unauthorized(code)) => {
-                    self.refused_key = Some(key);
+                    self.refused_key = Some((key, Instant::now()));
                     return Err(SyncError::Fetch(FetchError::Unauthorized(code)));
                 }
                 Err(e) => return Err(SyncError::Fetch(e)),

@@ -497,7 +497,10 @@ impl ClaudeFold {
         {
             let old = &self.recent[i];
             let total = |u: &Usage| {
-                u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_write_tokens
+                u.input_tokens
+                    .saturating_add(u.output_tokens)
+                    .saturating_add(u.cache_read_tokens)
+                    .saturating_add(u.cache_write_tokens)
             };
             if total(&usage) <= total(&old.usage) {
                 return; // an earlier, smaller snapshot of a response already counted

@@ -175,7 +175,22 @@ impl RunsSource {
                     return;
                 }
             }
+            let queued_path = match &res {
+                Ok(e)
+                    if matches!(
+                        e.kind,
+                        EventKind::Modify(notify::event::ModifyKind::Data(_))
+                    ) =>
+                {
+                    e.paths.first().cloned()
+                }
+                _ => None,
+            };
             if events.try_send(IngestEvent::Fs(res)).is_err() {
+                // Dropped: the rescan reads the file, and its next change must get through.
+                if let Some(p) = queued_path {
+                    queued.lock().unwrap_or_else(|p| p.into_inner()).remove(&p);
+                }
                 overflowed.store(true, Ordering::Relaxed);
             }
         }) {

@@ -13,7 +13,7 @@
 //! any time; this is also what lets the tick re-evaluate time-based statuses (a pending tool
 //! call going quiet becomes `blocked`) without reading anything.
 
-use super::convo::{Conversation, ConversationFold};
+use super::convo::{ABANDONED_AFTER_MS, Conversation, ConversationFold};
 use super::tail::{FileCursor, Opened};
 use super::{HookSignal, IngestEvent, SourceStats};
 use crate::model::{Millis, MineRule};
@@ -118,6 +118,8 @@ pub fn spawn<F: Format>(
         sessions: HashMap::new(),
         emitted: HashMap::new(),
         hooks: HashMap::new(),
+        polled: HashSet::new(),
+        seen: HashSet::new(),
         prices,
         liveness: std::cell::RefCell::new(crate::liveness::Liveness::new()),
         store,
@@ -152,6 +154,11 @@ struct StoreSource<F: Format> {
     emitted: HashMap<String, Emitted>,
     /// The latest hook signal per conversation (see [`HookSignal`]).
     hooks: HashMap<String, HookSignal>,
+    /// Store dirs that could not be watched: scanned every tick instead.
+    polled: HashSet<PathBuf>,
+    /// Conversations looked at since this process started (a restart re-renders the ones
+    /// that were or are active, once: time may have moved them on while agentd was down).
+    seen: HashSet<String>,
     prices: Arc<Prices>,
     /// Checks the pid of an agent's live registry (interior: rendering is otherwise `&self`).
     liveness: std::cell::RefCell<crate::liveness::Liveness>,
@@ -182,7 +189,22 @@ impl<F: Format> StoreSource<F> {
                     return;
                 }
             }
+            let queued_path = match &res {
+                Ok(e)
+                    if matches!(
+                        e.kind,
+                        EventKind::Modify(notify::event::ModifyKind::Data(_))
+                    ) =>
+                {
+                    e.paths.first().cloned()
+                }
+                _ => None,
+            };
             if events.try_send(IngestEvent::Fs(res)).is_err() {
+                // Dropped: the rescan reads the file, and its next change must get through.
+                if let Some(p) = queued_path {
+                    queued.lock().unwrap_or_else(|p| p.into_inner()).remove(&p);
+                }
                 overflowed.store(true, Ordering::Relaxed);
             }
         }) {
@@ -313,10 +335,18 @@ impl<F: Format> StoreSource<F> {
 
     fn on_tick(&mut self) -> Result<(), ()> {
         if self.watcher.is_none() {
-            return self.scan_all(); // no notifications: poll
+            self.scan_all()?; // no notifications: poll
+        } else {
+            self.watched.retain(|d| d.is_dir());
+            self.watch_new_dirs()?;
+            // Dirs that could not be watched (the inotify watch limit, say) are polled.
+            for dir in self.polled.clone() {
+                self.scan_dir(&dir)?;
+            }
         }
-        self.watched.retain(|d| d.is_dir());
-        self.watch_new_dirs()?;
+        let now = Millis::now();
+        self.hooks
+            .retain(|_, h| now.0.saturating_sub(h.at.0) < ABANDONED_AFTER_MS);
         // Time moves statuses on: a quiet pending tool call becomes blocked, a quiet answer
         // finishes, an abandoned turn fails.
         let now = Millis::now();
@@ -342,8 +372,12 @@ impl<F: Format> StoreSource<F> {
             if let Some(w) = self.watcher.as_mut()
                 && let Err(e) = w.watch(&dir, RecursiveMode::Recursive)
             {
-                tracing::warn!("cannot watch {}: {e}", dir.display());
-                continue;
+                // Still read, and polled every tick instead of followed.
+                tracing::warn!(
+                    "cannot watch {}: {e}; polling it every {TICK:?} instead",
+                    dir.display()
+                );
+                self.polled.insert(dir.clone());
             }
             tracing::info!("following {} in {}", F::NAME, dir.display());
             self.watched.insert(dir.clone());
@@ -354,6 +388,11 @@ impl<F: Format> StoreSource<F> {
 
     fn scan_all(&mut self) -> Result<(), ()> {
         self.watched.clear();
+        self.polled.clear();
+        self.queued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         if let Some(w) = self.watcher.as_mut() {
             for dir in &self.dirs {
                 let _ = w.unwatch(dir);
@@ -394,7 +433,7 @@ impl<F: Format> StoreSource<F> {
             if self.stop.load(Ordering::Relaxed) {
                 return Err(());
             }
-            self.read_file(&path, true, &mut batch, &mut touched);
+            self.read_file(&path, &mut batch, &mut touched);
             if (n + 1) % SCAN_BATCH == 0 {
                 self.stats
                     .files
@@ -430,7 +469,7 @@ impl<F: Format> StoreSource<F> {
                 let mut found = Vec::new();
                 walk(&path, 0, &mut found, &mut Vec::new());
                 for p in found.into_iter().filter(|p| F::is_store_file(p)) {
-                    self.read_file(&p, false, &mut batch, &mut touched);
+                    self.read_file(&p, &mut batch, &mut touched);
                 }
                 continue;
             }
@@ -444,7 +483,7 @@ impl<F: Format> StoreSource<F> {
                 continue;
             }
             if F::is_store_file(&path) {
-                self.read_file(&path, false, &mut batch, &mut touched);
+                self.read_file(&path, &mut batch, &mut touched);
             }
         }
         self.render_into(&mut batch, touched);
@@ -455,14 +494,9 @@ impl<F: Format> StoreSource<F> {
     }
 
     /// Reads what is new in `path`, folding it, and notes its conversation in `touched` when
-    /// anything changed. During a scan an unchanged file is only loaded, not read.
-    fn read_file(
-        &mut self,
-        path: &Path,
-        scanning: bool,
-        batch: &mut IngestBatch,
-        touched: &mut BTreeSet<String>,
-    ) {
+    /// anything changed, or when it is seen for the first time since start and is (or was
+    /// stored as) active: time may have moved it on while agentd was down.
+    fn read_file(&mut self, path: &Path, batch: &mut IngestBatch, touched: &mut BTreeSet<String>) {
         let key = format!("{}:{}", F::NAME, path.display());
         let (mut state, known) = match self.files.get(path) {
             Some(e) => (e.state.clone(), true),
@@ -478,6 +512,7 @@ impl<F: Format> StoreSource<F> {
         let before = state.cursor.clone();
         let mut errors = 0u64;
         let mut last_error = None;
+        let mut refolded = false;
         match Opened::open(path, &mut state.cursor) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
             Err(e) => {
@@ -496,9 +531,9 @@ impl<F: Format> StoreSource<F> {
                     state.fold = F::Fold::default();
                 }
                 let prices = self.prices.clone();
-                let whole = if F::is_whole_file(path)
-                    && (opened.len != before.offset || !known || opened.reset)
-                {
+                // Whole files are small and may be rewritten in place at the same length:
+                // read again on every look.
+                let whole = if F::is_whole_file(path) {
                     std::fs::read(path)
                         .ok()
                         .map(|bytes| (F::fold_whole_file(&bytes, &prices), bytes.len()))
@@ -509,6 +544,7 @@ impl<F: Format> StoreSource<F> {
                     Some((Ok(fold), len)) => {
                         state.fold = fold;
                         state.cursor.offset = len as u64;
+                        refolded = true;
                     }
                     Some((Err(e), _)) => {
                         // A whole-file format caught mid-write: try again on the next change.
@@ -533,7 +569,7 @@ impl<F: Format> StoreSource<F> {
             batch.last_error = last_error;
         }
         batch.errors += errors;
-        let changed = state.cursor != before || !known;
+        let changed = state.cursor != before || !known || refolded;
         let session = F::session_of(path, &state.fold.conversation(Millis::now()));
         if changed {
             batch.cursors.push((key, crate::store::encode(&state)));
@@ -543,7 +579,17 @@ impl<F: Format> StoreSource<F> {
                 .entry(id.clone())
                 .or_default()
                 .insert(path.to_owned());
-            if changed || (scanning && !self.emitted.contains_key(id)) {
+            let first_look = self.seen.insert(id.clone());
+            if changed
+                || (first_look
+                    && (state.fold.conversation(Millis::now()).status.is_active()
+                        || self
+                            .store
+                            .get(&format!("{}:{id}", F::NAME))
+                            .ok()
+                            .flatten()
+                            .is_none_or(|item| item.status.is_active())))
+            {
                 touched.insert(id.clone());
             }
         }
@@ -590,7 +636,14 @@ impl<F: Format> StoreSource<F> {
             let Some(f) = self.files.get(p) else { continue };
             let c = f.state.fold.conversation(now);
             if f.session.as_ref().is_some_and(|(_, is_main)| *is_main) {
-                main = Some((p, f, c));
+                // A conversation moved (Codex archiving) has its old path deleted: the one
+                // that exists wins.
+                if main
+                    .as_ref()
+                    .is_none_or(|(_, m, _)| m.deleted || !f.deleted)
+                {
+                    main = Some((p, f, c));
+                }
             } else if let Some(l) = c.live.clone() {
                 if !f.deleted {
                     live = Some(l);
@@ -646,6 +699,7 @@ impl<F: Format> StoreSource<F> {
         if let Some(h) = self.hooks.get(id)
             && let Some(status) = h.status
             && c.updated_at.is_none_or(|u| u <= h.at)
+            && now.0.saturating_sub(h.at.0) < ABANDONED_AFTER_MS
         {
             c.status = status;
             c.status_detail = h.detail.clone();
