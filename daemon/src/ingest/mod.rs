@@ -16,7 +16,55 @@ pub mod runs;
 pub mod stores;
 pub mod tail;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use notify::EventKind;
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex};
+
+/// Starts a notify watcher that hands events to an ingestor's loop through `events`.
+///
+/// Open and close events (inotify reports every open, a scan's included) say nothing about new
+/// content and stop here. A file being appended to produces an event per write: one queued
+/// data event per file is enough, so `queued` holds the files that have one waiting (the
+/// ingestor takes a file off it before reading). When the queue is full the event is dropped
+/// and `overflowed` asks for a rescan instead: memory stays bounded and nothing is missed.
+pub fn start_watcher(
+    events: SyncSender<IngestEvent>,
+    overflowed: Arc<AtomicBool>,
+    queued: Arc<Mutex<HashSet<PathBuf>>>,
+) -> notify::Result<notify::RecommendedWatcher> {
+    notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let mut data_path = None;
+        if let Ok(e) = &res {
+            if matches!(e.kind, EventKind::Access(_)) {
+                return;
+            }
+            if matches!(
+                e.kind,
+                EventKind::Modify(notify::event::ModifyKind::Data(_))
+            ) && let [path] = e.paths.as_slice()
+            {
+                if !queued
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(path.clone())
+                {
+                    return; // one is already waiting
+                }
+                data_path = Some(path.clone());
+            }
+        }
+        if events.try_send(IngestEvent::Fs(res)).is_err() {
+            // Dropped: the rescan reads the file, and its next change must get through.
+            if let Some(p) = data_path {
+                queued.lock().unwrap_or_else(|p| p.into_inner()).remove(&p);
+            }
+            overflowed.store(true, Ordering::Relaxed);
+        }
+    })
+}
 
 /// What wakes an ingestor's loop.
 #[derive(Debug)]

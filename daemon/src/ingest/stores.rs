@@ -169,45 +169,11 @@ struct StoreSource<F: Format> {
 
 impl<F: Format> StoreSource<F> {
     fn run(mut self, rx: Receiver<IngestEvent>) {
-        let events = self.events.clone();
-        let overflowed = self.overflowed.clone();
-        let queued = self.queued.clone();
-        match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if let Ok(e) = &res {
-                if matches!(e.kind, EventKind::Access(_)) {
-                    return; // opens and closes (ours included) say nothing new
-                }
-                if matches!(
-                    e.kind,
-                    EventKind::Modify(notify::event::ModifyKind::Data(_))
-                ) && let [path] = e.paths.as_slice()
-                    && !queued
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(path.clone())
-                {
-                    return;
-                }
-            }
-            let queued_path = match &res {
-                Ok(e)
-                    if matches!(
-                        e.kind,
-                        EventKind::Modify(notify::event::ModifyKind::Data(_))
-                    ) =>
-                {
-                    e.paths.first().cloned()
-                }
-                _ => None,
-            };
-            if events.try_send(IngestEvent::Fs(res)).is_err() {
-                // Dropped: the rescan reads the file, and its next change must get through.
-                if let Some(p) = queued_path {
-                    queued.lock().unwrap_or_else(|p| p.into_inner()).remove(&p);
-                }
-                overflowed.store(true, Ordering::Relaxed);
-            }
-        }) {
+        match super::start_watcher(
+            self.events.clone(),
+            self.overflowed.clone(),
+            self.queued.clone(),
+        ) {
             Ok(w) => self.watcher = Some(w),
             Err(e) => tracing::error!(
                 "cannot start the file watcher, {} is scanned every {TICK:?}: {e}",
