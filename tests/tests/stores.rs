@@ -117,6 +117,14 @@ fn a_claude_code_conversation_moves_through_its_statuses_live() {
     // sonnet-4-5: 200*3 + 65*15 + 20000*0.3 + 4000*3.75 = 22575 micro-dollars
     assert_eq!(v["cost_usd"], 0.022575);
     assert_eq!(v["model"], "claude-sonnet-4-5-20250929");
+
+    // Its log is the conversation, readable.
+    let out = d.agentctl(&["logs", &item_id()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "[you] fix the flaky login test\n  → Bash\n[claude] Fixed.\n[claude] Fixed.\n"
+    );
 }
 
 #[test]

@@ -47,6 +47,20 @@ pub async fn agent_log(
     let Some(path) = s.store.origin(&id)? else {
         return Err(ApiError::not_found(format!("{id} has no log")));
     };
+    let scheme = crate::store::id_scheme(&id).to_owned();
+    if matches!(scheme.as_str(), "claude-code" | "codex" | "gemini") {
+        // A conversation's log is its transcript, rendered.
+        let text = tokio::task::spawn_blocking(move || {
+            crate::ingest::transcript::render(&scheme, &path)
+                .map_err(|e| ApiError::not_found(format!("cannot read {}: {e}", path.display())))
+        })
+        .await
+        .map_err(ApiError::internal)??;
+        return Response::builder()
+            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(Body::from(text))
+            .map_err(ApiError::internal);
+    }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(16);
     let store = s.store.clone();
     let shutdown = s.shutdown.clone();

@@ -15,6 +15,7 @@ pub mod runlog;
 pub mod runs;
 pub mod stores;
 pub mod tail;
+pub mod transcript;
 
 use notify::EventKind;
 use std::collections::HashSet;

@@ -1,0 +1,248 @@
+//! A conversation's transcript as readable text, for `GET /v1/agents/{id}/log` (`agentctl logs`):
+//! what was asked, what the agent answered, and the tools it used, one line of context each.
+//! Read on demand from the store's own file; nothing of it is kept in the database.
+
+use serde_json::Value;
+use std::path::Path;
+
+/// Longer lines are skipped (a tool result of megabytes says nothing in a log).
+const MAX_LINE: usize = 4 * 1024 * 1024;
+
+fn text_of(content: &Value) -> Option<String> {
+    match content {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(parts) => {
+            let texts: Vec<&str> = parts
+                .iter()
+                .filter(|p| {
+                    p.get("type")
+                        .and_then(Value::as_str)
+                        .is_none_or(|t| t == "text" || t == "input_text" || t == "output_text")
+                })
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect();
+            (!texts.is_empty()).then(|| texts.join("\n"))
+        }
+        _ => None,
+    }
+}
+
+fn say(out: &mut String, who: &str, text: &str) {
+    let text = text.trim();
+    if text.is_empty() {
+        return;
+    }
+    out.push_str(&format!("[{who}] "));
+    for (i, line) in text.lines().enumerate() {
+        if i > 0 {
+            out.push_str("  ");
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+}
+
+fn claude_line(v: &Value, out: &mut String) {
+    if v.get("isSidechain").and_then(Value::as_bool) == Some(true)
+        || v.get("isMeta").and_then(Value::as_bool) == Some(true)
+    {
+        return;
+    }
+    let message = v.get("message").unwrap_or(&Value::Null);
+    match v.get("type").and_then(Value::as_str) {
+        Some("user") => {
+            let content = message.get("content").unwrap_or(&Value::Null);
+            let is_result = content.as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|p| p.get("type").and_then(Value::as_str) == Some("tool_result"))
+            });
+            if !is_result && let Some(t) = text_of(content) {
+                say(out, "you", &t);
+            }
+        }
+        Some("assistant") => {
+            for p in message
+                .get("content")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                match p.get("type").and_then(Value::as_str) {
+                    Some("text") => say(
+                        out,
+                        "claude",
+                        p.get("text").and_then(Value::as_str).unwrap_or(""),
+                    ),
+                    Some("tool_use") => out.push_str(&format!(
+                        "  → {}\n",
+                        p.get("name").and_then(Value::as_str).unwrap_or("tool")
+                    )),
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn codex_line(v: &Value, out: &mut String) {
+    let p = v.get("payload").unwrap_or(&Value::Null);
+    let s = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("");
+    match (v.get("type").and_then(Value::as_str), s("type")) {
+        (Some("event_msg"), "user_message") => say(out, "you", s("message")),
+        (Some("event_msg"), "agent_message") => say(out, "codex", s("message")),
+        (Some("response_item"), "function_call" | "custom_tool_call") => {
+            out.push_str(&format!("  → {}\n", s("name")))
+        }
+        (Some("event_msg"), "turn_aborted") => out.push_str("  (interrupted)\n"),
+        _ => {}
+    }
+}
+
+/// Renders the transcript at `path` for the item scheme `scheme` (`claude-code`, `codex`,
+/// `gemini`).
+pub fn render(scheme: &str, path: &Path) -> std::io::Result<String> {
+    let bytes = std::fs::read(path)?;
+    if scheme == "gemini" && path.extension().is_some_and(|e| e == "json") {
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let mut out = String::new();
+        for m in v
+            .get("messages")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            gemini_message(m, &mut out);
+        }
+        return Ok(out);
+    }
+    let mut out = String::new();
+    // Gemini re-appends a message when it changes: the last version of each id counts.
+    let mut gemini: Vec<(String, Value)> = Vec::new();
+    for line in bytes.split(|b| *b == b'\n') {
+        if line.len() > MAX_LINE || line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let Ok(v) = serde_json::from_slice::<Value>(line) else {
+            continue;
+        };
+        match scheme {
+            "claude-code" => claude_line(&v, &mut out),
+            "codex" => codex_line(&v, &mut out),
+            "gemini" => {
+                if let Some(target) = v.get("$rewindTo").and_then(Value::as_str) {
+                    if let Some(i) = gemini.iter().position(|(id, _)| id == target) {
+                        gemini.truncate(i);
+                    }
+                } else if let Some(id) = v.get("id").and_then(Value::as_str) {
+                    match gemini.iter_mut().find(|(i, _)| i == id) {
+                        Some(slot) => slot.1 = v.clone(),
+                        None => gemini.push((id.to_owned(), v.clone())),
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    for (_, m) in &gemini {
+        gemini_message(m, &mut out);
+    }
+    Ok(out)
+}
+
+fn gemini_message(m: &Value, out: &mut String) {
+    let content = m
+        .get("displayContent")
+        .filter(|c| !c.is_null())
+        .or_else(|| m.get("content"))
+        .unwrap_or(&Value::Null);
+    match m.get("type").and_then(Value::as_str) {
+        Some("user") => {
+            if let Some(t) = text_of(content) {
+                say(out, "you", &t);
+            }
+        }
+        Some("gemini") => {
+            if let Some(t) = text_of(content) {
+                say(out, "gemini", &t);
+            }
+            for c in m
+                .get("toolCalls")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                out.push_str(&format!(
+                    "  → {}\n",
+                    c.get("name").and_then(Value::as_str).unwrap_or("tool")
+                ));
+            }
+        }
+        Some("error") => {
+            if let Some(t) = text_of(content) {
+                say(out, "error", &t);
+            }
+        }
+        Some("info") => {
+            if let Some(t) = text_of(content) {
+                say(out, "info", &t);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(scheme: &str, name: &str, lines: &[&str], want: &str) {
+        let dir = std::env::temp_dir().join(format!("agentd-transcript-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let got = render(scheme, &path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(got, want, "{scheme}");
+    }
+
+    #[test]
+    fn transcripts_render_prompts_answers_and_tools() {
+        check(
+            "claude-code",
+            "c.jsonl",
+            &[
+                r#"{"type":"user","message":{"role":"user","content":"fix the test"}}"#,
+                r#"{"type":"user","isMeta":true,"message":{"role":"user","content":"<caveat>"}}"#,
+                r#"{"type":"assistant","message":{"content":[{"type":"text","text":"Looking."},{"type":"tool_use","name":"Bash","input":{}}]}}"#,
+                r#"{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"t","content":"ok"}]}}"#,
+                "not json",
+                r#"{"type":"assistant","message":{"content":[{"type":"text","text":"Fixed.\nAll green."}]}}"#,
+            ],
+            "[you] fix the test\n[claude] Looking.\n  → Bash\n[claude] Fixed.\n  All green.\n",
+        );
+        check(
+            "codex",
+            "r.jsonl",
+            &[
+                r#"{"timestamp":"t","type":"event_msg","payload":{"type":"user_message","message":"add a flag"}}"#,
+                r#"{"timestamp":"t","type":"response_item","payload":{"type":"function_call","name":"exec_command","arguments":"{}","call_id":"c"}}"#,
+                r#"{"timestamp":"t","type":"event_msg","payload":{"type":"agent_message","message":"Done."}}"#,
+            ],
+            "[you] add a flag\n  → exec_command\n[codex] Done.\n",
+        );
+        check(
+            "gemini",
+            "s.jsonl",
+            &[
+                r#"{"sessionId":"s","startTime":"t"}"#,
+                r#"{"id":"u1","type":"user","content":[{"text":"why slow?"}]}"#,
+                r#"{"id":"g1","type":"gemini","content":"draft"}"#,
+                r#"{"id":"g1","type":"gemini","content":"Cold cache.","toolCalls":[{"name":"read_file","status":"success"}]}"#,
+                r#"{"id":"u2","type":"user","content":[{"text":"more"}]}"#,
+                r#"{"$rewindTo":"u2"}"#,
+            ],
+            "[you] why slow?\n[gemini] Cold cache.\n  → read_file\n",
+        );
+    }
+}
