@@ -538,3 +538,12 @@ pub fn subscribe(d: &Daemon) -> UnixStream {
         .unwrap();
     s
 }
+
+/// The entry of source `name` in a `/v1/health` answer.
+pub fn source_in(health: &Value, name: &str) -> Option<Value> {
+    health["sources"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == name)
+        .cloned()
+}

@@ -2,7 +2,7 @@
 //! survives its faults without losing or duplicating anything.
 
 use agentd_tests::oz::{FakeOz, Fault, run};
-use agentd_tests::{Daemon, Options};
+use agentd_tests::{Daemon, Options, source_in};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -42,13 +42,7 @@ fn ts(i: usize) -> String {
 }
 
 fn cloud_health(d: &Daemon) -> Value {
-    d.get("/v1/health")["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "cloud")
-        .cloned()
-        .expect("a cloud source in health")
+    source_in(&d.get("/v1/health"), "cloud").expect("a cloud source in health")
 }
 
 #[test]
@@ -209,19 +203,9 @@ fn a_refused_key_stops_the_sync_and_says_why() {
         .push(run("k1", "SUCCEEDED", "API", "u-me", &ts(1)));
     let d = daemon("cloud-401", &oz, "wrong-key");
     let h = d.wait_for("/v1/health", "the refusal", |h| {
-        h["sources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|s| s["name"] == "cloud" && s["errors"] == 1)
+        source_in(h, "cloud").is_some_and(|s| s["errors"] == 1)
     });
-    let cloud = h["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "cloud")
-        .unwrap()
-        .clone();
+    let cloud = source_in(&h, "cloud").unwrap();
     let msg = cloud["last_error"].as_str().unwrap();
     assert!(msg.contains("refused the key (HTTP 401)"), "{msg}");
     assert!(!msg.contains("wrong-key"), "the key is never shown: {msg}");

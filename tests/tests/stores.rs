@@ -1,7 +1,7 @@
 //! Conversation stores under a running daemon: files written in the real formats of the agent
 //! CLIs, appended to line by line, and the items seen changing over the socket.
 
-use agentd_tests::{Daemon, Options, ago, read_until, subscribe};
+use agentd_tests::{Daemon, Options, ago, read_until, source_in, subscribe};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -167,19 +167,9 @@ fn sub_agent_tokens_add_to_their_session_and_restarts_count_nothing_twice() {
     assert_eq!(d.stop().code(), Some(0));
     d.spawn();
     d.wait_for("/v1/health", "the scan", |h| {
-        h["sources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|s| s["name"] == "claude-code" && s["files"] == 2)
+        source_in(h, "claude-code").is_some_and(|s| s["files"] == 2)
     });
-    let h = d.get("/v1/health");
-    let claude = h["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "claude-code")
-        .unwrap();
+    let claude = source_in(&d.get("/v1/health"), "claude-code").unwrap();
     assert_eq!(
         (
             &claude["items"],
@@ -220,19 +210,9 @@ fn garbage_and_huge_lines_are_counted_and_the_rest_is_read() {
     let v = d.wait_item(&item_id(), |v| v["title"] == "still read");
     assert_eq!(v["status"], "working");
     let h = d.wait_for("/v1/health", "errors counted", |h| {
-        h["sources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|s| s["name"] == "claude-code" && s["errors"] == 3)
+        source_in(h, "claude-code").is_some_and(|s| s["errors"] == 3)
     });
-    let src = h["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "claude-code")
-        .unwrap()
-        .clone();
+    let src = source_in(&h, "claude-code").unwrap();
     assert!(
         src["last_error"]
             .as_str()

@@ -24,6 +24,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 
+/// Takes `paths` off the set of files with a queued data event: their next change gets an event
+/// of its own (called as the ingestor takes an event, before it reads the files).
+pub fn unqueue(queued: &Mutex<HashSet<PathBuf>>, paths: &[PathBuf]) {
+    let mut queued = queued.lock().unwrap_or_else(|p| p.into_inner());
+    for p in paths {
+        queued.remove(p);
+    }
+}
+
 /// Starts a notify watcher that hands events to an ingestor's loop through `events`.
 ///
 /// Open and close events (inotify reports every open, a scan's included) say nothing about new

@@ -260,11 +260,7 @@ impl RunsSource {
         }
         match ev.kind {
             EventKind::Create(_) | EventKind::Modify(_) | EventKind::Any | EventKind::Other => {
-                let mut queued = self.queued.lock().unwrap_or_else(|p| p.into_inner());
-                for p in &ev.paths {
-                    queued.remove(p);
-                }
-                drop(queued);
+                super::unqueue(&self.queued, &ev.paths);
                 paths.extend(ev.paths.into_iter().filter(|p| is_run_log(p)));
             }
             EventKind::Remove(_) => {

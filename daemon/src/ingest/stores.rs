@@ -266,11 +266,7 @@ impl<F: Format> StoreSource<F> {
         }
         match ev.kind {
             EventKind::Create(_) | EventKind::Modify(_) | EventKind::Any | EventKind::Other => {
-                let mut queued = self.queued.lock().unwrap_or_else(|p| p.into_inner());
-                for p in &ev.paths {
-                    queued.remove(p);
-                }
-                drop(queued);
+                super::unqueue(&self.queued, &ev.paths);
                 paths.extend(ev.paths);
             }
             EventKind::Remove(_) => {
