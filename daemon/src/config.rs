@@ -278,7 +278,7 @@ impl Config {
 }
 
 fn load_file(path: &Path, explicit: bool) -> Result<FileConfig, ConfigError> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match crate::fsread::read_text(path, crate::fsread::Trust::Named, 1 << 20) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
             return Ok(FileConfig::default());

@@ -10,6 +10,8 @@
 //! - [`listen`]: the Unix socket and TCP listeners and their accept loops.
 //! - [`instance`]: the single-instance lock and the TCP token.
 //! - [`liveness`]: whether the process writing a run is still there.
+//! - [`fsread`]: opening files agentd did not create: regular files only, bounded, no links
+//!   planted by other users.
 //!
 //! [`run`] wires them together; `main.rs` only parses flags and waits for a signal.
 
@@ -17,6 +19,7 @@ pub mod api;
 pub mod cloud;
 pub mod config;
 pub mod desktop;
+pub mod fsread;
 pub mod ingest;
 pub mod instance;
 pub mod listen;

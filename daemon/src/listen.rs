@@ -6,9 +6,12 @@
 //!   belongs to a live daemon and start-up stops.
 //! - **TCP** on loopback, behind the token and Host guard of `api::auth`.
 //!
-//! Each connection is served by hyper's HTTP/1 with a header read timeout and a buffer cap, so a
-//! client that connects and never sends, or floods headers, costs one bounded task; a semaphore
-//! caps connections overall. Shutdown stops accepting and lets open requests finish.
+//! Each connection is served by hyper's HTTP/1 with a header read timeout (2 s on TCP, where
+//! anyone on the machine may connect) and a buffer cap, so a client that connects and never
+//! sends, or floods headers, costs one bounded task; a semaphore caps connections per listener,
+//! and a few more may wait briefly for a slot, so that a flood of idle connections delays a
+//! real client instead of locking it out. Shutdown stops accepting and lets open requests
+//! finish.
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -34,9 +37,24 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest buffered request head (request line and headers).
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
-/// Connections served at once per listener; beyond it new ones are closed at once. Separate
-/// limits, so that unauthenticated TCP clients can never crowd out the owner's socket.
+/// On TCP, where anyone on the machine can connect, a client must send a complete request head
+/// within this time (and between requests on a keep-alive connection): a wave of idle
+/// connections holds its slots for this long at most.
+pub const TCP_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Connections served at once per listener. Separate limits, so that unauthenticated TCP
+/// clients can never crowd out the owner's socket.
 const MAX_CONNECTIONS: usize = 256;
+
+/// Connections that may wait for a slot when all are taken, and how long: long enough for an
+/// idle connection's header timeout to free one, so that a real client arriving during a flood
+/// of idle ones is served late rather than refused.
+const MAX_WAITING: usize = 64;
+const SLOT_WAIT: Duration = Duration::from_millis(2500);
+
+/// At most one "too many connections" warning per this interval (with a count of the others):
+/// a flood must not flood the log too.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// How long shutdown waits for open requests to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
@@ -272,8 +290,8 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
-    let unix_limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let tcp_limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let unix_limit = Limits::new(HEADER_TIMEOUT);
+    let tcp_limit = Limits::new(TCP_HEADER_TIMEOUT);
     // SAFETY: getuid has no preconditions.
     let me = unsafe { libc::getuid() };
     let Listeners {
@@ -334,24 +352,83 @@ async fn accept_error(e: io::Error) {
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
-fn spawn_conn<S>(stream: S, router: &Router, graceful: &GracefulShutdown, limit: &Arc<Semaphore>)
+/// One listener's connection slots.
+struct Limits {
+    serving: Arc<Semaphore>,
+    waiting: Arc<Semaphore>,
+    header_timeout: Duration,
+    refusals: RefusalLog,
+}
+
+impl Limits {
+    fn new(header_timeout: Duration) -> Limits {
+        Limits {
+            serving: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            waiting: Arc::new(Semaphore::new(MAX_WAITING)),
+            header_timeout,
+            refusals: RefusalLog::default(),
+        }
+    }
+}
+
+/// Counts refused connections and logs them at most once per [`REFUSAL_LOG_INTERVAL`].
+#[derive(Clone, Default)]
+struct RefusalLog(Arc<std::sync::Mutex<(Option<std::time::Instant>, u64)>>);
+
+impl RefusalLog {
+    fn refused(&self) {
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        state.1 += 1;
+        if state.0.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_INTERVAL) {
+            tracing::warn!(
+                "too many connections ({MAX_CONNECTIONS} open, {MAX_WAITING} waiting); closed {} new one(s) since the last warning",
+                state.1
+            );
+            *state = (Some(std::time::Instant::now()), 0);
+        }
+    }
+}
+
+fn spawn_conn<S>(stream: S, router: &Router, graceful: &GracefulShutdown, limits: &Limits)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let Ok(permit) = limit.clone().try_acquire_owned() else {
-        tracing::warn!("too many connections ({MAX_CONNECTIONS}); closing a new one");
-        return;
+    // Taken now if there is a free slot, else waited for (a bounded number of connections, for
+    // a bounded time) below.
+    let permit = limits.serving.clone().try_acquire_owned();
+    let waiting = match &permit {
+        Ok(_) => None,
+        Err(_) => match limits.waiting.clone().try_acquire_owned() {
+            Ok(w) => Some(w),
+            Err(_) => {
+                limits.refusals.refused();
+                return;
+            }
+        },
     };
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
+        .header_read_timeout(limits.header_timeout)
         .max_buf_size(MAX_HEAD_BYTES)
         .serve_connection(
             TokioIo::new(stream),
             TowerToHyperService::new(router.clone()),
         );
     let conn = graceful.watch(conn);
+    let serving = limits.serving.clone();
+    let refusals = limits.refusals.clone();
     tokio::spawn(async move {
+        let permit = match permit {
+            Ok(p) => p,
+            Err(_) => match tokio::time::timeout(SLOT_WAIT, serving.acquire_owned()).await {
+                Ok(Ok(p)) => p,
+                _ => {
+                    refusals.refused();
+                    return; // dropping the connection closes it
+                }
+            },
+        };
+        drop(waiting);
         if let Err(e) = conn.await {
             tracing::debug!("connection ended: {e}");
         }

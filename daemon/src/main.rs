@@ -103,6 +103,9 @@ fn main() -> ExitCode {
         };
         agentd::run(config, shutdown).await.map(|()| true)
     });
+    // A reader blocked in the kernel (a hung network file system, say) must not keep a stopped
+    // daemon alive: blocking tasks get a moment to finish, then the process exits regardless.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),

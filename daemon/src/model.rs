@@ -53,8 +53,44 @@ pub fn derive_on_read(item: &mut Item, now: Millis) {
 pub fn local_day(ms: Millis, tz: &TimeZone) -> String {
     match jiff::Timestamp::from_millisecond(ms.0) {
         Ok(ts) => ts.to_zoned_datetime(tz.clone()).date().to_string(),
+        Err(_) if (0..=LATEST_MS).contains(&ms.0) => {
+            let (y, m, d) = civil_from_days((ms.0 + far_offset_ms(tz)).div_euclid(DAY_MS));
+            format!("{y:04}-{m:02}-{d:02}")
+        }
         Err(_) => "0000-00-00".to_owned(),
     }
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// jiff's instants stop a day short of the end of year 9999 (so that any offset stays in
+/// range), while agentd accepts times up to [`LATEST_MS`]: in that last day, the zone's offset
+/// at jiff's last instant applies.
+fn far_offset_ms(tz: &TimeZone) -> i64 {
+    i64::from(tz.to_offset(jiff::Timestamp::MAX).seconds()) * 1000
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The inverse of [`days_from_civil`].
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// The start of the local day containing `now`, and the start of the next one, in epoch ms.
@@ -80,25 +116,41 @@ pub fn day_bounds(now: Millis, tz: &TimeZone) -> (i64, i64) {
     }
 }
 
-/// Epoch-ms bounds `[start, end)` of a local calendar date given as `YYYY-MM-DD`.
+/// The latest time agentd accepts anywhere (timestamps in files, `day=`, `until=`):
+/// 9999-12-31T23:59:59.999Z, the last one RFC 3339's four-digit year can spell. A later one
+/// could not be written back out.
+pub const LATEST_MS: i64 = 253_402_300_799_999;
+
+/// The instant a local date begins, epoch ms.
+fn local_midnight(d: jiff::civil::Date, tz: &TimeZone) -> i64 {
+    match d.to_zoned_datetime(tz.clone()) {
+        Ok(z) => z.timestamp().as_millisecond(),
+        // Past jiff's last instant (see `far_offset_ms`).
+        Err(_) => {
+            days_from_civil(
+                i64::from(d.year()),
+                i64::from(d.month()),
+                i64::from(d.day()),
+            ) * DAY_MS
+                - far_offset_ms(tz)
+        }
+    }
+}
+
+/// Epoch-ms bounds `[start, end)` of a local calendar date given as `YYYY-MM-DD`, for every
+/// date on which an accepted time can fall (1970 to 9999).
 pub fn date_bounds(date: &str, tz: &TimeZone) -> Option<(i64, i64)> {
     let d: jiff::civil::Date = date.parse().ok()?;
     if d.to_string() != date {
         return None; // reject lenient spellings so that the error names the parameter
     }
-    let start = d
-        .to_zoned_datetime(tz.clone())
-        .ok()?
-        .timestamp()
-        .as_millisecond();
-    let end = d
-        .tomorrow()
-        .ok()?
-        .to_zoned_datetime(tz.clone())
-        .ok()?
-        .timestamp()
-        .as_millisecond();
-    Some((start, end))
+    let start = local_midnight(d, tz);
+    // The last day there is has no tomorrow: it ends where accepted time ends.
+    let end = match d.tomorrow() {
+        Ok(next) => local_midnight(next, tz),
+        Err(_) => LATEST_MS + 1,
+    };
+    Some((start, end.min(LATEST_MS + 1)))
 }
 
 /// A stable name for a time zone, stored so that day indexes can be rebuilt when it changes.
@@ -186,6 +238,18 @@ mod tests {
         assert_eq!(e - s, 86_400_000);
         assert_eq!(day_bounds(ms, &tz), (s, e));
         assert_eq!(date_bounds("2026-11-31", &tz), None);
+        // The last day there is (regression: refused, though run times reach it).
+        let (s, e) = date_bounds("9999-12-31", &tz).unwrap();
+        assert_eq!(e, LATEST_MS + 1);
+        assert_eq!(s, LATEST_MS + 1 - 86_400_000 + 5 * 3_600_000);
+        assert_eq!(local_day(Millis(LATEST_MS), &tz), "9999-12-31");
+        assert_eq!(local_day(Millis(s), &tz), "9999-12-31");
+        assert_eq!(local_day(Millis(s - 1), &tz), "9999-12-30");
+        assert_eq!(date_bounds("9999-12-30", &tz).unwrap().1, s);
+        for days in [-1, 0, 59, 60, 11_016, 2_932_896] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
         assert_eq!(date_bounds("2026-1-5", &tz), None);
     }
 }

@@ -70,10 +70,13 @@ impl Prices {
 
     /// The built-in table with the entries of `path` added or replacing.
     pub fn with_overrides(path: &Path) -> Result<Prices, PricesError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PricesError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        // A price table is a few KiB; 16 MiB is a bound, not an expectation.
+        let text = crate::fsread::read_text(path, crate::fsread::Trust::Named, 16 << 20).map_err(
+            |source| PricesError::Read {
+                path: path.display().to_string(),
+                source,
+            },
+        )?;
         let extra = Prices::from_json(&text).map_err(|source| PricesError::Parse {
             path: path.display().to_string(),
             source,

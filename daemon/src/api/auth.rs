@@ -19,17 +19,32 @@ use std::sync::Arc;
 /// The name of the cookie the web page authenticates with.
 pub const COOKIE: &str = "agentd_token";
 
-/// Whether a `Host` (or `Origin` authority) names loopback.
+/// Whether a `Host` (or `Origin` authority) names loopback: exactly a host and an optional
+/// port, nothing else (`localhost:80@evil.com` is not `localhost`).
 fn is_loopback_host(authority: &str) -> bool {
-    let host = if let Some(rest) = authority.strip_prefix('[') {
-        match rest.split_once(']') {
-            Some((h, port)) if port.is_empty() || port.starts_with(':') => return h == "::1",
-            _ => return false,
+    let (host, bracketed, rest) = if let Some(inner) = authority.strip_prefix('[') {
+        match inner.split_once(']') {
+            Some((h, rest)) => (h, true, rest),
+            None => return false,
         }
     } else {
-        authority.split(':').next().unwrap_or("")
+        match authority.find(':') {
+            Some(i) => (&authority[..i], false, &authority[i..]),
+            None => (authority, false, ""),
+        }
     };
-    host.eq_ignore_ascii_case("localhost") || host == "127.0.0.1"
+    let port_ok = rest.is_empty()
+        || rest.strip_prefix(':').is_some_and(|p| {
+            (1..=5).contains(&p.len())
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && p.parse::<u32>().is_ok_and(|n| n <= 65_535)
+        });
+    port_ok
+        && if bracketed {
+            host == "::1"
+        } else {
+            host.eq_ignore_ascii_case("localhost") || host == "127.0.0.1"
+        }
 }
 
 /// Compares secrets in time independent of where they differ.
@@ -150,6 +165,14 @@ mod tests {
             "[::2]:1",
             "[::1]x",
             "10.0.0.1:7431",
+            // Regression: everything after the first colon used to be ignored.
+            "localhost:80@evil.com",
+            "localhost:7431/x",
+            "127.0.0.1:",
+            "127.0.0.1:99999",
+            "localhost:80:81",
+            "[::1]:7431@evil.com",
+            "[localhost]",
         ] {
             assert!(!is_loopback_host(bad), "{bad}");
         }

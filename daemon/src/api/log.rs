@@ -1,13 +1,17 @@
-//! `GET /v1/agents/{id}/log`: a run's output as plain text, read from the run log on disk (the
-//! database keeps only the item, so hundreds of MB of output cost the daemon nothing until
-//! someone reads them). With `follow=true` the answer stays open and streams new output until
-//! the run finishes.
+//! `GET /v1/agents/{id}/log`: a run's output, or a conversation's transcript, as plain text,
+//! read from the file on disk (the database keeps only the item, so hundreds of MB of output
+//! cost the daemon nothing until someone reads them). The file is streamed a line at a time
+//! through the same checked, non-blocking reader as ingestion (a FIFO or device planted in its
+//! place is refused, and nothing is read whole). With `follow=true` the answer stays open and
+//! streams new output until the agent finishes (Gemini CLI chats, which rewrite messages, are
+//! rendered once).
 
 use super::params::Params;
 use super::{ApiError, AppState};
 use crate::ingest::runlog::output_data;
 use crate::ingest::runs::MAX_LINE;
 use crate::ingest::tail::{FileCursor, Opened};
+use crate::ingest::transcript::{Transcript, is_gemini_json, render_gemini_json};
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::header;
@@ -17,6 +21,9 @@ use std::time::Duration;
 /// How often a followed log is checked for new output. Runs print in bursts; this keeps a
 /// follower responsive without a watch per request.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
+
+/// The largest legacy (whole-document) Gemini chat rendered.
+const MAX_WHOLE_TRANSCRIPT: u64 = 64 * 1024 * 1024;
 
 pub async fn agent_log(
     State(s): State<AppState>,
@@ -48,24 +55,46 @@ pub async fn agent_log(
         return Err(ApiError::not_found(format!("{id} has no log")));
     };
     let scheme = crate::store::id_scheme(&id).to_owned();
-    if matches!(scheme.as_str(), "claude-code" | "codex" | "gemini") {
-        // A conversation's log is its transcript, rendered.
+    let transcript = Transcript::for_scheme(&scheme);
+    if transcript.is_some() && is_gemini_json(&scheme, &path) {
+        // A legacy chat is one JSON document: read whole, with a bound.
         let text = tokio::task::spawn_blocking(move || {
-            crate::ingest::transcript::render(&scheme, &path)
+            let mut cursor = FileCursor::default();
+            Opened::open(&path, &mut cursor)
+                .and_then(|o| o.read_whole(MAX_WHOLE_TRANSCRIPT))
+                .map(|bytes| render_gemini_json(&bytes))
                 .map_err(|e| ApiError::not_found(format!("cannot read {}: {e}", path.display())))
         })
         .await
         .map_err(ApiError::internal)??;
-        return Response::builder()
-            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-            .body(Body::from(text))
-            .map_err(ApiError::internal);
+        return text_response(Body::from(text));
     }
+    // A run's log is its output records; a conversation's is its transcript, rendered. Both
+    // are streamed a line at a time (memory stays bounded whatever the file's size) and, when
+    // asked and the format allows, followed.
+    let mut render = match transcript {
+        Some(t) => LogText::Transcript(t),
+        None => LogText::Output,
+    };
+    let follow = follow && render.streams();
+    // The first open answers the request: a file that cannot be read (gone, or something
+    // other than a regular file put in its place) is an error answer, not an empty log.
+    let first = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut cursor = FileCursor::default();
+            Opened::open(&path, &mut cursor).map(|o| (o, cursor))
+        })
+    }
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| ApiError::not_found(format!("cannot read {}: {e}", path.display())))?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(16);
     let store = s.store.clone();
     let shutdown = s.shutdown.clone();
     tokio::task::spawn_blocking(move || {
-        let mut cursor = FileCursor::default();
+        let (first, mut cursor) = first;
+        let mut first = Some(first);
         loop {
             // Decide before reading, so that output written just before the end is not missed.
             let finished = !follow
@@ -75,7 +104,10 @@ pub async fn agent_log(
                     .ok()
                     .flatten()
                     .is_none_or(|i| !i.status.is_active());
-            let opened = match Opened::open(&path, &mut cursor) {
+            let opened = match first
+                .take()
+                .map_or_else(|| Opened::open(&path, &mut cursor), Ok)
+            {
                 Ok(o) => o,
                 Err(e) => {
                     let _ = tx.blocking_send(Ok(format!(
@@ -87,12 +119,21 @@ pub async fn agent_log(
                 }
             };
             let mut open = true;
-            let _ = opened.read_lines(&mut cursor, MAX_LINE, &mut |line| {
-                if let (true, Some(data)) = (open, output_data(line)) {
-                    open = tx.blocking_send(Ok(data.into())).is_ok();
+            let read = opened.read_lines(&mut cursor, MAX_LINE, &mut |line| {
+                if let (true, Some(data)) = (open, render.line(line)) {
+                    // Stop reading as soon as the client is gone or agentd is stopping.
+                    open = !*shutdown.borrow() && tx.blocking_send(Ok(data.into())).is_ok();
                 }
             });
+            if let Err(e) = read {
+                let _ = tx.blocking_send(Ok(format!("[agentd: {e}]\n").into()));
+                return;
+            }
             if finished || !open || tx.is_closed() {
+                let rest = render.finish();
+                if open && !rest.is_empty() {
+                    let _ = tx.blocking_send(Ok(rest.into()));
+                }
                 return; // done, or the client went away
             }
             std::thread::sleep(FOLLOW_POLL);
@@ -100,8 +141,44 @@ pub async fn agent_log(
     });
     let stream =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+    text_response(Body::from_stream(stream))
+}
+
+/// What a log shows of each line of its file.
+enum LogText {
+    /// A run log: its output records' data.
+    Output,
+    /// A conversation store's transcript.
+    Transcript(Transcript),
+}
+
+impl LogText {
+    fn streams(&self) -> bool {
+        match self {
+            LogText::Output => true,
+            LogText::Transcript(t) => t.streams(),
+        }
+    }
+
+    fn line(&mut self, line: &[u8]) -> Option<String> {
+        match self {
+            LogText::Output => output_data(line),
+            LogText::Transcript(t) => Some(t.line(line)).filter(|text| !text.is_empty()),
+        }
+    }
+
+    /// What a format holds back until the whole file is read.
+    fn finish(&mut self) -> String {
+        match self {
+            LogText::Output => String::new(),
+            LogText::Transcript(t) => std::mem::replace(t, Transcript::Claude).finish(),
+        }
+    }
+}
+
+fn text_response(body: Body) -> Result<Response, ApiError> {
     Response::builder()
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-        .body(Body::from_stream(stream))
+        .body(body)
         .map_err(ApiError::internal)
 }

@@ -35,16 +35,18 @@ impl KeySource {
     pub fn key(&self) -> Result<String, String> {
         match self {
             KeySource::Env(k) => Ok(k.clone()),
-            KeySource::File(p) => std::fs::read_to_string(p)
-                .map(|k| k.trim().to_owned())
-                .map_err(|e| format!("cannot read the API key file {}: {e}", p.display()))
-                .and_then(|k| {
-                    if k.is_empty() {
-                        Err(format!("the API key file {} is empty", p.display()))
-                    } else {
-                        Ok(k)
-                    }
-                }),
+            KeySource::File(p) => {
+                crate::fsread::read_text(p, crate::fsread::Trust::Named, 64 * 1024)
+                    .map(|k| k.trim().to_owned())
+                    .map_err(|e| format!("cannot read the API key file {}: {e}", p.display()))
+                    .and_then(|k| {
+                        if k.is_empty() {
+                            Err(format!("the API key file {} is empty", p.display()))
+                        } else {
+                            Ok(k)
+                        }
+                    })
+            }
         }
     }
 }

@@ -76,8 +76,8 @@ const NAME_CHARS: usize = 100;
 /// Pending calls kept at most; the oldest is dropped beyond it. Parallel tool calls make a few,
 /// and a call whose output never came must not grow the stored state without bound.
 const MAX_PENDING: usize = 32;
-/// The latest timestamp accepted (9999-12-31T23:59:59.999Z), as in the run log parser.
-const MAX_TS: i64 = 253_402_300_799_999;
+/// The latest timestamp accepted, as everywhere (see [`crate::model::LATEST_MS`]).
+const MAX_TS: i64 = crate::model::LATEST_MS;
 /// User messages Codex injects into the conversation: context, not prompts.
 const INJECTED_PREFIXES: [&str; 3] = [
     "<environment_context>",

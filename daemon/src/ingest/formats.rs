@@ -68,6 +68,9 @@ impl Format for ClaudeCode {
         has_extension(path, "json") && after(path, "sessions").is_some_and(|rel| rel.len() == 1)
     }
 
+    /// A registry entry is a few hundred bytes; a megabyte is not one.
+    const MAX_WHOLE_FILE: u64 = 1024 * 1024;
+
     fn fold_whole_file(
         bytes: &[u8],
         _prices: &crate::prices::Prices,
@@ -168,7 +171,12 @@ impl Format for Gemini {
     fn project_of(path: &Path) -> Option<String> {
         // tmp/<project>/chats/<file>: the project's root is recorded beside `chats/`.
         let project_dir = path.ancestors().find(|a| a.ends_with("chats"))?.parent()?;
-        let root = std::fs::read_to_string(project_dir.join(".project_root")).ok()?;
+        let root = crate::fsread::read_text(
+            &project_dir.join(".project_root"),
+            crate::fsread::Trust::Found,
+            64 * 1024,
+        )
+        .ok()?;
         let root = root.trim();
         (!root.is_empty()).then(|| root.to_owned())
     }

@@ -92,9 +92,8 @@ fn count(v: &Value, key: &str) -> u64 {
     v.get(key).and_then(Value::as_u64).unwrap_or(0)
 }
 
-/// The latest timestamp accepted: 9999-12-31T23:59:59.999Z, the last one RFC 3339's four-digit
-/// year can spell. A later one could not be written back out.
-const MAX_TS: i64 = 253_402_300_799_999;
+/// The latest timestamp accepted (see [`crate::model::LATEST_MS`]).
+const MAX_TS: i64 = crate::model::LATEST_MS;
 
 /// Largest cost or credit amount a single record may carry; beyond it the value is not money
 /// but garbage, and sums of it would overflow.

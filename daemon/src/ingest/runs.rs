@@ -164,6 +164,10 @@ impl RunsSource {
         if self.watch_new_dirs().is_err() || self.adopt_open_runs().is_err() {
             return;
         }
+        // `scan_done` promises that what the scan read is queryable: wait for the commit.
+        if self.writer.barrier().is_err() {
+            return;
+        }
         self.stats.scanned.store(true, Ordering::Relaxed);
         let mut last_tick = std::time::Instant::now();
         loop {
@@ -612,7 +616,6 @@ impl RunsSource {
 
 /// Whether the file is exactly as far as its stored cursor, decoding only the cursor.
 fn unchanged(path: &Path, stored: &[u8]) -> bool {
-    use std::os::unix::fs::MetadataExt;
     #[derive(Deserialize)]
     struct CursorOnly {
         cursor: FileCursor,
@@ -623,7 +626,7 @@ fn unchanged(path: &Path, stored: &[u8]) -> bool {
     ) else {
         return false;
     };
-    meta.ino() == c.ino && meta.dev() == c.dev && meta.len() == c.offset
+    c.is_current(&meta)
 }
 
 fn add_to_batch(batch: &mut IngestBatch, r: FileResult) {

@@ -66,6 +66,9 @@ pub trait Format: Send + 'static {
     fn is_whole_file(_path: &Path) -> bool {
         false
     }
+    /// The largest whole file read (see [`Format::is_whole_file`]); a larger one is refused
+    /// and counted.
+    const MAX_WHOLE_FILE: u64 = 64 * 1024 * 1024;
     /// Folds a whole file (see [`Format::is_whole_file`]).
     fn fold_whole_file(_bytes: &[u8], _prices: &Prices) -> Result<Self::Fold, String> {
         Err("this store has no whole-file format".into())
@@ -120,6 +123,7 @@ pub fn spawn<F: Format>(
         hooks: HashMap::new(),
         polled: HashSet::new(),
         seen: HashSet::new(),
+        rendered: HashSet::new(),
         prices,
         liveness: std::cell::RefCell::new(crate::liveness::Liveness::new()),
         store,
@@ -159,6 +163,11 @@ struct StoreSource<F: Format> {
     /// Conversations looked at since this process started (a restart re-renders the ones
     /// that were or are active, once: time may have moved them on while agentd was down).
     seen: HashSet<String>,
+    /// Conversations rendered from the files in memory: when another of a conversation's
+    /// files is loaded later (a scan meets a conversation's files in any order, and may commit
+    /// between them), the conversation is rendered again, so its item always adds up all of
+    /// its files.
+    rendered: HashSet<String>,
     prices: Arc<Prices>,
     /// Checks the pid of an agent's live registry (interior: rendering is otherwise `&self`).
     liveness: std::cell::RefCell<crate::liveness::Liveness>,
@@ -181,6 +190,10 @@ impl<F: Format> StoreSource<F> {
             ),
         }
         if self.watch_new_dirs().is_err() {
+            return;
+        }
+        // `scan_done` promises that what the scan read is queryable: wait for the commit.
+        if self.writer.barrier().is_err() {
             return;
         }
         self.stats.scanned.store(true, Ordering::Relaxed);
@@ -247,6 +260,7 @@ impl<F: Format> StoreSource<F> {
                 self.seen_resync = resync;
                 self.files.clear();
                 self.sessions.clear();
+                self.rendered.clear();
                 self.emitted.clear();
                 self.overflowed.store(true, Ordering::Relaxed);
             }
@@ -390,20 +404,32 @@ impl<F: Format> StoreSource<F> {
                 batch.last_error = Some(msg);
             }
         }
+        // Sorted, a conversation's files are neighbours (`S.jsonl`, then `S/subagents/…`), and
+        // a batch is only cut between groups, so an item is rarely committed before all of
+        // its files are read (and `rendered` corrects it when it is).
+        found.sort_unstable();
         let mut touched = BTreeSet::new();
+        let mut group: Option<PathBuf> = None;
+        let mut in_batch = 0usize;
         for (n, path) in found.into_iter().enumerate() {
             if self.stop.load(Ordering::Relaxed) {
                 return Err(());
             }
-            self.read_file(&path, &mut batch, &mut touched);
-            if (n + 1) % SCAN_BATCH == 0 {
+            let same_group = group.as_ref().is_some_and(|g| path.starts_with(g));
+            if in_batch >= SCAN_BATCH && !same_group {
                 self.stats
                     .files
                     .store(self.files.len() as u64, Ordering::Relaxed);
                 self.render_into(&mut batch, std::mem::take(&mut touched));
                 self.send(std::mem::replace(&mut batch, self.batch()))?;
-                tracing::info!("{}: scanned {} of {total} files", F::NAME, n + 1);
+                tracing::info!("{}: scanned {n} of {total} files", F::NAME);
+                in_batch = 0;
             }
+            if !same_group {
+                group = Some(path.with_extension(""));
+            }
+            self.read_file(&path, &mut batch, &mut touched);
+            in_batch += 1;
         }
         self.render_into(&mut batch, touched);
         self.send(batch)?;
@@ -460,6 +486,7 @@ impl<F: Format> StoreSource<F> {
     /// stored as) active: time may have moved it on while agentd was down.
     fn read_file(&mut self, path: &Path, batch: &mut IngestBatch, touched: &mut BTreeSet<String>) {
         let key = format!("{}:{}", F::NAME, path.display());
+        let loaded_now = !self.files.contains_key(path);
         let (mut state, known) = match self.files.get(path) {
             Some(e) => (e.state.clone(), true),
             None => match self.store.cursor(&key) {
@@ -493,37 +520,38 @@ impl<F: Format> StoreSource<F> {
                     state.fold = F::Fold::default();
                 }
                 let prices = self.prices.clone();
-                // Whole files are small and may be rewritten in place at the same length:
-                // read again on every look.
-                let whole = if F::is_whole_file(path) {
-                    std::fs::read(path)
-                        .ok()
-                        .map(|bytes| (F::fold_whole_file(&bytes, &prices), bytes.len()))
+                if F::is_whole_file(path) {
+                    // Whole files are small and may be rewritten in place at the same length:
+                    // read again on every look.
+                    let folded = opened
+                        .read_whole(F::MAX_WHOLE_FILE)
+                        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+                        .and_then(|bytes| {
+                            F::fold_whole_file(&bytes, &prices)
+                                .map(|fold| (fold, bytes.len()))
+                                .map_err(|e| format!("{}: {e}", path.display()))
+                        });
+                    match folded {
+                        Ok((fold, len)) => {
+                            state.fold = fold;
+                            state.cursor.offset = len as u64;
+                            refolded = true;
+                        }
+                        Err(msg) => {
+                            // A whole-file format caught mid-write: try again on the next change.
+                            tracing::warn!("{msg}");
+                            errors += 1;
+                            last_error = Some(msg);
+                        }
+                    }
                 } else {
-                    None
-                };
-                match whole {
-                    Some((Ok(fold), len)) => {
-                        state.fold = fold;
-                        state.cursor.offset = len as u64;
-                        refolded = true;
-                    }
-                    Some((Err(e), _)) => {
-                        // A whole-file format caught mid-write: try again on the next change.
-                        let msg = format!("{}: {e}", path.display());
-                        tracing::warn!("{msg}");
-                        errors += 1;
-                        last_error = Some(msg);
-                    }
-                    None => {
-                        let fold = &mut state.fold;
-                        let skipped =
-                            opened.read_counted(path, &mut state.cursor, MAX_LINE, &mut |line| {
-                                fold.apply(line, &prices)
-                            });
-                        errors += skipped.count;
-                        last_error = skipped.last;
-                    }
+                    let fold = &mut state.fold;
+                    let skipped =
+                        opened.read_counted(path, &mut state.cursor, MAX_LINE, &mut |line| {
+                            fold.apply(line, &prices)
+                        });
+                    errors += skipped.count;
+                    last_error = skipped.last;
                 }
             }
         }
@@ -543,6 +571,7 @@ impl<F: Format> StoreSource<F> {
                 .insert(path.to_owned());
             let first_look = self.seen.insert(id.clone());
             if changed
+                || (loaded_now && self.rendered.contains(id))
                 || (first_look
                     && (state.fold.conversation(Millis::now()).status.is_active()
                         || self
@@ -578,6 +607,7 @@ impl<F: Format> StoreSource<F> {
 
     fn note_emitted(&mut self, item: &Item) {
         let session = item.id.split_once(':').map_or("", |(_, s)| s).to_owned();
+        self.rendered.insert(session.clone());
         if item.status.is_active() {
             self.emitted
                 .insert(session, (item.status, item.status_detail.clone()));
@@ -745,7 +775,9 @@ fn walk(dir: &Path, depth: usize, found: &mut Vec<PathBuf>, errors: &mut Vec<Str
         let path = entry.path();
         if kind.is_dir() {
             walk(&path, depth + 1, found, errors);
-        } else if kind.is_file() {
+        } else if !kind.is_symlink() {
+            // FIFOs, sockets and devices too: reading refuses them with a message that is
+            // counted in `/v1/health`, rather than passing over them in silence.
             found.push(path);
         }
     }

@@ -1,33 +1,42 @@
 //! Incremental reading of append-only line files.
 //!
 //! A [`FileCursor`] remembers which file (device and inode) was read and how far, counting only
-//! complete lines: a half-written last line is left for the next read. A file that was replaced
-//! (new inode), truncated (shorter than the cursor) or rewritten in place (its first bytes are
-//! not the ones read before: an `O_TRUNC` rewrite, or a new file on a reused inode) is read again
-//! from the start, and the caller is told so that it resets its fold. A line longer than the limit is dropped without
-//! ever being held in memory whole, and reading resumes at the next newline.
+//! complete lines: a half-written last line is left for the next read, and the saved offset is
+//! always the end of a whole line (or, inside a line longer than the limit, a position marked
+//! `skipping`). A line may span any number of reads: its bytes are carried until its newline,
+//! and the offset moves past all of them at once.
 //!
-//! Files are opened read-only and non-blocking (a FIFO dropped into a watched dir cannot hang
-//! the reader); agentd never writes into a file it tails.
+//! A file that was replaced (new inode), truncated (shorter than the cursor) or rewritten in
+//! place is read again from the start, and the caller is told so that it resets its fold. A
+//! rewrite is told from an append by the file's first bytes, by the bytes just before the saved
+//! offset (every Claude Code transcript of a project starts alike, so the first bytes alone
+//! are not enough), and, for a file exactly as long as the cursor, by its modification time. A
+//! line longer than the limit is dropped without ever being held in memory whole, and reading
+//! resumes at the next newline.
+//!
+//! Files are opened through [`crate::fsread`]: read-only, non-blocking, regular files only;
+//! agentd never writes into a file it tails.
 
+use crate::fsread::{self, Trust};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 
 /// Read granularity. Large enough to amortise syscalls, small enough to keep per-file memory low.
 const CHUNK: usize = 64 * 1024;
 
-/// How many leading bytes identify a file's content (see [`FileCursor::head_hash`]).
-const HEAD: usize = 64;
+/// How many bytes identify a file's content at its start and just before the cursor.
+const PROBE: usize = 64;
 
 /// Where reading of one file stands.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileCursor {
     pub dev: u64,
     pub ino: u64,
-    /// Bytes consumed: everything before this is folded (or deliberately skipped).
+    /// Bytes consumed: everything before this is folded (or deliberately skipped). Always the
+    /// end of a complete line, unless `skipping`.
     pub offset: u64,
     /// Inside an oversized line: discard up to and including the next newline.
     pub skipping: bool,
@@ -35,21 +44,38 @@ pub struct FileCursor {
     pub head_len: u8,
     /// FNV-1a of those bytes: if they change, the file was rewritten, not appended to.
     pub head_hash: u64,
+    /// FNV-1a of the (up to 64) bytes just before `offset`: an append leaves them alone, a
+    /// rewrite that kept the first bytes almost never does.
+    pub tail_hash: u64,
+    /// The file's modification time (epoch ns) when `offset` was its whole length, else 0: a
+    /// file of the same length with another time was rewritten in place.
+    pub mtime_ns: i64,
 }
 
-/// FNV-1a, 64-bit: tiny and good enough to tell two file beginnings apart.
+/// FNV-1a, 64-bit: tiny and good enough to tell two byte ranges apart.
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
 }
 
-/// The hash of the first `len` bytes of `file`, if it has that many.
-fn head_of(file: &File, len: usize) -> Option<u64> {
-    let mut buf = [0u8; HEAD];
+/// The hash of `len` bytes of `file` at `at`, if it has them.
+fn hash_at(file: &File, at: u64, len: usize) -> Option<u64> {
+    let mut buf = [0u8; PROBE];
     let buf = &mut buf[..len];
-    file.read_exact_at(buf, 0).ok()?;
+    file.read_exact_at(buf, at).ok()?;
     Some(fnv1a(buf))
+}
+
+/// How many bytes before `offset` the tail hash covers.
+fn tail_len(offset: u64) -> usize {
+    offset.min(PROBE as u64) as usize
+}
+
+fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
+    meta.mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(meta.mtime_nsec())
 }
 
 /// A file opened for tailing, and whether its cursor had to start over.
@@ -71,34 +97,36 @@ pub struct ReadOutcome {
     pub oversized: u64,
 }
 
+impl FileCursor {
+    /// Whether a file with metadata `meta` is exactly as far as this cursor: same file, same
+    /// length, same modification time (when known). The scan's fast path: no open, no read.
+    pub fn is_current(&self, meta: &std::fs::Metadata) -> bool {
+        meta.ino() == self.ino
+            && meta.dev() == self.dev
+            && meta.len() == self.offset
+            && (self.mtime_ns == 0 || self.mtime_ns == mtime_ns(meta))
+    }
+}
+
 impl Opened {
-    /// Opens `path` and checks it against the cursor (which it updates on a reset).
+    /// Opens `path` (a file found in a watched dir, see [`Trust::Found`]) and checks it against
+    /// the cursor, which it resets when the file is not the one it describes.
     pub fn open(path: &Path, cursor: &mut FileCursor) -> io::Result<Opened> {
-        let meta = std::fs::metadata(path)?;
-        if !meta.is_file() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a regular file",
-            ));
-        }
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(path)?;
-        let meta = file.metadata()?;
-        // SAFETY: getuid has no preconditions.
-        let me = unsafe { libc::getuid() };
-        if meta.uid() != me {
-            // A shared runs dir must not let another user put words in this user's mouth.
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                format!("owned by uid {}, not by this user", meta.uid()),
-            ));
-        }
+        let (file, meta) = fsread::open(path, Trust::Found)?;
         let same = meta.dev() == cursor.dev && meta.ino() == cursor.ino;
         let rewritten = same
-            && cursor.head_len > 0
-            && head_of(&file, usize::from(cursor.head_len)) != Some(cursor.head_hash);
+            && cursor.offset > 0
+            && meta.len() >= cursor.offset
+            && ((cursor.head_len > 0
+                && hash_at(&file, 0, usize::from(cursor.head_len)) != Some(cursor.head_hash))
+                || hash_at(
+                    &file,
+                    cursor.offset - tail_len(cursor.offset) as u64,
+                    tail_len(cursor.offset),
+                ) != Some(cursor.tail_hash)
+                || (meta.len() == cursor.offset
+                    && cursor.mtime_ns != 0
+                    && cursor.mtime_ns != mtime_ns(&meta)));
         let reset = !same || rewritten || meta.len() < cursor.offset;
         if reset {
             *cursor = FileCursor {
@@ -126,6 +154,7 @@ impl Opened {
     ) -> io::Result<ReadOutcome> {
         self.file.seek(SeekFrom::Start(cursor.offset))?;
         let mut out = ReadOutcome::default();
+        // The start of a line whose newline has not been read yet (bytes past `offset`).
         let mut pending: Vec<u8> = Vec::new();
         let mut chunk = vec![0u8; CHUNK];
         loop {
@@ -138,17 +167,18 @@ impl Opened {
             let mut rest = &chunk[..n];
             while let Some(nl) = memchr::memchr(b'\n', rest) {
                 let (head, tail) = (&rest[..nl], &rest[nl + 1..]);
+                // The whole line, from its first byte (perhaps several reads ago) to here.
+                let line_len = pending.len() + nl + 1;
                 if cursor.skipping {
                     cursor.skipping = false;
-                    pending.clear();
                 } else if pending.is_empty() {
                     deliver(head, on_line, &mut out);
                 } else {
                     pending.extend_from_slice(head);
                     deliver(&pending, on_line, &mut out);
-                    pending.clear();
                 }
-                cursor.offset += nl as u64 + 1;
+                pending.clear();
+                cursor.offset += line_len as u64;
                 rest = tail;
             }
             if cursor.skipping {
@@ -164,14 +194,6 @@ impl Opened {
                 }
             }
         }
-        // Remember how the file begins (once enough of it has been consumed).
-        if usize::from(cursor.head_len) < HEAD && cursor.offset > u64::from(cursor.head_len) {
-            let len = cursor.offset.min(HEAD as u64) as usize;
-            if let Some(h) = head_of(&self.file, len) {
-                cursor.head_len = len as u8;
-                cursor.head_hash = h;
-            }
-        }
         // `pending` is normally a half-written line, left for next time. A complete JSON object
         // cannot be the prefix of a longer valid line, so one without its newline (a writer that
         // ended with `print!`) is taken now; a newline arriving later is just an empty line.
@@ -179,7 +201,47 @@ impl Opened {
             deliver(&pending, on_line, &mut out);
             cursor.offset += pending.len() as u64;
         }
+        self.remember(cursor);
         Ok(out)
+    }
+
+    /// Reads the whole file (a small file rewritten whole on each change), refusing one over
+    /// `max` bytes: a size bound, whatever the file claims to be.
+    pub fn read_whole(mut self, max: u64) -> io::Result<Vec<u8>> {
+        let too_big = || {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("larger than {} KiB; not read", max / 1024),
+            )
+        };
+        if self.len > max {
+            return Err(too_big());
+        }
+        self.file.seek(SeekFrom::Start(0))?;
+        let mut bytes = Vec::with_capacity(self.len as usize);
+        (&mut self.file).take(max + 1).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > max {
+            return Err(too_big());
+        }
+        Ok(bytes)
+    }
+
+    /// Records what identifies the content read so far: its first bytes, the bytes just before
+    /// the cursor, and the modification time if the cursor is at the end of the file.
+    fn remember(&self, cursor: &mut FileCursor) {
+        if usize::from(cursor.head_len) < PROBE && cursor.offset > u64::from(cursor.head_len) {
+            let len = cursor.offset.min(PROBE as u64) as usize;
+            if let Some(h) = hash_at(&self.file, 0, len) {
+                cursor.head_len = len as u8;
+                cursor.head_hash = h;
+            }
+        }
+        let len = tail_len(cursor.offset);
+        cursor.tail_hash = hash_at(&self.file, cursor.offset - len as u64, len).unwrap_or(0);
+        cursor.mtime_ns = match self.file.metadata() {
+            Ok(m) if m.len() == cursor.offset => mtime_ns(&m),
+            _ => 0, // still being written: the next read records it
+        };
     }
 }
 
@@ -375,6 +437,64 @@ mod tests {
         assert_eq!((lines, out.oversized), (vec!["after".to_owned()], 0));
         assert!(!c.skipping);
         assert_eq!(c.offset, std::fs::metadata(&p).unwrap().len());
+    }
+
+    #[test]
+    fn a_line_longer_than_a_read_is_taken_whole_and_never_again() {
+        // Regression: the offset stopped inside a line that spanned reads, so the next read
+        // counted a fragment as a bad line and every later line twice.
+        let (_dir, p) = scratch("long");
+        let long = format!("{{\"data\":\"{}\"}}", "x".repeat(300_000));
+        for limit in [CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 7] {
+            let line = format!("{{\"n\":\"{}\"}}", "y".repeat(limit));
+            let mut c = FileCursor::default();
+            let _ = std::fs::remove_file(&p);
+            append(&p, format!("a\n{line}\n{long}\nb\n").as_bytes());
+            let (_, lines, _) = read(&p, &mut c, 1 << 20);
+            assert_eq!(lines.len(), 4);
+            assert_eq!(lines[1], line);
+            assert_eq!(lines[2], long);
+            assert_eq!(c.offset, std::fs::metadata(&p).unwrap().len());
+            append(&p, b"c\n");
+            assert_eq!(read(&p, &mut c, 1 << 20).1, vec!["c"]);
+        }
+    }
+
+    #[test]
+    fn a_long_line_written_in_pieces_is_read_once_complete() {
+        let (_dir, p) = scratch("pieces-long");
+        let mut c = FileCursor::default();
+        append(&p, b"first\n");
+        assert_eq!(read(&p, &mut c, 1 << 20).1, vec!["first"]);
+        let line = "z".repeat(200_000);
+        for piece in line.as_bytes().chunks(70_000) {
+            append(&p, piece);
+            assert!(read(&p, &mut c, 1 << 20).1.is_empty());
+            assert_eq!(c.offset, 6);
+        }
+        append(&p, b"\nlast\n");
+        assert_eq!(read(&p, &mut c, 1 << 20).1, vec![line, "last".to_owned()]);
+    }
+
+    #[test]
+    fn a_rewrite_in_place_that_keeps_the_first_bytes_starts_over() {
+        let (_dir, p) = scratch("same-head");
+        let mut c = FileCursor::default();
+        let head = format!("{{\"type\":\"summary\",\"pad\":\"{}\"}}\n", "p".repeat(100));
+        append(&p, format!("{head}{{\"v\":1}}\n").as_bytes());
+        assert_eq!(read(&p, &mut c, 1000).1.len(), 2);
+        // Same inode, same first bytes, longer: not an append.
+        std::fs::write(&p, format!("{head}{{\"v\":2}}\n{{\"v\":3}}\n")).unwrap();
+        let (reset, lines, _) = read(&p, &mut c, 1000);
+        assert!(reset);
+        assert_eq!(lines.len(), 3);
+        // Same length, other content, a later modification time.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&p, format!("{head}{{\"v\":2}}\n{{\"v\":4}}\n")).unwrap();
+        let (reset, lines, _) = read(&p, &mut c, 1000);
+        assert!(reset);
+        assert_eq!(lines.last().map(String::as_str), Some("{\"v\":4}"));
+        assert!(c.is_current(&std::fs::metadata(&p).unwrap()));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! A conversation's transcript as readable text, for `GET /v1/agents/{id}/log` (`agentctl logs`):
 //! what was asked, what the agent answered, and the tools it used, one line of context each.
-//! Read on demand from the store's own file; nothing of it is kept in the database.
+//! Read on demand from the store's own file, a line at a time (so a transcript of any size is
+//! streamed, and followed while the agent works); nothing of it is kept in the database.
 
 use serde_json::Value;
 use std::path::Path;
@@ -99,54 +100,105 @@ fn codex_line(v: &Value, out: &mut String) {
     }
 }
 
-/// Renders the transcript at `path` for the item scheme `scheme` (`claude-code`, `codex`,
-/// `gemini`).
-pub fn render(scheme: &str, path: &Path) -> std::io::Result<String> {
-    let bytes = std::fs::read(path)?;
-    if scheme == "gemini" && path.extension().is_some_and(|e| e == "json") {
-        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        let mut out = String::new();
-        for m in v
-            .get("messages")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            gemini_message(m, &mut out);
+/// A transcript being rendered line by line, as its file is read (or followed).
+pub enum Transcript {
+    Claude,
+    Codex,
+    /// Gemini CLI re-appends a message when it changes and rewinds by id: the last version of
+    /// each message counts, so its text is only known once the file has been read.
+    Gemini(Vec<(String, String)>),
+}
+
+impl Transcript {
+    /// The renderer for items of id scheme `scheme`, if it is a conversation store's.
+    pub fn for_scheme(scheme: &str) -> Option<Transcript> {
+        match scheme {
+            "claude-code" => Some(Transcript::Claude),
+            "codex" => Some(Transcript::Codex),
+            "gemini" => Some(Transcript::Gemini(Vec::new())),
+            _ => None,
         }
-        return Ok(out);
     }
-    let mut out = String::new();
-    // Gemini re-appends a message when it changes: the last version of each id counts.
-    let mut gemini: Vec<(String, Value)> = Vec::new();
-    for line in bytes.split(|b| *b == b'\n') {
-        if line.len() > MAX_LINE || line.iter().all(u8::is_ascii_whitespace) {
-            continue;
+
+    /// Whether text comes out as lines go in (so that the log can be followed).
+    pub fn streams(&self) -> bool {
+        !matches!(self, Transcript::Gemini(_))
+    }
+
+    /// Renders one line of the file, returning what can be shown now.
+    pub fn line(&mut self, line: &[u8]) -> String {
+        let mut out = String::new();
+        if line.len() > MAX_LINE {
+            return out;
         }
         let Ok(v) = serde_json::from_slice::<Value>(line) else {
-            continue;
+            return out;
         };
-        match scheme {
-            "claude-code" => claude_line(&v, &mut out),
-            "codex" => codex_line(&v, &mut out),
-            "gemini" => {
+        match self {
+            Transcript::Claude => claude_line(&v, &mut out),
+            Transcript::Codex => codex_line(&v, &mut out),
+            Transcript::Gemini(messages) => {
                 if let Some(target) = v.get("$rewindTo").and_then(Value::as_str) {
-                    if let Some(i) = gemini.iter().position(|(id, _)| id == target) {
-                        gemini.truncate(i);
+                    if let Some(i) = messages.iter().position(|(id, _)| id == target) {
+                        messages.truncate(i);
                     }
                 } else if let Some(id) = v.get("id").and_then(Value::as_str) {
-                    match gemini.iter_mut().find(|(i, _)| i == id) {
-                        Some(slot) => slot.1 = v.clone(),
-                        None => gemini.push((id.to_owned(), v.clone())),
+                    let mut text = String::new();
+                    gemini_message(&v, &mut text);
+                    match messages.iter_mut().find(|(i, _)| i == id) {
+                        Some(slot) => slot.1 = text,
+                        None => messages.push((id.to_owned(), text)),
                     }
                 }
             }
-            _ => {}
+        }
+        out
+    }
+
+    /// What was held back until the end of the file.
+    pub fn finish(self) -> String {
+        match self {
+            Transcript::Gemini(messages) => messages.into_iter().map(|(_, t)| t).collect(),
+            _ => String::new(),
         }
     }
-    for (_, m) in &gemini {
+}
+
+/// Renders a legacy Gemini CLI chat (one JSON document, rewritten whole).
+pub fn render_gemini_json(bytes: &[u8]) -> String {
+    let v: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
+    let mut out = String::new();
+    for m in v
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         gemini_message(m, &mut out);
     }
+    out
+}
+
+/// Whether `path` holds a legacy whole-file Gemini chat rather than lines.
+pub fn is_gemini_json(scheme: &str, path: &Path) -> bool {
+    scheme == "gemini" && path.extension().is_some_and(|e| e == "json")
+}
+
+/// Renders the whole transcript at `path` for the item scheme `scheme`.
+#[cfg(test)]
+fn render(scheme: &str, path: &Path) -> std::io::Result<String> {
+    use crate::ingest::tail::{FileCursor, Opened};
+    let mut cursor = FileCursor::default();
+    let opened = Opened::open(path, &mut cursor)?;
+    if is_gemini_json(scheme, path) {
+        return Ok(render_gemini_json(&opened.read_whole(1 << 20)?));
+    }
+    let mut t = Transcript::for_scheme(scheme).expect("a conversation scheme");
+    let mut out = String::new();
+    opened.read_lines(&mut cursor, usize::MAX, &mut |line| {
+        out.push_str(&t.line(line))
+    })?;
+    out.push_str(&t.finish());
     Ok(out)
 }
 

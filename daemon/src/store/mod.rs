@@ -40,7 +40,15 @@ pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta
 pub(crate) const TOTALS: TableDefinition<&str, &[u8]> = TableDefinition::new("totals");
 
 /// Bumped whenever the layout above changes; [`Store::open`] migrates older files forward.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// - 2: file cursors gained the bytes-before-offset hash and the modification time, and
+///   version 1 could save an offset inside a line longer than one read (counting lines after
+///   it twice): version-1 file cursors are dropped, so every file is read again whole and its
+///   item replaced by a fresh fold.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The first schema whose file cursors can be trusted (see [`SCHEMA_VERSION`]).
+pub(crate) const TRUSTED_CURSORS_SINCE: u32 = 2;
 
 /// redb's page cache. The default (1 GiB) would let a scan of a large database grow the daemon
 /// far past its memory budget; hot data (recent index pages, counts) fits comfortably in this.
@@ -108,7 +116,37 @@ pub struct Store {
     path: Arc<PathBuf>,
 }
 
+/// Creates the database file `0600` (whatever the umask) and narrows an existing one to that:
+/// it holds what the user's agents did, their prompts' titles and their costs.
+fn make_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    let mode = file.metadata()?.permissions().mode();
+    if mode & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))?;
+    }
+    Ok(())
+}
+
 fn open_db(path: &Path) -> Result<redb::Database, StoreError> {
+    make_private(path).map_err(|io| {
+        if is_disk_full(&io) {
+            StoreError::DiskFull {
+                path: path.to_owned(),
+                reason: io.to_string(),
+            }
+        } else {
+            StoreError::Unreadable {
+                path: path.to_owned(),
+                reason: io.to_string(),
+            }
+        }
+    })?;
     redb::Builder::new()
         .set_cache_size(CACHE_BYTES)
         .create(path)

@@ -16,7 +16,7 @@
 
 use super::{
     COUNTS, CURSORS, INDEX, ITEMS, META, ORIGINS, SCHEMA_VERSION, Store, StoreError, TOTALS,
-    decode_item, index_key, partitions, totals_keys,
+    TRUSTED_CURSORS_SINCE, decode_item, index_key, partitions, totals_keys,
 };
 use crate::model::{Item, Millis, MineRule, derive_on_write, tz_fingerprint};
 use crate::summary::{DayTotals, Summaries};
@@ -149,6 +149,15 @@ pub(super) fn prepare(store: &Store, found_version: Option<u32>) -> Result<(), S
     }
     for table in [ITEMS, CURSORS] {
         tx.open_table(table)?;
+    }
+    if found_version.is_some_and(|v| v < TRUSTED_CURSORS_SINCE) {
+        // Read every file again from the start (see SCHEMA_VERSION); the cloud's cursor is a
+        // time, not a file position, and stays.
+        let mut cursors = tx.open_table(CURSORS)?;
+        let dropped = cursors
+            .extract_if(|key, _| !key.starts_with("cloud:"))?
+            .count();
+        tracing::info!("dropped {dropped} file cursors of an older schema: files are read again");
     }
     tx.open_table(INDEX)?;
     tx.open_table(COUNTS)?;
