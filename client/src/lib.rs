@@ -13,9 +13,11 @@
 //! ```
 
 pub mod display;
+pub mod events;
 pub mod hook;
 pub mod run;
 pub mod service;
+pub mod wait;
 
 pub use agentd_wire::{AgentsPage, Health, Item, Source, Status, Summary};
 use std::io::{self, BufRead, BufReader, Read, Write};

@@ -108,6 +108,43 @@ enum Command {
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
     },
+    /// Stop an agent: a run is interrupted (SIGINT, then SIGTERM after 5 s, SIGKILL after 10 s
+    /// more), a cloud run canceled, a Claude Code conversation interrupted (needs --force).
+    Stop {
+        id: String,
+        /// A run: kill it at once. A conversation: yes, interrupt the interactive session.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Wait until agents reach a state; prints them and exits 0 (124 on timeout).
+    Wait {
+        /// The agents to wait for (unique id prefixes); none: those matching the filters.
+        ids: Vec<String>,
+        /// The state to wait for.
+        #[arg(long, value_enum, default_value = "finished")]
+        until: agentctl::wait::Until,
+        /// Return when any one of them meets it (the default).
+        #[arg(long, conflicts_with = "all")]
+        any: bool,
+        /// Return only when all of them meet it.
+        #[arg(long)]
+        all: bool,
+        /// Give up after this long (90, 30s, 5m, 2h) and exit 124.
+        #[arg(long, value_name = "DURATION", value_parser = agentctl::wait::parse_duration)]
+        timeout: Option<Duration>,
+        /// Without ids: only these sources.
+        #[arg(long, value_name = "S,…")]
+        source: Option<String>,
+        /// Without ids: only these harnesses.
+        #[arg(long, value_name = "H,…")]
+        harness: Option<String>,
+        /// Without ids: only agents in these statuses when first seen.
+        #[arg(long, value_name = "S,…")]
+        status: Option<String>,
+        /// Print the API's JSON (one item a line).
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a cloud sync now.
     Sync {
         #[arg(long)]
@@ -494,6 +531,69 @@ fn run(client: &Client, command: Command) -> Result<(), Failure> {
             match write_err {
                 Some(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
                 _ => Ok(()),
+            }
+        }
+        Command::Stop { id, force } => {
+            let item = client.resolve(&id)?;
+            let path = format!(
+                "/v1/agents/{}/cancel{}",
+                agentctl::encode_segment(&item.id),
+                if force { "?force=true" } else { "" }
+            );
+            let resp = client.request("POST", &path, None)?;
+            let _: agentd_wire::CancelAnswer = client.json(resp)?;
+            println!(
+                "stopping {} ({}){}",
+                item.id,
+                display::printable(item.title.as_deref().unwrap_or("")),
+                if force { ", forced" } else { "" }
+            );
+            Ok(())
+        }
+        Command::Wait {
+            ids,
+            until,
+            any: _,
+            all,
+            timeout,
+            source,
+            harness,
+            status,
+            json,
+        } => {
+            let mut resolved = Vec::new();
+            for id in &ids {
+                resolved.push(client.resolve(id)?.id);
+            }
+            let spec = agentctl::wait::WaitSpec {
+                ids: resolved,
+                filters: agentctl::wait::Filters {
+                    source,
+                    harness,
+                    status,
+                },
+                until,
+                all,
+                timeout,
+            };
+            match agentctl::wait::wait(client, &spec)? {
+                agentctl::wait::Outcome::Met(items) => {
+                    if json {
+                        for i in &items {
+                            println!("{}", serde_json::to_string(i).unwrap_or_default());
+                        }
+                    } else {
+                        print!(
+                            "{}",
+                            display::table(&items, Millis::now(), terminal_width())
+                        );
+                    }
+                    Ok(())
+                }
+                agentctl::wait::Outcome::TimedOut => Err(Failure {
+                    code: 124,
+                    message: "timed out".into(),
+                }),
             }
         }
         Command::Open { id, print } => {

@@ -18,10 +18,11 @@
 use serde_json::{Value, json};
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 mod tee;
 
@@ -35,19 +36,49 @@ pub struct RunSpec {
 
 /// The pid of the running command, for the signal handler (0: none yet).
 static CHILD: AtomicI32 = AtomicI32::new(0);
+/// The command leads a process group of its own (see [`own_group`]): signals go to the group.
+static CHILD_GROUP: AtomicBool = AtomicBool::new(false);
 /// The last forwarded signal (0: none): the run was stopped on purpose.
 static STOPPED_BY: AtomicI32 = AtomicI32::new(0);
+/// The stop came from agentd (`POST /v1/agents/{id}/cancel`, see `agentd_wire::stop`).
+static FROM_AGENTD: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    // SAFETY: the kernel passes a valid siginfo_t with SA_SIGINFO; kill(2) is async-signal-safe.
+    // SAFETY: the kernel passes a valid siginfo_t with SA_SIGINFO; reading its value union is
+    // valid for SI_QUEUE; kill(2) is async-signal-safe.
     unsafe {
         STOPPED_BY.store(sig, Ordering::SeqCst);
-        let from_terminal = (*info).si_code == libc::SI_KERNEL;
+        let code = (*info).si_code;
+        if code == libc::SI_QUEUE {
+            let value = (*info).si_value().sival_ptr as usize;
+            if value == agentd_wire::stop::NOTE {
+                FROM_AGENTD.store(true, Ordering::SeqCst);
+                return; // agentd signalled the command's group itself
+            }
+            if value == agentd_wire::stop::FORWARD {
+                FROM_AGENTD.store(true, Ordering::SeqCst);
+            }
+        }
+        let from_terminal = code == libc::SI_KERNEL;
         let child = CHILD.load(Ordering::SeqCst);
-        if child > 0 && !from_terminal {
-            libc::kill(child, sig);
+        if child > 0 {
+            if CHILD_GROUP.load(Ordering::SeqCst) {
+                // Not in our group: a terminal's Ctrl-C did not reach it either.
+                libc::kill(-child, sig);
+            } else if !from_terminal {
+                libc::kill(child, sig);
+            }
         }
     }
+}
+
+/// Whether the command gets a process group of its own, so that stopping the run (from agentd,
+/// or a signal to agentctl) reaches every process it started. Only when stdin is not a terminal:
+/// a program reading the terminal must stay in the terminal's foreground group (the shell's
+/// job), where Ctrl-C and job control reach it as usual.
+fn own_group() -> bool {
+    // SAFETY: isatty has no preconditions.
+    unsafe { libc::isatty(libc::STDIN_FILENO) != 1 }
 }
 
 fn install_forwarding() {
@@ -351,21 +382,30 @@ pub fn run(spec: &RunSpec, runs_dir: &Path) -> i32 {
     let cwd = std::env::current_dir()
         .map(|d| d.display().to_string())
         .unwrap_or_default();
+    let started = now();
+    let grouped = own_group();
+    install_forwarding();
+    let mut command = Command::new(&spec.command[0]);
+    command
+        .args(&spec.command[1..])
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if grouped {
+        command.process_group(0);
+    }
+    let spawned = command.spawn();
+    // `pid` is who to ask to stop (agentctl, which passes it on and records the end); `pgid`,
+    // when the command has a group of its own, is what a forced stop takes down.
+    let pgid = spawned.as_ref().ok().filter(|_| grouped).map(|c| c.id());
     log.record(json!({
-        "type": "start", "ts": now(), "title": title, "harness": harness, "source": "cli",
-        "cwd": cwd, "pid": std::process::id(), "command": spec.command,
+        "type": "start", "ts": started, "title": title, "harness": harness, "source": "cli",
+        "cwd": cwd, "pid": std::process::id(), "pgid": pgid, "command": spec.command,
     }));
     if log.file.is_some() {
         eprintln!("agentctl: recording run cli:{id} ({})", log.path.display());
     }
-    install_forwarding();
-    let mut child = match Command::new(&spec.command[0])
-        .args(&spec.command[1..])
-        .stdin(Stdio::inherit())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
             // Like a shell: 127 for a command that is not there, 126 for one that cannot run.
@@ -382,6 +422,7 @@ pub fn run(spec: &RunSpec, runs_dir: &Path) -> i32 {
             return code;
         }
     };
+    CHILD_GROUP.store(grouped, Ordering::SeqCst);
     CHILD.store(child.id() as i32, Ordering::SeqCst);
     tee::pump(child.stdout.take(), child.stderr.take(), &log);
     let status = child.wait();
@@ -395,7 +436,9 @@ pub fn run(spec: &RunSpec, runs_dir: &Path) -> i32 {
         Ok(s) => {
             use std::os::unix::process::ExitStatusExt;
             let code = s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0));
-            let end = if stopped != 0 {
+            let end = if FROM_AGENTD.load(Ordering::SeqCst) {
+                json!({"status": "canceled", "exit_code": code, "error": agentd_wire::stop::DETAIL})
+            } else if stopped != 0 {
                 json!({"status": "canceled", "exit_code": code, "error": format!("stopped by signal {stopped}")})
             } else if let Some(sig) = s.signal() {
                 json!({"status": "failed", "exit_code": code, "error": format!("killed by signal {sig}")})

@@ -6,6 +6,7 @@
 //! - [`store`]: the redb database, its indexes and queries, and the one writer thread.
 //! - [`summary`]: the in-memory counts behind `/v1/summary` and the shell prompt.
 //! - [`ingest`]: sources (run logs now) that turn files into item updates for the writer.
+//! - [`control`]: acting on agents: stopping runs, cloud runs and conversations.
 //! - [`api`]: the HTTP API, the only module that knows HTTP.
 //! - [`listen`]: the Unix socket and TCP listeners and their accept loops.
 //! - [`instance`]: the single-instance lock and the TCP token.
@@ -18,6 +19,7 @@
 pub mod api;
 pub mod cloud;
 pub mod config;
+pub mod control;
 pub mod desktop;
 pub mod fsread;
 pub mod ingest;
@@ -183,8 +185,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         tokio::spawn(desktop::run(cfg, published.changes.subscribe()));
     }
 
+    let claude_sessions = config
+        .claude_roots
+        .iter()
+        .flat_map(|r| <ingest::formats::ClaudeCode as ingest::stores::Format>::watch_dirs(r))
+        .filter(|d| d.ends_with("sessions"))
+        .collect();
+    let control = control::Control::new(
+        store.clone(),
+        cloud.as_ref().map(|(h, _)| h.clone()),
+        claude_sessions,
+    );
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let state = api::AppState {
+        control,
         store: store.clone(),
         published,
         writer: writer.clone(),

@@ -53,9 +53,61 @@ impl Liveness {
     }
 }
 
+/// One process, as `/proc` describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proc {
+    pub pid: u32,
+    pub ppid: u32,
+    /// Its process group.
+    pub pgrp: u32,
+    /// Its (effective) owner.
+    pub uid: u32,
+    /// When it started, epoch ms.
+    pub started_ms: i64,
+}
+
+impl Liveness {
+    /// Process `pid`, if it exists and is not a zombie (Linux; `None` elsewhere).
+    pub fn process(&self, pid: u32) -> Option<Proc> {
+        let (boot_ms, ticks) = self.clock?;
+        let stat = proc_stat(pid)?;
+        if stat.zombie {
+            return None;
+        }
+        use std::os::unix::fs::MetadataExt;
+        let uid = std::fs::metadata(format!("/proc/{pid}")).ok()?.uid();
+        Some(Proc {
+            pid,
+            ppid: stat.ppid,
+            pgrp: stat.pgrp,
+            uid,
+            started_ms: boot_ms + stat.start_ticks * 1000 / ticks.max(1),
+        })
+    }
+
+    /// Every live process (one read of `/proc/<pid>/stat` each).
+    pub fn processes(&self) -> Vec<Proc> {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        dir.flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter_map(|pid| self.process(pid))
+            .collect()
+    }
+
+    /// Whether `p` may be the writer of a run that started at `run_started` (see
+    /// [`Liveness::is_running`]).
+    pub fn could_have_written(p: &Proc, run_started: Millis) -> bool {
+        p.started_ms <= run_started.0 + START_SLACK_MS
+    }
+}
+
 /// The fields of `/proc/<pid>/stat` that matter here.
 struct Stat {
     zombie: bool,
+    ppid: u32,
+    pgrp: u32,
     /// Start time after boot, in clock ticks.
     start_ticks: i64,
 }
@@ -66,11 +118,13 @@ fn proc_stat(pid: u32) -> Option<Stat> {
     // start after the last ')'.
     let rest = &text[text.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    // rest[0] is field 3 (state); field 22 (starttime) is rest[19].
+    // rest[0] is field 3 (state), then ppid and pgrp; field 22 (starttime) is rest[19].
     let state = *fields.first()?;
     let start_ticks = fields.get(19)?.parse().ok()?;
     Some(Stat {
         zombie: state == "Z" || state == "X",
+        ppid: fields.get(1)?.parse().ok()?,
+        pgrp: fields.get(2)?.parse().ok()?,
         start_ticks,
     })
 }

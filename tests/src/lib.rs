@@ -427,6 +427,20 @@ impl Daemon {
         }
     }
 
+    /// The real `agentctl` with a clean environment pointing at this daemon (no arguments yet;
+    /// stdin is /dev/null).
+    pub fn agentctl_command(&self) -> Command {
+        let mut c = Command::new(bin("agentctl"));
+        c.env_clear()
+            .env("HOME", &self.home)
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AGENTD_SOCKET", &self.socket)
+            .env("AGENTD_STATE_DIR", &self.state)
+            .env("TZ", "UTC")
+            .stdin(Stdio::null());
+        c
+    }
+
     /// Runs the real `agentctl` against this daemon.
     pub fn agentctl(&self, args: &[&str]) -> Output {
         agentctl_with(&self.socket, &self.home, &self.state, args)

@@ -1,6 +1,8 @@
 //! A fake of Warp's Oz Agent API for black-box tests: a real HTTP server on loopback speaking
 //! the documented routes (`GET /agent/runs` with `updated_after`, `sort_order`, `limit` and
-//! cursors; `GET /agent/runs/{id}/conversation`), with faults to inject.
+//! cursors; `GET /agent/runs/{id}/conversation`; `POST /agent/runs/{id}/cancel` with its
+//! documented answers: 400 for a finished run, 409 while `PENDING`, 422 for local and GitHub
+//! Actions runs), with faults to inject.
 
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
@@ -30,6 +32,8 @@ pub struct OzState {
     pub runs: Vec<Value>,
     pub faults: VecDeque<Fault>,
     pub conversations: HashMap<String, Value>,
+    /// Statuses the next cancel requests get instead of their answer.
+    pub cancel_faults: VecDeque<u16>,
     /// Every request line received (`GET /agent/runs?…`).
     pub requests: Vec<String>,
 }
@@ -111,8 +115,9 @@ fn serve(conn: TcpStream, shared: &Mutex<OzState>) {
                 auth = v.trim().to_owned();
             }
         }
+        let method = line.split_whitespace().next().unwrap_or("GET").to_owned();
         let target = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
-        let (status, body, extra, fault) = answer(&target, &auth, shared);
+        let (status, body, extra, fault) = answer(&method, &target, &auth, shared);
         match fault {
             Some(Fault::Close) => return,
             Some(Fault::Slow(d)) => std::thread::sleep(d),
@@ -133,6 +138,34 @@ fn serve(conn: TcpStream, shared: &Mutex<OzState>) {
             return;
         }
     }
+}
+
+/// `POST /agent/runs/{id}/cancel`, as the API documents it.
+fn cancel(st: &mut OzState, id: &str) -> (u16, Value, String, Option<Fault>) {
+    if let Some(code) = st.cancel_faults.pop_front() {
+        return (code, json!({"error": "fault"}), String::new(), None);
+    }
+    let Some(run) = st.runs.iter_mut().find(|r| r["run_id"] == id) else {
+        return (404, json!({"error": "run not found"}), String::new(), None);
+    };
+    let state = run["state"].as_str().unwrap_or("").to_owned();
+    let source = run["source"].as_str().unwrap_or("").to_owned();
+    let (code, body) = match state.as_str() {
+        "SUCCEEDED" | "FAILED" | "ERROR" | "CANCELLED" => {
+            (400, json!({"error": format!("run is already {state}")}))
+        }
+        "PENDING" => (409, json!({"error": "run is pending; try again"})),
+        _ if source == "GITHUB_ACTION" || source == "LOCAL" => (
+            422,
+            json!({"error": "Self-hosted, local, and GitHub Action runs cannot be cancelled"}),
+        ),
+        _ => {
+            run["state"] = json!("CANCELLED");
+            run["updated_at"] = json!(crate::format_ms(crate::now_ms()));
+            (200, json!({"run_id": id, "state": "CANCELLED"}))
+        }
+    };
+    (code, body, String::new(), None)
 }
 
 fn query(target: &str) -> HashMap<String, String> {
@@ -173,16 +206,31 @@ fn decode(s: &str) -> String {
 }
 
 fn answer(
+    method: &str,
     target: &str,
     auth: &str,
     shared: &Mutex<OzState>,
 ) -> (u16, Value, String, Option<Fault>) {
     let mut st = shared.lock().unwrap();
-    st.requests.push(format!("GET {target}"));
+    st.requests.push(format!("{method} {target}"));
     if auth != format!("Bearer {}", st.key) {
         return (401, json!({"error": "unauthorized"}), String::new(), None);
     }
     let path = target.split('?').next().unwrap_or("");
+    if let Some(id) = path
+        .strip_prefix("/agent/runs/")
+        .and_then(|r| r.strip_suffix("/cancel"))
+    {
+        if method != "POST" {
+            return (
+                405,
+                json!({"error": "method not allowed"}),
+                String::new(),
+                None,
+            );
+        }
+        return cancel(&mut st, id);
+    }
     if let Some(id) = path
         .strip_prefix("/agent/runs/")
         .and_then(|r| r.strip_suffix("/conversation"))

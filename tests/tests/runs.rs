@@ -1,21 +1,14 @@
 //! `agentctl run` with real processes: recorded runs that succeed, fail, are canceled, lose
 //! their wrapper, start with the daemon down, or cannot start at all.
 
-use agentd_tests::{Daemon, bin, ids};
+use agentd_tests::{Daemon, ids};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 /// `agentctl run …` as the test's daemon's user would type it.
 fn run_cmd(d: &Daemon, args: &[&str]) -> Command {
-    let mut c = Command::new(bin("agentctl"));
-    c.arg("run")
-        .args(args)
-        .env_clear()
-        .env("HOME", &d.home)
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AGENTD_SOCKET", &d.socket)
-        .env("AGENTD_STATE_DIR", &d.state)
-        .stdin(Stdio::null());
+    let mut c = d.agentctl_command();
+    c.arg("run").args(args);
     c
 }
 

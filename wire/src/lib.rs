@@ -10,6 +10,21 @@ use std::fmt;
 use std::str::FromStr;
 
 pub mod paths;
+
+/// How agentd asks a run's writer to stop (`POST /v1/agents/{id}/cancel` on a CLI run).
+///
+/// agentd signals the run log's `pid` with `sigqueue(2)`, and the queued value tells a writer
+/// that understands it (`agentctl run`) that the signal comes from agentd, so that it records
+/// the run as `canceled` with [`stop::DETAIL`]. A writer that does not understand it just gets
+/// the signal.
+pub mod stop {
+    /// Pass the signal on to the command (its process group was not signalled).
+    pub const FORWARD: usize = 0x6167_6401;
+    /// Only note it: agentd has signalled the command's process group (`pgid`) itself.
+    pub const NOTE: usize = 0x6167_6402;
+    /// The end record's `error` for a run stopped this way.
+    pub const DETAIL: &str = "stopped from agentd";
+}
 mod time;
 pub use time::{Millis, format_rfc3339_ms, parse_rfc3339_ms};
 
@@ -259,6 +274,12 @@ pub struct Health {
     /// The last failed database commit, until a commit succeeds (a full disk, say).
     #[serde(default)]
     pub store_error: Option<String>,
+}
+
+/// `POST /v1/agents/{id}/cancel`'s answer: `{"cancel":"requested"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CancelAnswer {
+    pub cancel: String,
 }
 
 /// The body of every error answer.

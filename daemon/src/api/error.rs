@@ -57,6 +57,16 @@ impl ApiError {
         }
     }
 
+    /// `409`: the request cannot be carried out in the agent's state (`already_finished`,
+    /// `not_cancelable`); the message says why and what to do instead.
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::CONFLICT,
+            code,
+            message: message.into(),
+        }
+    }
+
     /// `502`: the cloud API failed (its error says how: a refused key, unavailable, …).
     pub fn upstream(message: impl Into<String>) -> ApiError {
         ApiError {

@@ -45,6 +45,8 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// The cloud source, when an API key is configured.
     pub cloud: Option<Arc<crate::cloud::sync::CloudHandle>>,
+    /// Stops agents (`POST /v1/agents/{id}/cancel`).
+    pub control: crate::control::Control,
     /// Where Claude Code's hook signals go (its store ingestor).
     pub claude_hooks: Option<std::sync::mpsc::SyncSender<crate::ingest::IngestEvent>>,
 }
@@ -57,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/agents", get(list_agents))
         .route("/v1/agents/{id}", get(get_agent))
         .route("/v1/agents/{id}/log", get(log::agent_log))
+        .route("/v1/agents/{id}/cancel", post(cancel_agent))
         .route("/v1/summary", get(summary))
         .route("/v1/events", get(events::events))
         .route("/v1/sync", post(sync))
@@ -104,6 +107,34 @@ async fn catch_panics(req: Request, next: Next) -> Response {
         message: String::from_utf8_lossy(&text).trim().to_owned(),
     }
     .into_response()
+}
+
+/// `POST /v1/agents/{id}/cancel[?force=true]`: `202 {"cancel":"requested"}` once the stop is
+/// under way (see [`crate::control`] for what that means per kind of agent).
+async fn cancel_agent(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    use crate::control::CancelError;
+    let p = Params::parse(q.as_deref(), &["force"])?;
+    let force = p.flag("force")?;
+    match s.control.cancel(&id, force).await {
+        Ok(()) => Ok((
+            axum::http::StatusCode::ACCEPTED,
+            axum::Json(agentd_wire::CancelAnswer {
+                cancel: "requested".into(),
+            }),
+        )
+            .into_response()),
+        Err(CancelError::NotFound(id)) => {
+            Err(ApiError::not_found(format!("no agent with id {id:?}")))
+        }
+        Err(CancelError::AlreadyFinished(m)) => Err(ApiError::conflict("already_finished", m)),
+        Err(CancelError::NotCancelable(m)) => Err(ApiError::conflict("not_cancelable", m)),
+        Err(CancelError::Upstream(m)) => Err(ApiError::upstream(m)),
+        Err(CancelError::Internal(m)) => Err(ApiError::internal(m)),
+    }
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Response {

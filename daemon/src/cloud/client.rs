@@ -1,8 +1,8 @@
-//! A small HTTPS client for the Oz Agent API: one GET with a bearer key, a deadline, a size cap,
-//! and errors sorted by what the sync loop should do about them.
+//! A small HTTPS client for the Oz Agent API: a GET or POST with a bearer key, a deadline, a size
+//! cap, and errors sorted by what the caller should do about them.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -39,7 +39,7 @@ pub enum FetchError {
 /// The client: connections are pooled and reused between polls.
 #[derive(Clone)]
 pub struct CloudClient {
-    http: Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    http: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
     base: String,
 }
 
@@ -65,15 +65,31 @@ impl CloudClient {
 
     /// `GET {base}{path}` with the key; the JSON answer.
     pub async fn get_json(&self, path: &str, key: &str) -> Result<Value, FetchError> {
+        self.send(hyper::Method::GET, path, key).await
+    }
+
+    /// `POST {base}{path}` with the key and no body; the JSON answer (`null` for an empty one).
+    pub async fn post_json(&self, path: &str, key: &str) -> Result<Value, FetchError> {
+        self.send(hyper::Method::POST, path, key).await
+    }
+
+    async fn send(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        key: &str,
+    ) -> Result<Value, FetchError> {
         let uri = format!("{}{path}", self.base);
-        let req = hyper::Request::get(&uri)
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(&uri)
             .header(hyper::header::AUTHORIZATION, format!("Bearer {key}"))
             .header(hyper::header::ACCEPT, "application/json")
             .header(
                 hyper::header::USER_AGENT,
                 concat!("agentd/", env!("CARGO_PKG_VERSION")),
             )
-            .body(Empty::<Bytes>::new())
+            .body(Full::new(Bytes::new()))
             .map_err(|e| FetchError::Refused(0, format!("bad request URL {uri}: {e}")))?;
         let exchange = async {
             let resp = self
@@ -101,6 +117,7 @@ impl CloudClient {
             FetchError::Unavailable(format!("no answer within {REQUEST_TIMEOUT:?}"))
         })??;
         match status {
+            200..=299 if body.iter().all(u8::is_ascii_whitespace) => Ok(Value::Null),
             200..=299 => {
                 serde_json::from_slice(&body).map_err(|e| FetchError::Malformed(e.to_string()))
             }

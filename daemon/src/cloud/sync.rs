@@ -95,6 +95,52 @@ impl CloudHandle {
         Ok(text)
     }
 
+    /// Cancels run `run_id` (Oz `POST /agent/runs/{id}/cancel`), retrying while Oz answers
+    /// 409 (the run is still `PENDING`) for up to `pending_for`, then syncs so that the row
+    /// shows the new state.
+    pub async fn cancel(&self, run_id: &str, pending_for: Duration) -> Result<(), CancelRefused> {
+        let key = self.key.key().map_err(CancelRefused::Upstream)?;
+        let path = format!("/agent/runs/{}/cancel", encode(run_id));
+        let deadline = tokio::time::Instant::now() + pending_for;
+        let mut wait = Duration::from_millis(250);
+        loop {
+            let retry = match self.client.post_json(&path, &key).await {
+                Ok(_) => break,
+                Err(FetchError::Refused(400, body)) => {
+                    return Err(CancelRefused::Finished(format!(
+                        "the cloud run has already finished ({})",
+                        oz_message(&body)
+                    )));
+                }
+                Err(FetchError::Refused(422, body)) => {
+                    return Err(CancelRefused::NotCancelable(format!(
+                        "Oz cannot cancel this run: {}",
+                        oz_message(&body)
+                    )));
+                }
+                Err(FetchError::Refused(409, body)) => {
+                    format!("still pending ({})", oz_message(&body))
+                }
+                Err(FetchError::RateLimited(after)) => {
+                    wait = after.unwrap_or(wait).max(wait);
+                    "rate-limited".to_owned()
+                }
+                Err(e) => return Err(CancelRefused::Upstream(e.to_string())),
+            };
+            if tokio::time::Instant::now() + wait > deadline {
+                return Err(CancelRefused::Upstream(format!(
+                    "the cloud API did not accept the cancel within {pending_for:?}: {retry}"
+                )));
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(5));
+        }
+        if let Err(e) = self.sync_now().await {
+            tracing::warn!("cancel of cloud run {run_id} accepted; the sync after it failed: {e}");
+        }
+        Ok(())
+    }
+
     /// Stops the loop (at shutdown).
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::Relaxed);
@@ -104,6 +150,30 @@ impl CloudHandle {
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Why Oz would not cancel a run.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CancelRefused {
+    /// 400: the run is in a terminal state.
+    #[error("{0}")]
+    Finished(String),
+    /// 422: self-hosted, local and GitHub Actions runs cannot be cancelled through the API.
+    #[error("{0}")]
+    NotCancelable(String),
+    /// Anything else: a refused key, an unavailable API, a run pending for too long.
+    #[error("{0}")]
+    Upstream(String),
+}
+
+/// The message of an Oz error body (`{"error": "…"}` or `{"message": "…"}`), else the text.
+fn oz_message(body: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    ["message", "error", "detail"]
+        .iter()
+        .find_map(|k| v.get(*k).and_then(serde_json::Value::as_str))
+        .map(str::to_owned)
+        .unwrap_or_else(|| body.trim().to_owned())
 }
 
 /// Percent-encodes a query value or path segment.
