@@ -17,6 +17,7 @@ pub mod events;
 pub mod hook;
 pub mod run;
 pub mod service;
+pub mod top;
 pub mod wait;
 
 pub use agentd_wire::{AgentsPage, Health, Item, Source, Status, Summary};

@@ -145,6 +145,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The management view in this terminal: live list, filters, inspect, stop (? for keys).
+    Top {
+        /// Start on the All tab.
+        #[arg(long)]
+        all: bool,
+    },
     /// Run a cloud sync now.
     Sync {
         #[arg(long)]
@@ -594,6 +600,28 @@ fn run(client: &Client, command: Command) -> Result<(), Failure> {
                     code: 124,
                     message: "timed out".into(),
                 }),
+            }
+        }
+        Command::Top { all } => {
+            use std::io::IsTerminal;
+            if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+                return Err(Failure {
+                    code: 2,
+                    message:
+                        "top needs a terminal; use `agentctl ls` or `agentctl wait` in scripts"
+                            .into(),
+                });
+            }
+            match agentctl::top::run(client, all, agentctl::top::Look::from_env())? {
+                agentctl::top::Exit::Quit => Ok(()),
+                agentctl::top::Exit::Resume(cmd) => {
+                    use std::os::unix::process::CommandExt;
+                    let err = std::process::Command::new("sh").arg("-c").arg(&cmd).exec();
+                    Err(Failure {
+                        code: 1,
+                        message: format!("cannot run `{cmd}`: {err}"),
+                    })
+                }
             }
         }
         Command::Open { id, print } => {
