@@ -9,11 +9,18 @@
 //! (Claude Code `--output-format stream-json` or `json`, Codex `exec --json`), its token counts,
 //! model and cost are recorded as `usage` records too, so the run shows what it cost.
 //!
-//! Signals: a SIGINT/SIGTERM/SIGHUP sent to agentctl (by `kill`, a service manager) is passed on
-//! to the command; a Ctrl-C from the terminal already reaches the whole foreground group, so it is
-//! not sent twice (programs such as Claude Code treat a second Ctrl-C as "quit now"). A run
-//! stopped by such a signal is `canceled`. agentctl's own pid is the run's `pid`, so if agentctl
-//! itself is killed the daemon marks the run failed ("exited without an end record").
+//! Signals: a SIGINT/SIGTERM/SIGHUP sent to agentctl (by `kill`, a service manager, agentd's
+//! stop) is passed on to the command; a Ctrl-C from the terminal already reaches the whole
+//! foreground group, so it is not sent twice (programs such as Claude Code treat a second Ctrl-C
+//! as "quit now"). A run stopped by such a signal is `canceled` ("stopped from agentd" when the
+//! signal was queued by agentd with an `agentd_wire::stop` value). agentctl's own pid is the
+//! run's `pid`, so if agentctl itself is killed the daemon marks the run failed ("exited without
+//! an end record").
+//!
+//! Process groups: when stdin is not a terminal (scripts, CI, services) the command leads a
+//! process group of its own, recorded as the start record's `pgid`, and signals go to the whole
+//! group, so that a stop reaches every process the agent started. With a terminal on stdin the
+//! command stays in the shell's job, where it can read the terminal and job control works.
 
 use serde_json::{Value, json};
 use std::fs::File;
