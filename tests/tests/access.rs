@@ -112,6 +112,20 @@ fn tcp_needs_token_and_loopback_host() {
         "{cookie}"
     );
     assert!(r.text().contains("<title>agentd</title>"));
+    // The page may not be framed by another site.
+    assert_eq!(r.header("x-frame-options"), Some("DENY"));
+    assert_eq!(
+        r.header("content-security-policy"),
+        Some("frame-ancestors 'none'")
+    );
+    // Without the token, a browser asking for the page is told how to open it.
+    let signed_out = d.tcp("GET", "/", &[]);
+    assert_eq!(signed_out.status, 401);
+    assert!(
+        signed_out.text().contains("agentctl web"),
+        "{}",
+        signed_out.text()
+    );
     let pair = cookie.split(';').next().unwrap();
     assert_eq!(d.tcp("GET", "/v1/agents", &[("Cookie", pair)]).status, 200);
     assert_eq!(d.tcp("GET", "/?token=wrong", &[]).status, 401);

@@ -16,6 +16,13 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
+/// What `/` shows a browser that has no token: how to open the page.
+const SIGNED_OUT: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>agentd</title>\
+<meta name=\"viewport\" content=\"width=device-width\"></head><body style=\"font:16px system-ui,sans-serif;\
+margin:3rem auto;max-width:34rem;padding:0 1rem\"><h1>agentd</h1><p>This page needs agentd's token. \
+Open it with <code>agentctl web</code> (it passes the token once and the browser keeps it in a \
+cookie), or add <code>?token=…</code> with the token from agentd's state dir.</p></body></html>";
+
 /// The name of the cookie the web page authenticates with.
 pub const COOKIE: &str = "agentd_token";
 
@@ -128,6 +135,17 @@ pub async fn tcp_guard(State(token): State<Arc<str>>, req: Request, next: Next) 
         set_cookie
     };
     if !authorized {
+        if req.uri().path() == "/" && req.method() == axum::http::Method::GET {
+            // A person at the page without the cookie: say how to get in.
+            let mut resp = (
+                axum::http::StatusCode::UNAUTHORIZED,
+                axum::response::Html(SIGNED_OUT),
+            )
+                .into_response();
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return resp;
+        }
         return refuse(ApiError::unauthorized());
     }
     let mut resp = next.run(req).await;

@@ -282,6 +282,17 @@ async fn sync(State(s): State<AppState>) -> Result<Response, ApiError> {
 }
 
 /// The management view: a small page that lists agents and follows `/v1/events`.
-async fn index() -> Html<&'static str> {
-    Html(include_str!("index.html"))
+/// The management page. It may not be framed by another page (clickjacking), and its own
+/// Content-Security-Policy (a meta tag) keeps it to this origin.
+async fn index() -> Response {
+    use axum::http::{HeaderValue, header};
+    let mut resp = Html(include_str!("index.html")).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("frame-ancestors 'none'"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
