@@ -149,9 +149,21 @@ impl Client {
             ));
         }
         head.push_str("\r\n");
-        stream.write_all(head.as_bytes())?;
+        // One write: the daemon may answer (and close) as soon as it has the head, and a body
+        // sent after that would fail with EPIPE although the answer is there to read.
+        let mut request = head.into_bytes();
         if let Some(b) = body {
-            stream.write_all(b)?;
+            request.extend_from_slice(b);
+        }
+        match stream.write_all(&request) {
+            Ok(()) => {}
+            // Answered and closed before reading everything: the answer still counts.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ) => {}
+            Err(e) => return Err(e.into()),
         }
         Ok(BufReader::new(stream))
     }

@@ -281,7 +281,6 @@ async fn sync(State(s): State<AppState>) -> Result<Response, ApiError> {
     Ok(json(&serde_json::json!({ "synced": synced })))
 }
 
-/// The management view: a small page that lists agents and follows `/v1/events`.
 /// The management page. It may not be framed by another page (clickjacking), and its own
 /// Content-Security-Policy (a meta tag) keeps it to this origin.
 async fn index() -> Response {
