@@ -22,6 +22,8 @@ pub enum Event {
     Connected,
     /// The connection is lost; it is being retried.
     Disconnected(String),
+    /// agentd refused the subscription (a 4xx: an older agentd, say): it is not retried.
+    Refused(String),
 }
 
 /// Splits a server-sent events byte stream into `(event, data)` pairs.
@@ -137,6 +139,14 @@ fn follow(client: Client, stop: Arc<AtomicBool>, tab: String, tx: Sender<Event>)
             pause = Duration::from_millis(100);
         }
         let why = match result {
+            Err(ClientError::Api {
+                status: 400..=499,
+                message,
+                ..
+            }) => {
+                let _ = tx.send(Event::Refused(message));
+                return;
+            }
             Err(ClientError::Unreachable { .. }) => "agentd is not running".to_owned(),
             Err(e) => e.to_string(),
             Ok(()) => "agentd closed the connection".to_owned(),

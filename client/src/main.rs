@@ -571,6 +571,9 @@ fn run(client: &Client, command: Command) -> Result<(), Failure> {
             for id in &ids {
                 resolved.push(client.resolve(id)?.id);
             }
+            // Two prefixes of one agent are one agent (or `--all` could never be met).
+            resolved.sort();
+            resolved.dedup();
             let spec = agentctl::wait::WaitSpec {
                 ids: resolved,
                 filters: agentctl::wait::Filters {

@@ -17,10 +17,11 @@
 //! run's `pid`, so if agentctl itself is killed the daemon marks the run failed ("exited without
 //! an end record").
 //!
-//! Process groups: when stdin is not a terminal (scripts, CI, services) the command leads a
-//! process group of its own, recorded as the start record's `pgid`, and signals go to the whole
-//! group, so that a stop reaches every process the agent started. With a terminal on stdin the
-//! command stays in the shell's job, where it can read the terminal and job control works.
+//! Process groups: without a controlling terminal (scripts under cron or CI, services) the
+//! command leads a process group of its own, recorded as the start record's `pgid`, and signals
+//! go to the whole group, so that a stop reaches every process the agent started. With a
+//! terminal the command stays in the shell's job, where it can use the terminal and job control
+//! works; a stop then reaches the command itself, and a forced one its descendants.
 
 use serde_json::{Value, json};
 use std::fs::File;
@@ -80,12 +81,23 @@ extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc
 }
 
 /// Whether the command gets a process group of its own, so that stopping the run (from agentd,
-/// or a signal to agentctl) reaches every process it started. Only when stdin is not a terminal:
-/// a program reading the terminal must stay in the terminal's foreground group (the shell's
-/// job), where Ctrl-C and job control reach it as usual.
+/// or a signal to agentctl) reaches every process it started. Only without a controlling
+/// terminal (scripts under cron or CI, services): with one, the command must stay in the
+/// terminal's foreground group (the shell's job), where it may read or configure the terminal
+/// (a password prompt, even with stdin redirected) and where Ctrl-C and job control reach it.
 fn own_group() -> bool {
-    // SAFETY: isatty has no preconditions.
-    unsafe { libc::isatty(libc::STDIN_FILENO) != 1 }
+    // SAFETY: open/close on a constant path; O_NOCTTY so that opening never acquires one.
+    unsafe {
+        let fd = libc::open(
+            c"/dev/tty".as_ptr(),
+            libc::O_RDONLY | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        if fd >= 0 {
+            libc::close(fd);
+            return false;
+        }
+    }
+    true
 }
 
 fn install_forwarding() {

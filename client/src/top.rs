@@ -45,6 +45,12 @@ enum Msg {
     Sse(Event),
     /// Log text for inspect pane number `.0` (older panes' text is dropped).
     Log(u64, String),
+    /// A one-line message (the outcome of a stop, which runs on a thread of its own).
+    Note(String),
+    /// SIGTERM, SIGHUP or SIGINT: leave, restoring the terminal.
+    Signal,
+    /// A helper thread failed: leave, restoring the terminal, and say why.
+    Crashed(String),
 }
 
 /// How `top` ended.
@@ -405,6 +411,9 @@ impl App {
                 }
             }
             Event::Disconnected(why) => self.offline = Some(why),
+            Event::Refused(why) => {
+                self.offline = Some(format!("agentd refused live updates: {why}"));
+            }
         }
     }
 
@@ -440,7 +449,7 @@ impl App {
             self.generation,
             stop.clone(),
         );
-        std::thread::spawn(move || {
+        spawn_guarded(self.tx.clone(), move || {
             let r = client.stream(&path, &mut |bytes| {
                 let text = String::from_utf8_lossy(bytes).into_owned();
                 tx.send(Msg::Log(generation, text)).is_ok() && !flag.load(Ordering::Relaxed)
@@ -480,7 +489,8 @@ impl App {
         }
     }
 
-    /// Stops `id` (after the y/n).
+    /// Stops `id` (after the y/n), on a thread: a cloud cancel may take seconds, and the screen
+    /// must not freeze meanwhile.
     fn stop(&mut self, id: &str) {
         // The confirmation is the confirmation a conversation's interrupt asks for.
         let force = !id.starts_with("cli:") && !id.starts_with("cloud:");
@@ -489,13 +499,18 @@ impl App {
             encode_segment(id),
             if force { "?force=true" } else { "" }
         );
-        self.message = Some(match self.client.request("POST", &path, None) {
-            Ok(r) if r.status < 300 => format!("stop requested for {}", display::short_id(id)),
-            Ok(r) => match self.client.json::<serde_json::Value>(r) {
+        self.message = Some(format!("stopping {}…", display::short_id(id)));
+        let (client, tx, short) = (self.client.clone(), self.tx.clone(), display::short_id(id));
+        spawn_guarded(self.tx.clone(), move || {
+            let note = match client.request("POST", &path, None) {
+                Ok(r) if r.status < 300 => format!("stop requested for {short}"),
+                Ok(r) => match client.json::<serde_json::Value>(r) {
+                    Err(e) => format!("not stopped: {e}"),
+                    Ok(_) => "not stopped".into(),
+                },
                 Err(e) => format!("not stopped: {e}"),
-                Ok(_) => "not stopped".into(),
-            },
-            Err(e) => format!("not stopped: {e}"),
+            };
+            let _ = tx.send(Msg::Note(note));
         });
     }
 
@@ -1180,6 +1195,55 @@ any key closes this";
     );
 }
 
+/// Runs `body` on a thread; a panic there ends `top` cleanly (through [`Msg::Crashed`]) rather
+/// than leaving it drawing over a restored terminal.
+fn spawn_guarded(tx: Sender<Msg>, body: impl FnOnce() + Send + 'static) {
+    std::thread::spawn(move || {
+        if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            let _ = tx.send(Msg::Crashed(why));
+        }
+    });
+}
+
+/// Blocks SIGTERM, SIGHUP and SIGINT in every thread started after it (so that they are not
+/// fatal with the terminal in raw mode) and turns each into [`Msg::Signal`] on a thread that
+/// waits for them.
+fn route_signals(tx: Sender<Msg>) {
+    // SAFETY: plain sigset manipulation and pthread_sigmask/sigwait on our own threads.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGINT] {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        std::thread::spawn(move || {
+            let mut sig = 0;
+            if libc::sigwait(&set, &mut sig) == 0 {
+                let _ = tx.send(Msg::Signal);
+            }
+        });
+    }
+}
+
+/// Undoes [`route_signals`]'s blocking on this thread.
+fn unblock_signals() {
+    // SAFETY: as in `route_signals`.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGINT] {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
+}
+
 /// Reads terminal events on a thread of its own (crossterm's `read` blocks).
 fn read_terminal(tx: Sender<Msg>) {
     loop {
@@ -1199,12 +1263,19 @@ fn read_terminal(tx: Sender<Msg>) {
 /// reachable at the start.
 pub fn run(client: &Client, all: bool, look: Look) -> Result<Exit, ClientError> {
     let (tx, rx) = std::sync::mpsc::channel();
+    // Before any other thread starts, so that all of them inherit the blocked signals.
+    route_signals(tx.clone());
     let mut app = App::new(client.clone(), look, all, tx.clone());
-    app.reload()?;
+    if let Err(e) = app.reload() {
+        unblock_signals();
+        return Err(e);
+    }
     let mut terminal = ratatui::try_init().map_err(ClientError::Io)?;
     let result = event_loop(&mut terminal, &mut app, tx, rx);
     app.close_inspect();
     ratatui::restore();
+    // A resume command exec'd next must get Ctrl-C and the other signals again.
+    unblock_signals();
     result
 }
 
@@ -1217,20 +1288,21 @@ fn event_loop(
     let (sse_tx, sse_rx) = std::sync::mpsc::channel::<Event>();
     let _sub = Subscription::start(app.client.clone(), "all", sse_tx);
     {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
+        let tx2 = tx.clone();
+        spawn_guarded(tx.clone(), move || {
             for ev in sse_rx {
-                if tx.send(Msg::Sse(ev)).is_err() {
+                if tx2.send(Msg::Sse(ev)).is_err() {
                     return;
                 }
             }
         });
     }
-    std::thread::spawn(move || read_terminal(tx));
+    let tx2 = tx.clone();
+    spawn_guarded(tx, move || read_terminal(tx2));
     let mut next_tick = Instant::now() + TICK;
     loop {
         terminal.draw(|f| draw(f, app)).map_err(ClientError::Io)?;
-        let wait = if app.needs_tick() || app.inspect.is_some() {
+        let wait = if app.needs_tick() {
             next_tick.saturating_duration_since(Instant::now())
         } else {
             Duration::from_secs(3600)
@@ -1255,6 +1327,11 @@ fn event_loop(
                 Msg::Resize => {}
                 Msg::Sse(ev) => app.on_event(ev),
                 Msg::Log(g, text) => app.on_log(g, text),
+                Msg::Note(text) => app.message = Some(text),
+                Msg::Signal => return Ok(Exit::Quit),
+                Msg::Crashed(why) => {
+                    return Err(ClientError::Protocol(format!("top failed: {why}")));
+                }
             }
             pending = rx.try_recv().ok();
         }

@@ -4,10 +4,11 @@
 //! current state: a condition that already holds at start returns at once. When agentd goes
 //! away it reconnects and checks again, until the timeout.
 //!
-//! What is waited for: the given ids, or else every agent matching the filters (`--source`,
-//! `--harness`, `--status`; an agent that matched once stays followed when its status moves
-//! on), or else every agent. `--any` (the default) returns when one of them meets the
-//! condition, `--all` when all of them do.
+//! What is waited for: the given ids, or else the agents matching the filters (`--source`,
+//! `--harness`, `--status`) that are active when the wait starts or appear (or become active)
+//! while it runs — the history of finished agents is not waited for; an agent that matched once
+//! stays followed when its status moves on. No ids and no filters: every such agent. `--any`
+//! (the default) returns when one of them meets the condition, `--all` when all of them do.
 
 use crate::events::{Event, Subscription};
 use crate::{Client, ClientError, query};
@@ -87,10 +88,12 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    /// Takes an item in: a followed one is updated, a new one is followed if it is wanted.
+    /// Takes an item in: a followed one is updated; a new one is followed if it is wanted (by
+    /// id; or, by the filters, if it is active: finished history is not waited for).
     pub fn observe(&mut self, spec: &WaitSpec, item: Item) {
         let wanted = if spec.ids.is_empty() {
-            self.followed.contains_key(&item.id) || spec.filters.matches(&item)
+            self.followed.contains_key(&item.id)
+                || (spec.filters.matches(&item) && item.status.is_active())
         } else {
             spec.ids.contains(&item.id)
         };
@@ -193,6 +196,11 @@ pub fn wait(client: &Client, spec: &WaitSpec) -> Result<Outcome, ClientError> {
                     continue;
                 }
             }
+            Event::Refused(why) => {
+                return Err(ClientError::Protocol(format!(
+                    "agentd refused the event stream: {why}"
+                )));
+            }
             Event::Summary(_) | Event::Disconnected(_) => continue,
         }
         if let Some(met) = tracker.verdict(spec) {
@@ -287,6 +295,18 @@ mod tests {
         check(&s, &feed, Some(3));
         s.filters.source = Some("slack".into());
         check(&s, &feed, None);
+        // Finished history is not waited for: only agents that are (or become) active.
+        let s = spec(&[], Until::Finished, false);
+        check(&s, &[item("cli:old", Success, Cli)], None);
+        check(
+            &s,
+            &[
+                item("cli:old", Success, Cli),
+                item("cli:new", Working, Cli),
+                item("cli:new", Failed, Cli),
+            ],
+            Some(2),
+        );
     }
 
     #[test]

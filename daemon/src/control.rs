@@ -3,7 +3,7 @@
 //! | kind | how it is stopped | refused when |
 //! |---|---|---|
 //! | CLI run (`cli:`) | the run log's `pid` is asked with SIGINT (queued with [`stop::FORWARD`], or [`stop::NOTE`] when its `pgid` is signalled too), SIGTERM after 5 s, then SIGKILL to the group (or the pid's descendants) and the pid 10 s later; `force` goes straight to SIGKILL | the run has ended; it names no pid; the pid is not running, is not its writer (it started after the run: a reused pid), or belongs to another user |
-//! | cloud run (`cloud:`) | Oz's `POST /agent/runs/{id}/cancel` (409 while `PENDING`: retried for up to 30 s), then a sync | the run has ended (Oz 400); Oz cannot cancel it (422: self-hosted, local and GitHub Actions runs) |
+//! | cloud run (`cloud:`) | Oz's `POST /agent/runs/{id}/cancel` (409 while `PENDING`: retried, within 20 s in all), then a sync | the run has ended (Oz 400); Oz cannot cancel it (422: self-hosted, local and GitHub Actions runs) |
 //! | Claude Code conversation | SIGINT to the process in its live session registry (pid and start time checked), which interrupts the current turn; only with `force` (a confirmation), since it interrupts an interactive program | not confirmed; no live process is known |
 //! | other conversations | — | always: their process is not known to agentd; the answer names the resume command |
 //!
@@ -30,8 +30,9 @@ const WRITER_GRACE: Duration = Duration::from_secs(1);
 /// How much earlier than its run's start a process of the run's group may have started (the
 /// writer logs `start` just after spawning): older ones belong to a group that was reused.
 const START_SLACK_MS: i64 = 10_000;
-/// How long a cloud cancel is retried while Oz says the run is still `PENDING`.
-const PENDING_RETRY_FOR: Duration = Duration::from_secs(30);
+/// How long a cloud cancel may take, retries while Oz says the run is still `PENDING` included:
+/// below the 30 s a client waits for an answer.
+const CLOUD_CANCEL_BUDGET: Duration = Duration::from_secs(20);
 
 /// Why an agent could not be stopped.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +70,9 @@ struct Writer {
     pid: u32,
     pgid: Option<u32>,
     started: Millis,
+    /// When the stop was asked for: a process that started after it is not the run's (its
+    /// pid or group number was reused).
+    asked: Millis,
 }
 
 impl Control {
@@ -140,8 +144,8 @@ impl Control {
             )));
         };
         let run_id = item.id.strip_prefix("cloud:").unwrap_or(&item.id);
-        cloud
-            .cancel(run_id, PENDING_RETRY_FOR)
+        let accepted = cloud
+            .cancel(run_id, CLOUD_CANCEL_BUDGET)
             .await
             .map_err(|e| match e {
                 crate::cloud::sync::CancelRefused::Finished(m) => CancelError::AlreadyFinished(m),
@@ -149,7 +153,18 @@ impl Control {
                     CancelError::NotCancelable(m)
                 }
                 crate::cloud::sync::CancelRefused::Upstream(m) => CancelError::Upstream(m),
-            })
+            });
+        if accepted.is_ok() {
+            // The row turns canceled with the next sync: ask for it now, without waiting.
+            let cloud = cloud.clone();
+            let id = item.id.clone();
+            tokio::spawn(async move {
+                if let Err(e) = cloud.sync_now().await {
+                    tracing::warn!("{id} was canceled; the sync after it failed: {e}");
+                }
+            });
+        }
+        accepted
     }
 
     async fn cancel_claude(&self, item: &Item, force: bool) -> Result<(), CancelError> {
@@ -228,6 +243,7 @@ fn read_writer(path: &Path) -> Result<Writer, CancelError> {
         pid,
         pgid: id("pgid"),
         started,
+        asked: Millis::now(),
     })
 }
 
@@ -255,7 +271,9 @@ fn check_writer(procs: &Liveness, w: &Writer) -> Result<Proc, CancelError> {
     Ok(p)
 }
 
-/// The live processes of the run's group (`pgid`), this user's, excluding the writer itself.
+/// The live processes of the run's group (`pgid`) that can be the run's: this user's, started
+/// no earlier than the run (less slack) and no later than the stop request (a group number,
+/// like a pid, can be reused once its processes are gone). The writer itself is not included.
 fn group_members(procs: &Liveness, w: &Writer, me: u32) -> Vec<Proc> {
     let Some(pgid) = w.pgid else {
         return Vec::new();
@@ -263,17 +281,29 @@ fn group_members(procs: &Liveness, w: &Writer, me: u32) -> Vec<Proc> {
     procs
         .processes()
         .into_iter()
-        .filter(|p| p.pgrp == pgid && p.uid == me && p.pid != w.pid)
+        .filter(|p| {
+            p.pgrp == pgid
+                && p.uid == me
+                && p.pid != w.pid
+                && p.started_ms + START_SLACK_MS >= w.started.0
+                && p.started_ms <= w.asked.0
+        })
         .collect()
 }
 
-/// The writer's descendants, this user's.
-fn descendants(procs: &Liveness, pid: u32, me: u32) -> Vec<Proc> {
+/// The writer's descendants that can be the run's (this user's, started after the run began
+/// and before the stop was asked for).
+fn descendants(procs: &Liveness, w: &Writer, me: u32) -> Vec<Proc> {
     let all = procs.processes();
     let mut found: Vec<Proc> = Vec::new();
-    let mut frontier = vec![pid];
+    let mut frontier = vec![w.pid];
     while let Some(parent) = frontier.pop() {
-        for p in all.iter().filter(|p| p.ppid == parent && p.uid == me) {
+        for p in all.iter().filter(|p| {
+            p.ppid == parent
+                && p.uid == me
+                && p.started_ms + START_SLACK_MS >= w.started.0
+                && p.started_ms <= w.asked.0
+        }) {
             if !found.iter().any(|f| f.pid == p.pid) {
                 found.push(*p);
                 frontier.push(p.pid);
@@ -306,40 +336,44 @@ fn queue(pid: u32, sig: i32, value: usize) {
     }
 }
 
-/// SIGINT or SIGTERM: to the group when the run names one with live members (the writer is
-/// told, not asked to pass it on), else to the writer, which passes it on.
+/// SIGINT or SIGTERM. When the run's group has live members, each of them gets it and the
+/// writer (if it is still the run's) is only told, first, so that it records a cancel; else the
+/// writer gets it, to pass on to its command.
 fn signal_run(procs: &Liveness, w: &Writer, sig: i32, me: u32) {
+    let writer_ok = check_writer(procs, w).is_ok();
     let group = group_members(procs, w, me);
-    match w.pgid {
-        Some(pgid) if !group.is_empty() => {
-            send(-(pgid as i32), sig);
-            if procs.process(w.pid).is_some_and(|p| p.pgrp != pgid) {
-                queue(w.pid, sig, stop::NOTE);
-            }
+    if group.is_empty() {
+        if writer_ok {
+            queue(w.pid, sig, stop::FORWARD);
         }
-        _ => queue(w.pid, sig, stop::FORWARD),
+        return;
+    }
+    if writer_ok && procs.process(w.pid).is_some_and(|p| Some(p.pgrp) != w.pgid) {
+        queue(w.pid, sig, stop::NOTE);
+    }
+    for p in group {
+        send(p.pid as i32, sig);
     }
 }
 
-/// SIGKILL to what the run started (its group, else the writer's descendants), then, if it is
-/// still there a moment later, to the writer itself.
+/// SIGKILL to what the run started (its group, else the writer's descendants), then, if the
+/// writer is still there (and still the run's) a moment later, to the writer itself.
 fn kill_run(procs: &Liveness, w: &Writer, me: u32) {
     // Tell a supervising writer first, so that it records the stop as a cancel.
-    queue(w.pid, libc::SIGINT, stop::NOTE);
-    let group = group_members(procs, w, me);
-    match w.pgid {
-        Some(pgid) if !group.is_empty() => send(-(pgid as i32), libc::SIGKILL),
-        _ => {
-            for p in descendants(procs, w.pid, me) {
-                send(p.pid as i32, libc::SIGKILL);
-            }
-        }
+    if check_writer(procs, w).is_ok() {
+        queue(w.pid, libc::SIGINT, stop::NOTE);
+    }
+    let targets = match group_members(procs, w, me) {
+        g if !g.is_empty() => g,
+        _ => descendants(procs, w, me),
+    };
+    for p in targets {
+        send(p.pid as i32, libc::SIGKILL);
     }
     let w = *w;
     std::thread::spawn(move || {
         std::thread::sleep(WRITER_GRACE);
-        let procs = Liveness::new();
-        if check_writer(&procs, &w).is_ok() {
+        if check_writer(&Liveness::new(), &w).is_ok() {
             send(w.pid as i32, libc::SIGKILL);
         }
     });
@@ -358,9 +392,7 @@ async fn escalate(store: Store, id: String, w: Writer) {
             .flatten()
             .is_some_and(|i| i.status.is_active())
             && check_writer(&procs, &w).is_ok())
-            || group_members(&procs, &w, me)
-                .iter()
-                .any(|p| p.started_ms + START_SLACK_MS >= w.started.0)
+            || !group_members(&procs, &w, me).is_empty()
     };
     tokio::time::sleep(TERM_AFTER).await;
     if !still_running(&store) {
@@ -422,6 +454,7 @@ mod tests {
             pid,
             pgid: None,
             started,
+            asked: Millis::now(),
         };
         assert!(check_writer(&procs, &writer(Millis::now())).is_ok());
         // The run started two minutes before this process: the pid was reused.

@@ -55,6 +55,11 @@ pub fn local_day(ms: Millis, tz: &TimeZone) -> String {
         Ok(ts) => ts.to_zoned_datetime(tz.clone()).date().to_string(),
         Err(_) if (0..=LATEST_MS).contains(&ms.0) => {
             let (y, m, d) = civil_from_days((ms.0 + far_offset_ms(tz)).div_euclid(DAY_MS));
+            // East of UTC the last hours fall on a local 10000-01-01, a day no date can name:
+            // they count on the last one, as `date_bounds("9999-12-31")` has them.
+            if y > 9999 {
+                return "9999-12-31".to_owned();
+            }
             format!("{y:04}-{m:02}-{d:02}")
         }
         Err(_) => "0000-00-00".to_owned(),
@@ -246,6 +251,10 @@ mod tests {
         assert_eq!(local_day(Millis(s), &tz), "9999-12-31");
         assert_eq!(local_day(Millis(s - 1), &tz), "9999-12-30");
         assert_eq!(date_bounds("9999-12-30", &tz).unwrap().1, s);
+        let east = TimeZone::fixed(jiff::tz::offset(5));
+        assert_eq!(local_day(Millis(LATEST_MS), &east), "9999-12-31");
+        let (s, e) = date_bounds("9999-12-31", &east).unwrap();
+        assert!((s..e).contains(&LATEST_MS));
         for days in [-1, 0, 59, 60, 11_016, 2_932_896] {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, m, d), days);

@@ -9,16 +9,24 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-/// Starts `agentctl run -- CMD…` against `d` and returns it with its run's id, once working.
+/// Starts `agentctl run -- CMD…` against `d`, without a controlling terminal (as under cron or
+/// CI, so that the command gets a process group of its own), and returns it with its run's id,
+/// once working.
 fn start_run(d: &Daemon, title: &str, cmd: &[&str]) -> (Child, String) {
-    let child = d
-        .agentctl_command()
+    let mut command = d.agentctl_command();
+    command
         .args(["run", "--title", title, "--"])
         .args(cmd)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::null());
+    // SAFETY: setsid in the child before exec; async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let child = command.spawn().unwrap();
     let page = d.wait_for(&format!("/v1/agents?tab=all&q={title}"), "the run", |p| {
         p["items"][0]["status"] == "working"
     });

@@ -198,6 +198,41 @@ fn regression_sub_agent_tokens_survive_a_restart_whatever_order_the_scan_reads_t
 }
 
 #[test]
+fn regression_a_sub_agent_file_read_before_its_main_file_still_counts_after_a_restart() {
+    let mut d = Daemon::start("exact-subagent-first");
+    let project = d.home.join(".claude/projects/-src-app");
+    // The (older layout) sub-agent file sorts first, the main file last, and more than one
+    // scan batch of other conversations lies between them.
+    let main_id = "ffffffff-0000-4000-8000-000000000000";
+    append(
+        &project.join(format!("{main_id}.jsonl")),
+        &claude_line(main_id, "m1", 0, "done"),
+    );
+    let sub = project.join("agent-aa.jsonl");
+    append(&sub, &sub_agent_line(main_id, "s1", 1000));
+    for i in 0..FILLERS {
+        let s = format!(
+            "{:08x}-0000-4000-8000-000000000000",
+            0xb000_0000u32 + i as u32
+        );
+        append(
+            &project.join(format!("{s}.jsonl")),
+            &claude_line(&s, &format!("f{i}"), 1, "ok"),
+        );
+    }
+    let id = format!("claude-code:{main_id}");
+    d.wait_item(&id, |v| v["usage"]["input_tokens"] == 1100);
+    assert_eq!(d.stop().code(), Some(0));
+    // Only the sub-agent file changes while agentd is down.
+    append(&sub, &sub_agent_line(main_id, "s2", 500));
+    d.spawn();
+    scanned(&d);
+    let v = d.get(&format!("/v1/agents/{id}"));
+    assert_eq!(v["usage"]["input_tokens"], 1600, "{v}");
+    assert_eq!(health_errors(&d).0, 0);
+}
+
+#[test]
 fn regression_scan_done_means_the_scanned_items_are_listed() {
     let mut d = Daemon::prepare("exact-scan-done", Options::default());
     std::fs::create_dir_all(&d.runs).unwrap();

@@ -72,6 +72,37 @@ impl Tmux {
         }
     }
 
+    /// The pid of `agentctl top`: the child of the pane's shell.
+    fn top_pid(&self) -> u32 {
+        let out = Command::new("tmux")
+            .args([
+                "-L",
+                &self.server,
+                "display",
+                "-p",
+                "-t",
+                "top",
+                "#{pane_pid}",
+            ])
+            .output()
+            .unwrap();
+        let shell: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .find(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                    let rest: Vec<&str> =
+                        s[s.rfind(')').unwrap() + 1..].split_whitespace().collect();
+                    rest.get(1) == Some(&shell.to_string().as_str())
+                        && std::fs::read(format!("/proc/{pid}/cmdline"))
+                            .is_ok_and(|c| c.ends_with(b"top\0"))
+                })
+            })
+            .expect("agentctl top's pid")
+    }
+
     fn wait(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -251,4 +282,9 @@ fn top_fits_40_columns_and_80x24_without_utf8_or_colour_and_survives_a_restart()
     t80.wait("the reconnect", |s| {
         s.contains("after the restart") && !s.contains("not reachable")
     });
+    // SIGTERM (a closed terminal, a logout) leaves cleanly: the screen is restored.
+    // SAFETY: signalling the test's own child process tree.
+    unsafe { libc::kill(t80.top_pid() as i32, libc::SIGTERM) };
+    let s = t80.wait("the shell screen", |s| s.contains("TOP-EXIT=0"));
+    assert!(s.contains("BEFORE-TOP") && !s.contains("STATUS"), "{s}");
 }

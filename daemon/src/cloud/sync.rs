@@ -96,16 +96,24 @@ impl CloudHandle {
     }
 
     /// Cancels run `run_id` (Oz `POST /agent/runs/{id}/cancel`), retrying while Oz answers
-    /// 409 (the run is still `PENDING`) for up to `pending_for`, then syncs so that the row
-    /// shows the new state.
-    pub async fn cancel(&self, run_id: &str, pending_for: Duration) -> Result<(), CancelRefused> {
+    /// 409 (the run is still `PENDING`), all within `budget` (so that the caller's own request
+    /// does not time out first). The caller syncs afterwards, so that the row shows the change.
+    pub async fn cancel(&self, run_id: &str, budget: Duration) -> Result<(), CancelRefused> {
         let key = self.key.key().map_err(CancelRefused::Upstream)?;
         let path = format!("/agent/runs/{}/cancel", encode(run_id));
-        let deadline = tokio::time::Instant::now() + pending_for;
+        let deadline = tokio::time::Instant::now() + budget;
         let mut wait = Duration::from_millis(250);
         loop {
-            let retry = match self.client.post_json(&path, &key).await {
-                Ok(_) => break,
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let answer = tokio::time::timeout(left, self.client.post_json(&path, &key))
+                .await
+                .map_err(|_| {
+                    CancelRefused::Upstream(format!(
+                        "the cloud API did not answer the cancel within {budget:?}"
+                    ))
+                })?;
+            let retry = match answer {
+                Ok(_) => return Ok(()),
                 Err(FetchError::Refused(400, body)) => {
                     return Err(CancelRefused::Finished(format!(
                         "the cloud run has already finished ({})",
@@ -129,16 +137,12 @@ impl CloudHandle {
             };
             if tokio::time::Instant::now() + wait > deadline {
                 return Err(CancelRefused::Upstream(format!(
-                    "the cloud API did not accept the cancel within {pending_for:?}: {retry}"
+                    "the cloud API did not accept the cancel within {budget:?}: {retry}"
                 )));
             }
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(5));
         }
-        if let Err(e) = self.sync_now().await {
-            tracing::warn!("cancel of cloud run {run_id} accepted; the sync after it failed: {e}");
-        }
-        Ok(())
     }
 
     /// Stops the loop (at shutdown).

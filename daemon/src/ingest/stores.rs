@@ -124,6 +124,7 @@ pub fn spawn<F: Format>(
         polled: HashSet::new(),
         seen: HashSet::new(),
         rendered: HashSet::new(),
+        unrendered: HashSet::new(),
         prices,
         liveness: std::cell::RefCell::new(crate::liveness::Liveness::new()),
         store,
@@ -168,6 +169,10 @@ struct StoreSource<F: Format> {
     /// between them), the conversation is rendered again, so its item always adds up all of
     /// its files.
     rendered: HashSet<String>,
+    /// Conversations that had something new but could not be rendered yet (their main file was
+    /// not loaded: a scan met a sub-agent file first): rendered as soon as another of their
+    /// files is loaded.
+    unrendered: HashSet<String>,
     prices: Arc<Prices>,
     /// Checks the pid of an agent's live registry (interior: rendering is otherwise `&self`).
     liveness: std::cell::RefCell<crate::liveness::Liveness>,
@@ -261,6 +266,7 @@ impl<F: Format> StoreSource<F> {
                 self.files.clear();
                 self.sessions.clear();
                 self.rendered.clear();
+                self.unrendered.clear();
                 self.emitted.clear();
                 self.overflowed.store(true, Ordering::Relaxed);
             }
@@ -404,10 +410,11 @@ impl<F: Format> StoreSource<F> {
                 batch.last_error = Some(msg);
             }
         }
-        // Sorted, a conversation's files are neighbours (`S.jsonl`, then `S/subagents/…`), and
-        // a batch is only cut between groups, so an item is rarely committed before all of
-        // its files are read (and `rendered` corrects it when it is).
-        found.sort_unstable();
+        // Sorted by their path without the extension, a conversation's files are neighbours, its
+        // main file first (`S`, then `S/subagents/…`; by whole paths `S/…` would come before
+        // `S.jsonl`), and a batch is only cut between groups, so an item is rarely committed
+        // before all of its files are read (`rendered` and `unrendered` correct it when it is).
+        found.sort_by_cached_key(|p| p.with_extension(""));
         let mut touched = BTreeSet::new();
         let mut group: Option<PathBuf> = None;
         let mut in_batch = 0usize;
@@ -572,6 +579,7 @@ impl<F: Format> StoreSource<F> {
             let first_look = self.seen.insert(id.clone());
             if changed
                 || (loaded_now && self.rendered.contains(id))
+                || self.unrendered.contains(id)
                 || (first_look
                     && (state.fold.conversation(Millis::now()).status.is_active()
                         || self
@@ -598,9 +606,15 @@ impl<F: Format> StoreSource<F> {
     fn render_into(&mut self, batch: &mut IngestBatch, touched: BTreeSet<String>) {
         let now = Millis::now();
         for id in touched {
-            if let Some(update) = self.render(&id, now) {
-                self.note_emitted(&update.item);
-                batch.updates.push(update);
+            match self.render(&id, now) {
+                Some(update) => {
+                    self.unrendered.remove(&id);
+                    self.note_emitted(&update.item);
+                    batch.updates.push(update);
+                }
+                None => {
+                    self.unrendered.insert(id);
+                }
             }
         }
     }

@@ -104,7 +104,9 @@ impl FileCursor {
         meta.ino() == self.ino
             && meta.dev() == self.dev
             && meta.len() == self.offset
-            && (self.mtime_ns == 0 || self.mtime_ns == mtime_ns(meta))
+            // Unknown (the file grew while it was read): look inside rather than assume.
+            && self.mtime_ns != 0
+            && self.mtime_ns == mtime_ns(meta)
     }
 }
 
@@ -171,6 +173,10 @@ impl Opened {
                 let line_len = pending.len() + nl + 1;
                 if cursor.skipping {
                     cursor.skipping = false;
+                } else if line_len - 1 > max_line {
+                    // Over the cap wherever the reads fell: the same lines are dropped from
+                    // any cursor.
+                    out.oversized += 1;
                 } else if pending.is_empty() {
                     deliver(head, on_line, &mut out);
                 } else {
@@ -495,6 +501,21 @@ mod tests {
         assert!(reset);
         assert_eq!(lines.last().map(String::as_str), Some("{\"v\":4}"));
         assert!(c.is_current(&std::fs::metadata(&p).unwrap()));
+    }
+
+    #[test]
+    fn the_line_cap_does_not_depend_on_where_reads_fall() {
+        let (_dir, p) = scratch("cap");
+        // 70,000 bytes: more than the cap of 66,000 but ending inside the second read.
+        append(&p, format!("{}\nok\n", "q".repeat(70_000)).as_bytes());
+        let mut c = FileCursor::default();
+        let (_, lines, out) = read(&p, &mut c, 66_000);
+        assert_eq!((lines, out.oversized), (vec!["ok".to_owned()], 1));
+        // A line exactly at the cap is kept.
+        let (_dir2, p2) = scratch("cap-exact");
+        append(&p2, format!("{}\n", "q".repeat(66_000)).as_bytes());
+        let mut c = FileCursor::default();
+        assert_eq!(read(&p2, &mut c, 66_000).1.len(), 1);
     }
 
     #[test]
