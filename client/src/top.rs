@@ -1214,13 +1214,9 @@ fn spawn_guarded(tx: Sender<Msg>, body: impl FnOnce() + Send + 'static) {
 /// fatal with the terminal in raw mode) and turns each into [`Msg::Signal`] on a thread that
 /// waits for them.
 fn route_signals(tx: Sender<Msg>) {
-    // SAFETY: plain sigset manipulation and pthread_sigmask/sigwait on our own threads.
+    let set = leave_signals();
+    // SAFETY: pthread_sigmask/sigwait on our own threads with a valid set.
     unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGINT] {
-            libc::sigaddset(&mut set, sig);
-        }
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         std::thread::spawn(move || {
             let mut sig = 0;
@@ -1233,14 +1229,23 @@ fn route_signals(tx: Sender<Msg>) {
 
 /// Undoes [`route_signals`]'s blocking on this thread.
 fn unblock_signals() {
-    // SAFETY: as in `route_signals`.
+    let set = leave_signals();
+    // SAFETY: pthread_sigmask with a valid set.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// SIGTERM, SIGHUP and SIGINT: the signals that make `top` leave.
+fn leave_signals() -> libc::sigset_t {
+    // SAFETY: a zeroed sigset initialised by sigemptyset, then filled; no other state.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGINT] {
             libc::sigaddset(&mut set, sig);
         }
-        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        set
     }
 }
 
