@@ -210,6 +210,52 @@ fn summary_counts_per_tab() {
 }
 
 #[test]
+fn todays_counts_and_their_lists_agree() {
+    let d = Daemon::start("summary-lists");
+    // Created two days ago, failed just now: a failure of today, though not created today.
+    d.write_run(
+        "old",
+        &[
+            rec(json!({"type": "start", "ts": ago(2 * 86_400), "title": "old"})),
+            rec(json!({"type": "end", "ts": ago(0), "status": "failed"})),
+        ],
+    );
+    // Created and finished two days ago: not today's.
+    d.write_run(
+        "older",
+        &[
+            rec(json!({"type": "start", "ts": ago(2 * 86_400), "title": "older"})),
+            rec(json!({"type": "end", "ts": ago(2 * 86_400 - 60), "status": "failed"})),
+        ],
+    );
+    d.write_run(
+        "fresh",
+        &[
+            rec(json!({"type": "start", "ts": ago(10), "title": "fresh"})),
+            rec(json!({"type": "end", "ts": ago(5), "status": "success"})),
+        ],
+    );
+    for id in ["cli:old", "cli:older", "cli:fresh"] {
+        d.wait_item(id, |v| !v["status"].as_str().unwrap().is_empty());
+    }
+    let s = d.get("/v1/summary?tab=all");
+    for (status, n) in [("failed", "failed"), ("success", "success")] {
+        let page = d.get(&format!("/v1/agents?tab=all&status={status}&updated_day=today"));
+        assert_eq!(
+            page["items"].as_array().unwrap().len() as u64,
+            s["today"][n].as_u64().unwrap(),
+            "{status}: {page}"
+        );
+    }
+    assert_eq!(
+        ids(&d.get("/v1/agents?tab=all&status=failed&updated_day=today")),
+        ["cli:old"]
+    );
+    // By creation day, the same failure is not today's: the two filters differ.
+    assert!(ids(&d.get("/v1/agents?tab=all&status=failed&day=today")).is_empty());
+}
+
+#[test]
 fn pagination_with_cursors_visits_every_item_once_in_order() {
     let d = Daemon::start("pages");
     for i in 0..120 {

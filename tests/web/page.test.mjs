@@ -258,7 +258,21 @@ test("a summary count links to the list filtered to it", async () => {
   for (const [tag, zero, n] of stats) {
     if (zero) assert.equal([tag, n].join(), "SPAN,0");
     if (tag === "A") assert.notEqual(n, "0");
+  }  // Today's counts (by last activity) link to lists that hold exactly that many.
+  let checked = 0;
+  for (const cls of ["failed", "success"]) {
+    await show("tab=all");
+    const a = page.locator(`#summary a.stat.${cls}`);
+    if (!(await a.count())) continue;
+    const n = Number((await a.locator("b").textContent()).replace(/\D/g, ""));
+    assert.equal(await a.getAttribute("href"), `/?tab=all&status=${cls}&updated_day=today`);
+    await a.click();
+    await H.until(`updated_day=today in the URL`, () => urlParams().updated_day === "today" && urlParams().status === cls);
+    const ids = await H.rowsMatch(page, d, `tab=all&status=${cls}&updated_day=today`);
+    assert.equal(ids.length, n, `${cls}: ${ids}`);
+    checked += 1;
   }
+  assert.ok(checked > 0, "no today count to follow");
 });
 
 test("keys: / focuses the search, 1 and 2 switch tabs, j and k move between rows", async () => {

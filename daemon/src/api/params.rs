@@ -102,6 +102,7 @@ pub const AGENT_PARAMS: &[&str] = &[
     "creator",
     "harness",
     "day",
+    "updated_day",
     "since",
     "until",
     "q",
@@ -136,25 +137,25 @@ pub fn filter(p: &Params, tz: &TimeZone) -> Result<Filter, ApiError> {
             }
         },
     };
-    let day = match p.one("day") {
-        None => None,
-        Some(v) => {
-            let date = match v {
-                "today" => crate::model::local_day(Millis::now(), tz),
-                "yesterday" => {
-                    crate::model::local_day(Millis(day_bounds(Millis::now(), tz).0 - 1), tz)
-                }
-                d => d.to_owned(),
-            };
-            let (start, end) = date_bounds(&date, tz).ok_or_else(|| {
-                ApiError::bad_request(
-                    "day",
-                    format!("{v:?} is not a date such as 2026-11-28 (or today, yesterday)"),
-                )
-            })?;
-            Some((date, start, end))
-        }
+    let day_param = |name: &str| -> Result<Option<(String, i64, i64)>, ApiError> {
+        let Some(v) = p.one(name) else {
+            return Ok(None);
+        };
+        let date = match v {
+            "today" => crate::model::local_day(Millis::now(), tz),
+            "yesterday" => crate::model::local_day(Millis(day_bounds(Millis::now(), tz).0 - 1), tz),
+            d => d.to_owned(),
+        };
+        let (start, end) = date_bounds(&date, tz).ok_or_else(|| {
+            ApiError::bad_request(
+                name,
+                format!("{v:?} is not a date such as 2026-11-28 (or today, yesterday)"),
+            )
+        })?;
+        Ok(Some((date, start, end)))
     };
+    let day = day_param("day")?;
+    let updated_day = day_param("updated_day")?;
     let cursor =
         match p.one("cursor") {
             None | Some("") => None,
@@ -170,6 +171,7 @@ pub fn filter(p: &Params, tz: &TimeZone) -> Result<Filter, ApiError> {
         creators: p.list("creator").into_iter().map(str::to_owned).collect(),
         harnesses: p.list("harness").into_iter().map(str::to_owned).collect(),
         day,
+        updated_day,
         since: time("since")?,
         until: time("until")?,
         q: text("q").map(|q| q.to_lowercase()),
@@ -243,6 +245,7 @@ mod tests {
         rejects("limit=ten", "limit");
         rejects("day=2026-13-01", "day");
         rejects("day=28/11/2026", "day");
+        rejects("updated_day=tomorrow", "updated_day");
         rejects("since=yesterday", "since");
         rejects("until=2026-11-28", "until");
         rejects("cursor=zz", "cursor");

@@ -28,6 +28,9 @@ pub struct Filter {
     pub harnesses: Vec<String>,
     /// Created on this local date (`YYYY-MM-DD`), with its epoch-ms bounds.
     pub day: Option<(String, i64, i64)>,
+    /// Last updated on this local date (`updated_day`), with its epoch-ms bounds: what
+    /// `/v1/summary`'s "today" counts, so that a count and its list agree.
+    pub updated_day: Option<(String, i64, i64)>,
     /// `created_at >= since`.
     pub since: Option<i64>,
     /// `created_at < until`.
@@ -59,6 +62,10 @@ impl Filter {
                 .day
                 .as_ref()
                 .is_none_or(|(_, s, e)| (*s..*e).contains(&item.created_at.0))
+            && self
+                .updated_day
+                .as_ref()
+                .is_none_or(|(_, s, e)| (*s..*e).contains(&item.updated_at.0))
             && self.since.is_none_or(|s| item.created_at.0 >= s)
             && self.until.is_none_or(|u| item.created_at.0 < u)
             && self.q.as_ref().is_none_or(|q| {
@@ -261,8 +268,14 @@ impl Store {
             let mut rec = [0u8; 8];
             rec.copy_from_slice(&pos[..8]);
             let updated_ms = recency_ms(rec);
-            if filter.since.is_some_and(|since| updated_ms < since) {
-                // updated_at >= created_at: nothing from here on was created since `since`.
+            if filter.since.is_some_and(|since| updated_ms < since)
+                || filter
+                    .updated_day
+                    .as_ref()
+                    .is_some_and(|(_, start, _)| updated_ms < *start)
+            {
+                // Newest updated first, and updated_at >= created_at: nothing from here on was
+                // created since `since`, or updated on `updated_day`.
                 return Ok(Page {
                     items: out,
                     next_cursor: None,
