@@ -100,11 +100,12 @@ impl Control {
                 item.status.as_str()
             )));
         }
-        match crate::store::id_scheme(id) {
-            "cli" => self.cancel_run(&item, force).await,
-            "cloud" => self.cancel_cloud(&item).await,
-            "claude-code" => self.cancel_claude(&item, force).await,
-            _ => Err(not_visible(&item)),
+        use crate::sources::SourceKind;
+        match SourceKind::of_id(id) {
+            Some(SourceKind::Runs) => self.cancel_run(&item, force).await,
+            Some(SourceKind::Cloud) => self.cancel_cloud(&item).await,
+            Some(SourceKind::ClaudeCode) => self.cancel_claude(&item, force).await,
+            Some(SourceKind::Codex | SourceKind::Gemini) | None => Err(not_visible(&item)),
         }
     }
 

@@ -5,7 +5,9 @@
 //! - [`model`]: the agent item and its derived fields, computed in one place.
 //! - [`store`]: the redb database, its indexes and queries, and the one writer thread.
 //! - [`summary`]: the in-memory counts behind `/v1/summary` and the shell prompt.
-//! - [`ingest`]: sources (run logs now) that turn files into item updates for the writer.
+//! - [`sources`]: the registry of source kinds (names, id schemes, log rendering).
+//! - [`ingest`]: followers of run logs and conversation stores that turn files into item updates
+//!   for the writer.
 //! - [`control`]: acting on agents: stopping runs, cloud runs and conversations.
 //! - [`api`]: the HTTP API, the only module that knows HTTP.
 //! - [`listen`]: the Unix socket and TCP listeners and their accept loops.
@@ -28,6 +30,7 @@ pub mod listen;
 pub mod liveness;
 pub mod model;
 pub mod prices;
+pub mod sources;
 pub mod store;
 pub mod summary;
 
@@ -109,7 +112,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .map(|a| a.to_string());
 
     let runs_stats = Arc::new(ingest::SourceStats::new(
-        ingest::runs::SOURCE,
+        sources::SourceKind::Runs,
         &config.runs_dirs,
     ));
     // The default runs dir is ours (in the state dir): create it so that it is watched at once.
@@ -144,11 +147,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 .flat_map(|r| <$format as ingest::stores::Format>::watch_dirs(r))
                 .collect();
             let stats = Arc::new(ingest::SourceStats::new(
-                <$format as ingest::stores::Format>::NAME,
+                <$format as ingest::stores::Format>::KIND,
                 &dirs,
             ));
             sources.push(stats.clone());
-            store_threads.push(
+            store_threads.push((
+                <$format as ingest::stores::Format>::KIND,
                 ingest::stores::spawn::<$format>(
                     roots,
                     prices.clone(),
@@ -159,17 +163,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                     stop_ingest.clone(),
                 )
                 .map_err(DaemonError::Thread)?,
-            );
+            ));
         }};
     }
     start_store!(ingest::formats::ClaudeCode, config.claude_roots);
-    let claude_hooks = store_threads.last().map(|(tx, _)| tx.clone());
     start_store!(ingest::formats::Codex, config.codex_roots);
     start_store!(ingest::formats::Gemini, config.gemini_roots);
+    // Hook signals go to the follower of the source whose hooks they are.
+    let claude_hooks = store_threads
+        .iter()
+        .find(|(kind, _)| *kind == sources::SourceKind::ClaudeCode)
+        .map(|(_, (tx, _))| tx.clone());
     let cloud = match &config.cloud {
         Some(cfg) => {
             let stats = Arc::new(ingest::SourceStats::new(
-                cloud::sync::SOURCE,
+                sources::SourceKind::Cloud,
                 &[std::path::PathBuf::from(&cfg.base_url)],
             ));
             sources.push(stats.clone());
@@ -217,7 +225,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     tracing::info!(
         socket = %config.socket.display(),
         http = http_addr.as_deref().unwrap_or("off"),
-        items = store.count("a").unwrap_or(0),
+        items = store.count(&store::Partition::All).unwrap_or(0),
         pid = std::process::id(),
         "agentd ready"
     );
@@ -249,7 +257,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // wakes an idle one. `try_send`: never block a runtime thread on a full queue.
     stop_ingest.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = runs_tx.try_send(ingest::IngestEvent::Shutdown);
-    for (tx, _) in &store_threads {
+    for (_, (tx, _)) in &store_threads {
         let _ = tx.try_send(ingest::IngestEvent::Shutdown);
     }
     if let Some((handle, _)) = &cloud {
@@ -258,7 +266,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let writer_for_stop = writer.clone();
     let _ = tokio::task::spawn_blocking(move || {
         let _ = runs_thread.join();
-        for (_, thread) in store_threads {
+        for (_, (_, thread)) in store_threads {
             let _ = thread.join();
         }
         if let Some((_, thread)) = cloud {

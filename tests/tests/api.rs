@@ -240,7 +240,9 @@ fn todays_counts_and_their_lists_agree() {
     }
     let s = d.get("/v1/summary?tab=all");
     for (status, n) in [("failed", "failed"), ("success", "success")] {
-        let page = d.get(&format!("/v1/agents?tab=all&status={status}&updated_day=today"));
+        let page = d.get(&format!(
+            "/v1/agents?tab=all&status={status}&updated_day=today"
+        ));
         assert_eq!(
             page["items"].as_array().unwrap().len() as u64,
             s["today"][n].as_u64().unwrap(),

@@ -11,7 +11,8 @@ use super::{ApiError, AppState};
 use crate::ingest::runlog::output_data;
 use crate::ingest::runs::MAX_LINE;
 use crate::ingest::tail::{FileCursor, Opened};
-use crate::ingest::transcript::{Transcript, is_gemini_json, render_gemini_json};
+use crate::ingest::transcript::{Transcript, render_gemini_json};
+use crate::sources::SourceKind;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::header;
@@ -35,8 +36,10 @@ pub async fn agent_log(
     let Some(item) = s.store.get(&id)? else {
         return Err(ApiError::not_found(format!("no agent with id {id:?}")));
     };
-    if let Some(run_id) = id.strip_prefix("cloud:") {
+    let kind = SourceKind::of_id(&id);
+    if kind == Some(SourceKind::Cloud) {
         // A cloud run's log is its conversation, fetched on demand.
+        let run_id = id.split_once(':').map_or("", |(_, r)| r);
         let Some(cloud) = &s.cloud else {
             return Err(ApiError::not_found(format!(
                 "{id} is a cloud run, and no cloud API key is configured"
@@ -54,9 +57,8 @@ pub async fn agent_log(
     let Some(path) = s.store.origin(&id)? else {
         return Err(ApiError::not_found(format!("{id} has no log")));
     };
-    let scheme = crate::store::id_scheme(&id).to_owned();
-    let transcript = Transcript::for_scheme(&scheme);
-    if transcript.is_some() && is_gemini_json(&scheme, &path) {
+    let transcript = kind.and_then(SourceKind::transcript);
+    if kind.is_some_and(|k| k.is_whole_document(&path)) {
         // A legacy chat is one JSON document: read whole, with a bound.
         let text = tokio::task::spawn_blocking(move || {
             let mut cursor = FileCursor::default();

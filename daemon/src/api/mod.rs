@@ -157,7 +157,7 @@ async fn health(State(s): State<AppState>) -> Result<Response, ApiError> {
             files: src.files(),
             items: s
                 .store
-                .count(&format!("i:{}", id_scheme_of(src.name)))
+                .count(&crate::store::Partition::Scheme(src.kind.id_scheme()))
                 .unwrap_or(0),
             errors: e.errors,
             last_error: e.last_error,
@@ -176,22 +176,12 @@ async fn health(State(s): State<AppState>) -> Result<Response, ApiError> {
         version: env!("CARGO_PKG_VERSION").into(),
         pid: std::process::id(),
         started_at: s.started_at,
-        items: s.store.count("a").unwrap_or(0),
+        items: s.store.count(&crate::store::Partition::All).unwrap_or(0),
         http: s.http_addr.clone().map(|addr| HttpInfo { addr }),
         sources,
         store_error,
     };
     Ok(json(&body))
-}
-
-/// The item id scheme a source produces.
-/// The id prefix of a source's items: CLI runs are `cli:`; a conversation store's items carry
-/// its own name (`claude-code:`, `codex:`, `gemini:`).
-fn id_scheme_of(source: &'static str) -> &'static str {
-    match source {
-        crate::ingest::runs::SOURCE => crate::ingest::runlog::ID_SCHEME,
-        store => store,
-    }
 }
 
 fn finish(mut item: Item, now: Millis) -> Item {
@@ -238,11 +228,16 @@ fn find_by_prefix(
 ) -> Result<Vec<Item>, crate::store::StoreError> {
     let mut out = store.ids_with_prefix(prefix, limit)?;
     if !prefix.contains(':') {
-        for scheme in ["claude-code", "codex", "gemini", "cli", "cloud"] {
+        for kind in crate::sources::SourceKind::ALL {
             if out.len() >= limit {
                 break;
             }
-            out.extend(store.ids_with_prefix(&format!("{scheme}:{prefix}"), limit - out.len())?);
+            out.extend(
+                store.ids_with_prefix(
+                    &format!("{}:{prefix}", kind.id_scheme()),
+                    limit - out.len(),
+                )?,
+            );
         }
     }
     Ok(out)

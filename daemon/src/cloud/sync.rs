@@ -28,7 +28,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
 /// The source's name in `/v1/health`.
-pub const SOURCE: &str = "cloud";
+pub const SOURCE: &str = crate::sources::SourceKind::Cloud.name();
 /// The stored cursor: the newest `updated_at` (epoch ms) committed.
 const CURSOR_KEY: &str = "cloud:updated_after";
 /// Back-off ceiling for an unavailable API.
@@ -261,8 +261,10 @@ impl Sync {
         stop: Arc<Notify>,
         stopping: Arc<AtomicBool>,
     ) {
-        for status in ["s:working", "s:blocked"] {
-            if let Ok(ids) = self.store.partition_ids(status, "cloud:") {
+        for status in [agentd_wire::Status::Working, agentd_wire::Status::Blocked] {
+            let prefix = format!("{}:", crate::sources::SourceKind::Cloud.id_scheme());
+            let partition = crate::store::Partition::Status(status);
+            if let Ok(ids) = self.store.partition_ids(&partition, &prefix) {
                 self.active.extend(ids);
             }
         }

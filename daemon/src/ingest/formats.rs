@@ -13,6 +13,7 @@ use super::claude::ClaudeFold;
 use super::convo::Conversation;
 use super::runlog::shell_quote;
 use super::stores::{Format, has_extension};
+use crate::sources::SourceKind;
 use std::path::{Component, Path, PathBuf};
 
 /// `cd DIR && PROGRAM ARGS…`, quoted for a POSIX shell.
@@ -46,7 +47,7 @@ pub struct ClaudeCode;
 
 impl Format for ClaudeCode {
     type Fold = ClaudeFold;
-    const NAME: &'static str = "claude-code";
+    const KIND: SourceKind = SourceKind::ClaudeCode;
 
     fn watch_dirs(root: &Path) -> Vec<PathBuf> {
         // A root may name the config dir or its projects dir.
@@ -101,7 +102,7 @@ pub struct Codex;
 
 impl Format for Codex {
     type Fold = super::codex::CodexFold;
-    const NAME: &'static str = "codex";
+    const KIND: SourceKind = SourceKind::Codex;
 
     fn watch_dirs(root: &Path) -> Vec<PathBuf> {
         vec![root.join("sessions"), root.join("archived_sessions")]
@@ -136,7 +137,7 @@ pub struct Gemini;
 
 impl Format for Gemini {
     type Fold = super::gemini::GeminiFold;
-    const NAME: &'static str = "gemini";
+    const KIND: SourceKind = SourceKind::Gemini;
 
     fn watch_dirs(root: &Path) -> Vec<PathBuf> {
         vec![root.join("tmp")]

@@ -102,9 +102,11 @@ pub struct HookSignal {
 }
 
 /// Live figures of one source for `/v1/health`; error counts live in the store.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SourceStats {
-    /// The source's name (`runs`, …).
+    /// Which source.
+    pub kind: crate::sources::SourceKind,
+    /// The source's name (`runs`, …): `kind.name()`.
     pub name: &'static str,
     /// The directories it watches.
     pub roots: Vec<String>,
@@ -118,11 +120,14 @@ pub struct SourceStats {
 
 impl SourceStats {
     /// Stats for a source watching `roots`.
-    pub fn new(name: &'static str, roots: &[std::path::PathBuf]) -> SourceStats {
+    pub fn new(kind: crate::sources::SourceKind, roots: &[std::path::PathBuf]) -> SourceStats {
         SourceStats {
-            name,
+            kind,
+            name: kind.name(),
             roots: roots.iter().map(|r| r.display().to_string()).collect(),
-            ..SourceStats::default()
+            files: AtomicU64::new(0),
+            scanned: AtomicBool::new(false),
+            scan_total: AtomicU64::new(0),
         }
     }
 

@@ -21,7 +21,7 @@ use serde_json::Value;
 pub const EXITED_WITHOUT_END: &str = "exited without an end record";
 
 /// The id scheme of CLI runs: item ids are `cli:<file stem>`.
-pub const ID_SCHEME: &str = "cli";
+pub const ID_SCHEME: &str = crate::sources::SourceKind::Runs.id_scheme();
 
 /// One parsed line.
 #[derive(Debug, Clone, PartialEq)]

@@ -27,7 +27,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::Duration;
 
 /// The source's name in `/v1/health` and in cursor keys.
-pub const SOURCE: &str = "runs";
+pub const SOURCE: &str = crate::sources::SourceKind::Runs.name();
 
 /// Lines longer than this are skipped (and counted): a run log line is one record, and output
 /// records are written in chunks far below this.
@@ -324,11 +324,11 @@ impl RunsSource {
     /// store so that their writers are checked too.
     fn adopt_open_runs(&mut self) -> Result<(), ()> {
         let mut paths = Vec::new();
-        for status in ["s:working", "s:blocked"] {
-            match self
-                .store
-                .partition_ids(status, &format!("{}:", runlog::ID_SCHEME))
-            {
+        for status in [agentd_wire::Status::Working, agentd_wire::Status::Blocked] {
+            match self.store.partition_ids(
+                &crate::store::Partition::Status(status),
+                &format!("{}:", runlog::ID_SCHEME),
+            ) {
                 Ok(ids) => {
                     for id in ids {
                         if let Ok(Some(origin)) = self.store.origin(&id) {

@@ -46,8 +46,10 @@ const MAX_DEPTH: usize = 8;
 /// One store format: where its files are and how they map to conversations.
 pub trait Format: Send + 'static {
     type Fold: ConversationFold + Clone;
+    /// Which source this is (see [`crate::sources`]).
+    const KIND: crate::sources::SourceKind;
     /// The source's name in `/v1/health` and cursor keys, and the item id prefix.
-    const NAME: &'static str;
+    const NAME: &'static str = Self::KIND.name();
     /// The dirs to watch under one configured root.
     fn watch_dirs(root: &Path) -> Vec<PathBuf>;
     /// Whether `path` is a file of this store.

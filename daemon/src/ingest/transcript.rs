@@ -4,7 +4,6 @@
 //! streamed, and followed while the agent works); nothing of it is kept in the database.
 
 use serde_json::Value;
-use std::path::Path;
 
 /// Longer lines are skipped (a tool result of megabytes says nothing in a log).
 const MAX_LINE: usize = 4 * 1024 * 1024;
@@ -110,16 +109,6 @@ pub enum Transcript {
 }
 
 impl Transcript {
-    /// The renderer for items of id scheme `scheme`, if it is a conversation store's.
-    pub fn for_scheme(scheme: &str) -> Option<Transcript> {
-        match scheme {
-            "claude-code" => Some(Transcript::Claude),
-            "codex" => Some(Transcript::Codex),
-            "gemini" => Some(Transcript::Gemini(Vec::new())),
-            _ => None,
-        }
-    }
-
     /// Whether text comes out as lines go in (so that the log can be followed).
     pub fn streams(&self) -> bool {
         !matches!(self, Transcript::Gemini(_))
@@ -179,21 +168,17 @@ pub fn render_gemini_json(bytes: &[u8]) -> String {
     out
 }
 
-/// Whether `path` holds a legacy whole-file Gemini chat rather than lines.
-pub fn is_gemini_json(scheme: &str, path: &Path) -> bool {
-    scheme == "gemini" && path.extension().is_some_and(|e| e == "json")
-}
-
 /// Renders the whole transcript at `path` for the item scheme `scheme`.
 #[cfg(test)]
-fn render(scheme: &str, path: &Path) -> std::io::Result<String> {
+fn render(scheme: &str, path: &std::path::Path) -> std::io::Result<String> {
     use crate::ingest::tail::{FileCursor, Opened};
     let mut cursor = FileCursor::default();
     let opened = Opened::open(path, &mut cursor)?;
-    if is_gemini_json(scheme, path) {
+    let kind = crate::sources::SourceKind::from_name(scheme).expect("a source");
+    if kind.is_whole_document(path) {
         return Ok(render_gemini_json(&opened.read_whole(1 << 20)?));
     }
-    let mut t = Transcript::for_scheme(scheme).expect("a conversation scheme");
+    let mut t = kind.transcript().expect("a conversation source");
     let mut out = String::new();
     opened.read_lines(&mut cursor, usize::MAX, &mut |line| {
         out.push_str(&t.line(line))

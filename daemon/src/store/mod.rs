@@ -26,6 +26,7 @@ pub mod query;
 pub mod writer;
 
 use crate::model::{Item, local_day};
+use crate::model::{Source, Status};
 use jiff::tz::TimeZone;
 use redb::{ReadableDatabase, TableDefinition};
 use std::path::{Path, PathBuf};
@@ -310,10 +311,12 @@ impl Store {
     }
 
     /// The number of items in a partition (see [`partitions`]).
-    pub fn count(&self, partition: &str) -> Result<u64, StoreError> {
+    pub fn count(&self, partition: &Partition) -> Result<u64, StoreError> {
         let rx = self.db()?.begin_read()?;
         let t = rx.open_table(COUNTS)?;
-        Ok(t.get(partition)?.map(|v| v.value()).unwrap_or(0))
+        Ok(t.get(partition.key().as_str())?
+            .map(|v| v.value())
+            .unwrap_or(0))
     }
 
     /// Both tabs' summaries as committed: active counts from partition sizes, today's totals
@@ -337,22 +340,31 @@ impl Store {
                 .unwrap_or_default())
         };
         Ok(crate::summary::Summaries {
-            personal: summary(count("ms:working")?, count("ms:blocked")?, &bucket("me")?),
-            all: summary(count("s:working")?, count("s:blocked")?, &bucket("all")?),
+            personal: summary(
+                count(&Partition::MineStatus(Status::Working).key())?,
+                count(&Partition::MineStatus(Status::Blocked).key())?,
+                &bucket("me")?,
+            ),
+            all: summary(
+                count(&Partition::Status(Status::Working).key())?,
+                count(&Partition::Status(Status::Blocked).key())?,
+                &bucket("all")?,
+            ),
         })
     }
 
     /// The ids in one partition that start with `id_prefix`, newest first.
     pub fn partition_ids(
         &self,
-        partition: &str,
+        partition: &Partition,
         id_prefix: &str,
     ) -> Result<Vec<String>, StoreError> {
         let rx = self.db()?.begin_read()?;
         let index = rx.open_table(INDEX)?;
-        let mut start = partition.as_bytes().to_vec();
+        let key = partition.key();
+        let mut start = key.as_bytes().to_vec();
         start.push(0);
-        let mut end = partition.as_bytes().to_vec();
+        let mut end = key.as_bytes().to_vec();
         end.push(1);
         let mut out = Vec::new();
         for entry in index.range::<&[u8]>(start.as_slice()..end.as_slice())? {
@@ -425,26 +437,65 @@ pub(crate) fn clean(v: &str) -> String {
     v.replace('\0', "\u{fffd}")
 }
 
-/// Every partition an item belongs to. Each is both indexed (for listing) and counted (for
-/// planning and the summary). `a` is everything, `m` the Personal tab.
+/// One filterable value: a partition of the index, both listed (newest first) and counted.
+/// Its stored key is [`Partition::key`], the one place keys are spelled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Partition<'a> {
+    /// Everything (the All tab).
+    All,
+    /// The user's own items (the Personal tab).
+    Mine,
+    Status(Status),
+    /// The user's own items in one status.
+    MineStatus(Status),
+    Source(Source),
+    Creator(&'a str),
+    Harness(&'a str),
+    /// Created on this local date (`YYYY-MM-DD`).
+    Day(&'a str),
+    /// Items of one id scheme (`cli`, `claude-code`, …): one source's items.
+    Scheme(&'a str),
+}
+
+impl Partition<'_> {
+    /// The stored key: `a`, `m`, `s:<status>`, `ms:<status>`, `o:<source>`, `c:<creator>`,
+    /// `h:<harness>`, `d:<day>`, `i:<id scheme>`.
+    pub fn key(&self) -> String {
+        match self {
+            Partition::All => "a".to_owned(),
+            Partition::Mine => "m".to_owned(),
+            Partition::Status(s) => format!("s:{s}"),
+            Partition::MineStatus(s) => format!("ms:{s}"),
+            Partition::Source(s) => format!("o:{s}"),
+            Partition::Creator(c) => format!("c:{}", clean(c)),
+            Partition::Harness(h) => format!("h:{}", clean(h)),
+            Partition::Day(d) => format!("d:{d}"),
+            Partition::Scheme(i) => format!("i:{i}"),
+        }
+    }
+}
+
+/// Every partition an item belongs to, as stored keys.
 pub fn partitions(item: &Item, tz: &TimeZone) -> Vec<String> {
-    let mut p = Vec::with_capacity(10);
-    p.push("a".to_owned());
-    p.push(format!("s:{}", item.status));
-    p.push(format!("o:{}", item.source));
-    p.push(format!("d:{}", local_day(item.created_at, tz)));
-    p.push(format!("i:{}", id_scheme(&item.id)));
+    let day = local_day(item.created_at, tz);
+    let mut p = vec![
+        Partition::All,
+        Partition::Status(item.status),
+        Partition::Source(item.source),
+        Partition::Day(&day),
+        Partition::Scheme(id_scheme(&item.id)),
+    ];
     if item.mine {
-        p.push("m".to_owned());
-        p.push(format!("ms:{}", item.status));
+        p.push(Partition::Mine);
+        p.push(Partition::MineStatus(item.status));
     }
     if let Some(c) = &item.creator {
-        p.push(format!("c:{}", clean(c)));
+        p.push(Partition::Creator(c));
     }
     if let Some(h) = &item.harness {
-        p.push(format!("h:{}", clean(h)));
+        p.push(Partition::Harness(h));
     }
-    p
+    p.iter().map(Partition::key).collect()
 }
 
 /// The day-totals buckets an item counts in: its tab(s) on the local day of its last update.

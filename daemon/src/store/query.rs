@@ -5,7 +5,7 @@
 //! each candidate against the whole filter until the page is full. A cursor is the index position
 //! of the last candidate looked at, so the next page resumes exactly there.
 
-use super::{INDEX, ITEMS, Store, StoreError, decode_item, recency_ms};
+use super::{INDEX, ITEMS, Partition, Store, StoreError, decode_item, recency_ms};
 use crate::model::{Item, Source, Status, local_day};
 use redb::ReadableDatabase;
 use std::ops::Bound;
@@ -78,45 +78,51 @@ impl Filter {
     /// The candidate partition unions; every matching item is in each of them.
     fn plans(&self, store: &Store) -> Vec<Vec<String>> {
         let tz = &store.ctx.tz;
-        let mut plans = vec![vec![if self.personal {
-            "m".to_owned()
+        let keys = |ps: Vec<Partition>| ps.iter().map(Partition::key).collect::<Vec<_>>();
+        let mut plans = vec![keys(vec![if self.personal {
+            Partition::Mine
         } else {
-            "a".to_owned()
-        }]];
+            Partition::All
+        }])];
         if !self.statuses.is_empty() {
-            let prefix = if self.personal { "ms" } else { "s" };
-            plans.push(
+            plans.push(keys(
                 self.statuses
                     .iter()
-                    .map(|s| format!("{prefix}:{s}"))
+                    .map(|s| {
+                        if self.personal {
+                            Partition::MineStatus(*s)
+                        } else {
+                            Partition::Status(*s)
+                        }
+                    })
                     .collect(),
-            );
+            ));
         }
         if !self.sources.is_empty() {
-            plans.push(self.sources.iter().map(|s| format!("o:{s}")).collect());
+            plans.push(keys(
+                self.sources.iter().map(|s| Partition::Source(*s)).collect(),
+            ));
         }
         if !self.creators.is_empty() {
-            plans.push(
+            plans.push(keys(
                 self.creators
                     .iter()
-                    .map(|c| format!("c:{}", super::clean(c)))
+                    .map(|c| Partition::Creator(c))
                     .collect(),
-            );
+            ));
         }
         if !self.harnesses.is_empty() {
-            plans.push(
+            plans.push(keys(
                 self.harnesses
                     .iter()
-                    .map(|h| format!("h:{}", super::clean(h)))
+                    .map(|h| Partition::Harness(h))
                     .collect(),
-            );
+            ));
         }
         if let Some((_, start, _)) = &self.day {
             // Day partitions use the store's zone, the same one the bounds were computed in.
-            plans.push(vec![format!(
-                "d:{}",
-                local_day(crate::model::Millis(*start), tz)
-            )]);
+            let day = local_day(crate::model::Millis(*start), tz);
+            plans.push(keys(vec![Partition::Day(&day)]));
         }
         plans
     }
@@ -194,7 +200,7 @@ impl Store {
         // the candidates (so the lookups walk nearby pages), before the item itself is read.
         let checks: Vec<Vec<String>> = plans
             .into_iter()
-            .filter(|p| p.as_slice() != ["a"])
+            .filter(|p| p.as_slice() != [Partition::All.key()])
             .collect();
 
         let index = rx.open_table(INDEX)?;

@@ -223,7 +223,8 @@ fn rebuild_indexes(store: &Store) -> Result<(), StoreError> {
             let mut totals = tx.open_table(TOTALS)?;
             let mut deltas = Deltas::default();
             for (id, mut item) in chunk {
-                if super::id_scheme(&id) != "cloud" {
+                if crate::sources::SourceKind::of_id(&id) != Some(crate::sources::SourceKind::Cloud)
+                {
                     derive_on_write(&mut item, &store.ctx.me, MineRule::Creator);
                 }
                 items.insert(id.as_str(), super::encode(&item).as_slice())?;

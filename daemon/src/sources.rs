@@ -1,0 +1,102 @@
+//! The registry of sources: every kind of thing agentd follows is one [`SourceKind`], and
+//! everything else (the API, the store, the log route, stopping) asks it rather than matching
+//! source names or id prefixes as strings.
+//!
+//! | kind | name in `/v1/health` and cursor keys | item id scheme | what it reads |
+//! |---|---|---|---|
+//! | `Runs` | `runs` | `cli` | run logs (`<state>/runs/*.jsonl` and configured dirs) |
+//! | `ClaudeCode` | `claude-code` | `claude-code` | Claude Code's transcripts and live registry |
+//! | `Codex` | `codex` | `codex` | Codex rollouts |
+//! | `Gemini` | `gemini` | `gemini` | Gemini CLI chats |
+//! | `Cloud` | `cloud` | `cloud` | Warp's Oz Agent API |
+//!
+//! Adding an agent CLI adds a variant here (its names), a `Format` in `ingest::formats`, and a
+//! line in `lib.rs` that starts its follower.
+
+use crate::ingest::transcript::Transcript;
+
+/// One kind of source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SourceKind {
+    Runs,
+    ClaudeCode,
+    Codex,
+    Gemini,
+    Cloud,
+}
+
+impl SourceKind {
+    /// Every source, in the order `/v1/health` lists them.
+    pub const ALL: [SourceKind; 5] = [
+        SourceKind::Runs,
+        SourceKind::ClaudeCode,
+        SourceKind::Codex,
+        SourceKind::Gemini,
+        SourceKind::Cloud,
+    ];
+
+    /// The name in `/v1/health`, in cursor keys and in error counters.
+    pub const fn name(self) -> &'static str {
+        match self {
+            SourceKind::Runs => "runs",
+            SourceKind::ClaudeCode => "claude-code",
+            SourceKind::Codex => "codex",
+            SourceKind::Gemini => "gemini",
+            SourceKind::Cloud => "cloud",
+        }
+    }
+
+    /// The prefix of its items' ids (`cli:…`, `claude-code:…`).
+    pub const fn id_scheme(self) -> &'static str {
+        match self {
+            SourceKind::Runs => "cli",
+            other => other.name(),
+        }
+    }
+
+    /// The source of an item, from its id.
+    pub fn of_id(id: &str) -> Option<SourceKind> {
+        let scheme = id.split_once(':').map(|(s, _)| s)?;
+        SourceKind::ALL
+            .into_iter()
+            .find(|k| k.id_scheme() == scheme)
+    }
+
+    /// The source with this name (see [`SourceKind::name`]).
+    pub fn from_name(name: &str) -> Option<SourceKind> {
+        SourceKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// How its items' logs are rendered when they are conversation transcripts (`None`: a run's
+    /// output, or a cloud conversation fetched from the API).
+    pub fn transcript(self) -> Option<Transcript> {
+        match self {
+            SourceKind::ClaudeCode => Some(Transcript::Claude),
+            SourceKind::Codex => Some(Transcript::Codex),
+            SourceKind::Gemini => Some(Transcript::Gemini(Vec::new())),
+            SourceKind::Runs | SourceKind::Cloud => None,
+        }
+    }
+
+    /// Whether a transcript file of this source may be one whole JSON document rather than
+    /// lines (Gemini CLI's legacy chats).
+    pub fn is_whole_document(self, path: &std::path::Path) -> bool {
+        self == SourceKind::Gemini && path.extension().is_some_and(|e| e == "json")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_schemes_round_trip() {
+        for k in SourceKind::ALL {
+            assert_eq!(SourceKind::from_name(k.name()), Some(k));
+            assert_eq!(SourceKind::of_id(&format!("{}:x", k.id_scheme())), Some(k));
+        }
+        assert_eq!(SourceKind::of_id("cli:7f3a"), Some(SourceKind::Runs));
+        assert_eq!(SourceKind::of_id("runs:7f3a"), None);
+        assert_eq!(SourceKind::of_id("7f3a"), None);
+    }
+}
