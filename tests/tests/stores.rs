@@ -658,3 +658,144 @@ fn the_hook_installs_into_claude_code_settings_once() {
     let again = d.agentctl(&["hook", "claude-code", "--install"]);
     assert!(String::from_utf8_lossy(&again.stdout).contains("already has"));
 }
+
+/// A finished Codex rollout, as lines.
+fn codex_rollout(uuid: &str, prompt: &str, input: u64) -> String {
+    let line = |kind: &str, payload: Value| json!({"timestamp": ago(60), "type": kind, "payload": payload});
+    let lines = [
+        line(
+            "session_meta",
+            json!({"id": uuid, "timestamp": ago(60), "cwd": "/src/old",
+            "originator": "codex_cli_rs", "cli_version": "0.104.0", "source": "cli"}),
+        ),
+        line(
+            "turn_context",
+            json!({"turn_id": "t1", "cwd": "/src/old", "approval_policy": "on-request", "model": "gpt-5-codex"}),
+        ),
+        line(
+            "event_msg",
+            json!({"type": "task_started", "turn_id": "t1"}),
+        ),
+        line(
+            "event_msg",
+            json!({"type": "user_message", "message": prompt}),
+        ),
+        line(
+            "event_msg",
+            json!({"type": "token_count", "info": {"total_token_usage": {"input_tokens": input,
+            "cached_input_tokens": 0, "output_tokens": 10, "reasoning_output_tokens": 0,
+            "total_tokens": input + 10}, "last_token_usage": null, "model_context_window": 272000}}),
+        ),
+        line(
+            "event_msg",
+            json!({"type": "agent_message", "message": "Done."}),
+        ),
+        line(
+            "event_msg",
+            json!({"type": "task_complete", "turn_id": "t1", "last_agent_message": "Done."}),
+        ),
+    ];
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+#[test]
+fn compressed_codex_rollouts_are_read_and_a_plain_copy_is_not_counted_twice() {
+    let mut d = Daemon::start("codex-zst");
+    let archived = d.home.join(".codex/archived_sessions");
+    std::fs::create_dir_all(&archived).unwrap();
+    // Only compressed.
+    let old = "0199a0b1-0000-7e4f-8a9b-0c1d2e3f4a5b";
+    let text = codex_rollout(old, "migrate the old schema", 1000);
+    std::fs::write(
+        archived.join(format!("rollout-2026-10-01T10-00-00-{old}.jsonl.zst")),
+        zstd::stream::encode_all(text.as_bytes(), 3).unwrap(),
+    )
+    .unwrap();
+    // Both forms of one rollout (Codex compressing it): one conversation, counted once.
+    let both = "0199a0b1-1111-7e4f-8a9b-0c1d2e3f4a5b";
+    let text = codex_rollout(both, "bump the deps", 2000);
+    let plain = archived.join(format!("rollout-2026-10-02T10-00-00-{both}.jsonl"));
+    std::fs::write(&plain, &text).unwrap();
+    std::fs::write(
+        plain.with_extension("jsonl.zst"),
+        zstd::stream::encode_all(text.as_bytes(), 3).unwrap(),
+    )
+    .unwrap();
+    let v = d.wait_item(&format!("codex:{old}"), |v| v["status"] == "success");
+    assert_eq!(v["title"], "migrate the old schema");
+    assert_eq!(v["usage"]["input_tokens"], 1000);
+    assert_eq!(v["project"], "/src/old");
+    let v = d.wait_item(&format!("codex:{both}"), |v| v["status"] == "success");
+    assert_eq!(v["usage"]["input_tokens"], 2000, "counted once: {v}");
+    assert_eq!(
+        d.get("/v1/agents?tab=all")["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // Its transcript is readable from the compressed file.
+    let log = d.agentctl(&["logs", &format!("codex:{old}")]);
+    assert_eq!(
+        String::from_utf8_lossy(&log.stdout),
+        "[you] migrate the old schema\n[codex] Done.\n"
+    );
+    // Codex removes the plain file once compressed: the same item, from the compressed one.
+    std::fs::remove_file(&plain).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let v = d.get(&format!("/v1/agents/codex:{both}"));
+    assert_eq!(v["usage"]["input_tokens"], 2000, "{v}");
+    assert_eq!(v["status_detail"], Value::Null, "{v}");
+    // And a restart changes nothing.
+    let before = d.get("/v1/agents?tab=all");
+    assert_eq!(d.stop().code(), Some(0));
+    d.spawn();
+    d.wait_for("/v1/health", "the scan", |h| {
+        source_in(h, "codex").is_some_and(|s| s["scan_done"] == true)
+    });
+    assert_eq!(d.get("/v1/agents?tab=all"), before);
+    assert_eq!(
+        source_in(&d.get("/v1/health"), "codex").unwrap()["errors"],
+        0
+    );
+}
+
+#[test]
+fn a_gemini_chat_in_a_legacy_hash_dir_finds_its_project() {
+    let d = Daemon::start("gemini-hash-dir");
+    let gemini = d.home.join(".gemini");
+    // The dir's name is the SHA-256 of the project's path, computed here as Gemini CLI does.
+    let out = std::process::Command::new("sh")
+        .args(["-c", "printf %s /src/legacy | sha256sum"])
+        .output()
+        .unwrap();
+    let hash = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("sha256sum's answer")
+        .to_owned();
+    assert_eq!(hash.len(), 64);
+    std::fs::create_dir_all(gemini.join("tmp").join(&hash).join("chats")).unwrap();
+    std::fs::write(
+        gemini.join("projects.json"),
+        json!({"projects": {"/src/other": "other", "/src/legacy": "legacy"}}).to_string(),
+    )
+    .unwrap();
+    let sid = "7d1d2e3f-4a5b-4c6d-8e7f-0a1b2c3d4e5f";
+    append(
+        &gemini
+            .join("tmp")
+            .join(&hash)
+            .join("chats/session-2026-01-10T10-00-7d1d2e3f.jsonl"),
+        &[
+            json!({"sessionId": sid, "projectHash": hash, "startTime": ago(5), "lastUpdated": ago(5), "kind": "main"}),
+            json!({"id": "u1", "timestamp": ago(4), "type": "user", "content": [{"text": "where is the config?"}]}),
+        ],
+    );
+    let v = d.wait_item(&format!("gemini:{sid}"), |_| true);
+    assert_eq!(v["project"], "/src/legacy", "{v}");
+    assert_eq!(
+        v["open"]["command"],
+        format!("cd /src/legacy && gemini --resume {sid}")
+    );
+}

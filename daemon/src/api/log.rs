@@ -23,6 +23,9 @@ use std::time::Duration;
 /// follower responsive without a watch per request.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
+/// The largest compressed transcript (a Codex `.jsonl.zst` rollout) rendered.
+const MAX_COMPRESSED_TRANSCRIPT: u64 = 256 * 1024 * 1024;
+
 /// The largest legacy (whole-document) Gemini chat rendered.
 const MAX_WHOLE_TRANSCRIPT: u64 = 64 * 1024 * 1024;
 
@@ -66,6 +69,27 @@ pub async fn agent_log(
                 .and_then(|o| o.read_whole(MAX_WHOLE_TRANSCRIPT))
                 .map(|bytes| render_gemini_json(&bytes))
                 .map_err(|e| ApiError::not_found(format!("cannot read {}: {e}", path.display())))
+        })
+        .await
+        .map_err(ApiError::internal)??;
+        return text_response(Body::from(text));
+    }
+    if path.extension().is_some_and(|e| e == "zst")
+        && let Some(mut t) = kind.and_then(SourceKind::transcript)
+    {
+        // A compressed transcript (an old Codex rollout): decompressed a line at a time.
+        let text = tokio::task::spawn_blocking(move || {
+            let mut cursor = FileCursor::default();
+            let bytes = Opened::open(&path, &mut cursor)
+                .and_then(|o| o.read_whole(MAX_COMPRESSED_TRANSCRIPT))
+                .map_err(|e| ApiError::not_found(format!("cannot read {}: {e}", path.display())))?;
+            let mut out = String::new();
+            crate::ingest::tail::zstd_lines(&bytes, MAX_LINE, &mut |line| {
+                out.push_str(&t.line(line))
+            })
+            .map_err(|e| ApiError::not_found(format!("cannot read {}: {e}", path.display())))?;
+            out.push_str(&t.finish());
+            Ok::<_, ApiError>(out)
         })
         .await
         .map_err(ApiError::internal)??;

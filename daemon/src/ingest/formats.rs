@@ -3,14 +3,17 @@
 //! | store | watched under each root | main file | other files |
 //! |---|---|---|---|
 //! | Claude Code (`claude-code`) | `projects/`, `sessions/` | `projects/<slug>/<sessionId>.jsonl` | sub-agents: `projects/<slug>/<sessionId>/**.jsonl` (tokens add to the session); older `projects/<slug>/agent-*.jsonl` (belong to the `sessionId` inside); the live registry `sessions/<pid>.json` (its status wins while its process runs) |
-//! | Codex (`codex`) | `sessions/`, `archived_sessions/` | `rollout-<ts>-<uuid>.jsonl` at any depth | |
+//! | Codex (`codex`) | `sessions/`, `archived_sessions/` | `rollout-<ts>-<uuid>.jsonl` at any depth, or its compressed form `….jsonl.zst` (folded whole, decompressed a line at a time; the plain file wins while both exist) | |
 //! | Gemini CLI (`gemini`) | `tmp/` | `tmp/<project>/chats/session-*.jsonl` (or legacy `.json`) | sub-agents: `chats/<parentSessionId>/*.jsonl` |
 //!
 //! The project directory names are lossy encodings of paths and are never decoded: the
-//! project comes from the lines themselves (Gemini CLI: from `.project_root` beside `chats/`).
+//! project comes from the lines themselves (Gemini CLI: from `.project_root` beside `chats/`,
+//! or, in a legacy dir named by the SHA-256 of the project's path, from the path in
+//! `projects.json` with that hash).
 
 use super::claude::ClaudeFold;
 use super::convo::Conversation;
+use super::convo::ConversationFold;
 use super::runlog::shell_quote;
 use super::stores::{Format, has_extension};
 use crate::sources::SourceKind;
@@ -36,6 +39,15 @@ fn after(path: &Path, dir: &str) -> Option<Vec<String>> {
         .collect();
     let i = parts.iter().rposition(|p| p == dir)?;
     Some(parts[i + 1..].to_vec())
+}
+
+/// Lower-case hex SHA-256, as Gemini CLI names its legacy project dirs.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn stem(path: &Path) -> Option<String> {
@@ -109,17 +121,45 @@ impl Format for Codex {
     }
 
     fn is_store_file(path: &Path) -> bool {
-        // Compressed rollouts (`.jsonl.zst`) are not read: Codex keeps the plain file while a
-        // session is live, and compresses only old ones.
-        has_extension(path, "jsonl")
+        (has_extension(path, "jsonl") || Self::is_whole_file(path))
             && path
                 .file_name()
                 .is_some_and(|n| n.to_string_lossy().starts_with("rollout-"))
     }
 
+    /// Codex compresses old rollouts (`rollout-….jsonl.zst`), written once: each is folded
+    /// whole, decompressed line by line. When both forms of a rollout exist the plain one wins.
+    fn is_whole_file(path: &Path) -> bool {
+        path.file_name().is_some_and(|n| {
+            let n = n.to_string_lossy();
+            n.starts_with("rollout-") && n.ends_with(".jsonl.zst")
+        })
+    }
+
+    /// A compressed rollout; what it holds decompressed is bounded by the line reader.
+    const MAX_WHOLE_FILE: u64 = 256 * 1024 * 1024;
+
+    fn fold_whole_file(bytes: &[u8], prices: &crate::prices::Prices) -> Result<Self::Fold, String> {
+        let mut fold = super::codex::CodexFold::default();
+        let mut bad = 0u64;
+        let skipped = super::tail::zstd_lines(bytes, super::stores::MAX_LINE, &mut |line| {
+            if fold.apply(line, prices).is_err() {
+                bad += 1;
+            }
+        })
+        .map_err(|e| format!("not a readable zstd rollout: {e}"))?;
+        if bad + skipped > 0 {
+            tracing::warn!(
+                "a compressed rollout had {bad} unreadable and {skipped} oversized lines"
+            );
+        }
+        Ok(fold)
+    }
+
     fn session_of(path: &Path, c: &Conversation) -> Option<(String, bool)> {
-        // The uuid ends the file name: rollout-YYYY-MM-DDThh-mm-ss-<uuid>.jsonl
+        // The uuid ends the file name: rollout-YYYY-MM-DDThh-mm-ss-<uuid>.jsonl(.zst)
         let from_name = stem(path).and_then(|s| {
+            let s = s.strip_suffix(".jsonl").unwrap_or(&s);
             let tail = s.get(s.len().checked_sub(36)?..)?;
             (tail.len() == 36 && tail.chars().filter(|c| *c == '-').count() == 4)
                 .then(|| tail.to_owned())
@@ -172,14 +212,33 @@ impl Format for Gemini {
     fn project_of(path: &Path) -> Option<String> {
         // tmp/<project>/chats/<file>: the project's root is recorded beside `chats/`.
         let project_dir = path.ancestors().find(|a| a.ends_with("chats"))?.parent()?;
-        let root = crate::fsread::read_text(
+        if let Ok(root) = crate::fsread::read_text(
             &project_dir.join(".project_root"),
             crate::fsread::Trust::Found,
             64 * 1024,
+        ) {
+            let root = root.trim();
+            return (!root.is_empty()).then(|| root.to_owned());
+        }
+        // Before 2026-02 the dir was named by the SHA-256 of the project's path: find the path
+        // among the projects Gemini CLI knows (`~/.gemini/projects.json`).
+        let hash = project_dir.file_name()?.to_str()?.to_ascii_lowercase();
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let gemini = project_dir.parent()?.parent()?;
+        let registry = crate::fsread::read_text(
+            &gemini.join("projects.json"),
+            crate::fsread::Trust::Found,
+            4 * 1024 * 1024,
         )
         .ok()?;
-        let root = root.trim();
-        (!root.is_empty()).then(|| root.to_owned())
+        let v: serde_json::Value = serde_json::from_str(&registry).ok()?;
+        v.get("projects")?
+            .as_object()?
+            .keys()
+            .find(|p| sha256_hex(p.as_bytes()) == hash)
+            .cloned()
     }
 
     fn is_whole_file(path: &Path) -> bool {
@@ -188,5 +247,38 @@ impl Format for Gemini {
 
     fn fold_whole_file(bytes: &[u8], prices: &crate::prices::Prices) -> Result<Self::Fold, String> {
         super::gemini::fold_legacy_json(bytes, prices)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_names_as_gemini_cli_does() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn compressed_rollouts_are_codex_files_of_the_same_conversation() {
+        let uuid = "0199a0b1-2c3d-7e4f-8a9b-0c1d2e3f4a5b";
+        let plain = PathBuf::from(format!(
+            "/h/.codex/sessions/2026/11/29/rollout-2026-11-29T10-00-00-{uuid}.jsonl"
+        ));
+        let packed = plain.with_extension("jsonl.zst");
+        for p in [&plain, &packed] {
+            assert!(Codex::is_store_file(p), "{}", p.display());
+            assert_eq!(
+                Codex::session_of(p, &Conversation::default()),
+                Some((uuid.to_owned(), true))
+            );
+        }
+        assert!(Codex::is_whole_file(&packed) && !Codex::is_whole_file(&plain));
+        assert!(!Codex::is_store_file(Path::new(
+            "/h/.codex/sessions/notes.zst"
+        )));
     }
 }

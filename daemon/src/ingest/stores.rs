@@ -31,7 +31,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::Duration;
 
 /// Lines longer than this are skipped and counted (a 50 MB line is garbage, not a message).
-const MAX_LINE: usize = 16 * 1024 * 1024;
+pub const MAX_LINE: usize = 16 * 1024 * 1024;
 /// How often live conversations are re-evaluated and missing store dirs looked for.
 const TICK: Duration = Duration::from_secs(1);
 /// Notifications queued for the ingestor; beyond this a rescan replaces the dropped events.
@@ -645,11 +645,16 @@ impl<F: Format> StoreSource<F> {
             let c = f.state.fold.conversation(now);
             if f.session.as_ref().is_some_and(|(_, is_main)| *is_main) {
                 // A conversation moved (Codex archiving) has its old path deleted: the one
-                // that exists wins.
-                if main
-                    .as_ref()
-                    .is_none_or(|(_, m, _)| m.deleted || !f.deleted)
-                {
+                // that exists wins; of two that exist, a plain file beats a whole-file copy
+                // (a Codex rollout and its compressed form).
+                let better = main.as_ref().is_none_or(|(mp, m, _)| {
+                    if m.deleted != f.deleted {
+                        m.deleted
+                    } else {
+                        !F::is_whole_file(p) || F::is_whole_file(mp)
+                    }
+                });
+                if better {
                     main = Some((p, f, c));
                 }
             } else if let Some(l) = c.live.clone() {

@@ -251,6 +251,54 @@ impl Opened {
     }
 }
 
+/// Calls `on_line` with each line of a zstd-compressed line file (a Codex `.jsonl.zst`
+/// rollout), decompressing as it goes: memory holds one line, never the whole file. Lines
+/// longer than `max_line` are skipped and counted; the answer is how many.
+pub fn zstd_lines(
+    compressed: &[u8],
+    max_line: usize,
+    on_line: &mut dyn FnMut(&[u8]),
+) -> io::Result<u64> {
+    let mut decoder = zstd::stream::read::Decoder::new(compressed)?;
+    let mut chunk = vec![0u8; CHUNK];
+    let mut pending: Vec<u8> = Vec::new();
+    let (mut skipping, mut oversized) = (false, 0u64);
+    let mut out = ReadOutcome::default();
+    loop {
+        let n = match decoder.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let mut rest = &chunk[..n];
+        while let Some(nl) = memchr::memchr(b'\n', rest) {
+            if skipping {
+                skipping = false;
+            } else if pending.len() + nl > max_line {
+                oversized += 1;
+            } else {
+                pending.extend_from_slice(&rest[..nl]);
+                deliver(&pending, on_line, &mut out);
+            }
+            pending.clear();
+            rest = &rest[nl + 1..];
+        }
+        if !skipping {
+            pending.extend_from_slice(rest);
+            if pending.len() > max_line {
+                pending.clear();
+                skipping = true;
+                oversized += 1;
+            }
+        }
+    }
+    if !skipping && !pending.is_empty() {
+        deliver(&pending, on_line, &mut out);
+    }
+    Ok(oversized)
+}
+
 /// Lines that could not be taken during one read, for `/v1/health`.
 #[derive(Debug, Default)]
 pub struct Skipped {
@@ -516,6 +564,20 @@ mod tests {
         append(&p2, format!("{}\n", "q".repeat(66_000)).as_bytes());
         let mut c = FileCursor::default();
         assert_eq!(read(&p2, &mut c, 66_000).1.len(), 1);
+    }
+
+    #[test]
+    fn compressed_line_files_are_read_line_by_line() {
+        let text = format!("a\n{}\nb\n{}\nc", "x".repeat(100_000), "y".repeat(10));
+        let packed = zstd::stream::encode_all(text.as_bytes(), 3).unwrap();
+        let mut lines = Vec::new();
+        let skipped = zstd_lines(&packed, 50_000, &mut |l| {
+            lines.push(String::from_utf8_lossy(l).into_owned())
+        })
+        .unwrap();
+        assert_eq!(lines, vec!["a", "b", &"y".repeat(10), "c"]);
+        assert_eq!(skipped, 1);
+        assert!(zstd_lines(b"not zstd", 100, &mut |_| {}).is_err());
     }
 
     #[test]
