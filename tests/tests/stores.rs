@@ -599,6 +599,30 @@ fn claude_code_hooks_say_exactly_when_a_conversation_waits() {
     );
     let v = d.wait_item(&item_id(), |v| v["status"] == "failed");
     assert_eq!(v["status_detail"], "rate_limit");
+    // Regression: "your turn" (idle_prompt, a minute after a turn ends) is not "blocked", and
+    // leaves a finished turn as it is.
+    hook(&d, &d.socket, payload("Stop", json!({})));
+    d.wait_item(&item_id(), |v| v["status"] == "success");
+    hook(
+        &d,
+        &d.socket,
+        payload(
+            "Notification",
+            json!({"notification_type": "idle_prompt", "message": "Claude is waiting for your input"}),
+        ),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let v = d.get(&format!("/v1/agents/{}", item_id()));
+    assert_eq!(v["status"], "success", "{v}");
+    // An open turn (a new prompt) that Claude Code reports idle has ended: success.
+    append(&file, &[prompt("and the tests too", 0)]);
+    d.wait_item(&item_id(), |v| v["status"] == "working");
+    hook(
+        &d,
+        &d.socket,
+        payload("Notification", json!({"notification_type": "idle_prompt"})),
+    );
+    d.wait_item(&item_id(), |v| v["status"] == "success");
 
     // Bad payloads are refused by the API, but the hook command still exits 0, silently.
     let r = d.req(

@@ -4,7 +4,7 @@
 //! | hook | status |
 //! |---|---|
 //! | `Notification` `permission_prompt` | blocked (its message) |
-//! | `Notification` `idle_prompt` | blocked: waiting for your input |
+//! | `Notification` `idle_prompt` | "your turn" (sent a minute after a turn ends): an open turn ends as success; a finished, failed or canceled one stays as it is — never blocked |
 //! | `Notification` `elicitation_dialog` | blocked: waiting for your answer |
 //! | `UserPromptSubmit`, `PreToolUse`, `PostToolUse` | working |
 //! | `Stop` | success |
@@ -30,9 +30,9 @@ fn text(v: &Value, key: &str) -> Option<String> {
         .map(|s| s.chars().take(200).collect())
 }
 
-/// The status and detail a hook payload implies; `Ok(None)` for hooks that say nothing about
-/// status, `Ok(Some((None, _)))` for the end of a session.
-type Signal = Option<(Option<Status>, Option<String>)>;
+/// The status and detail a hook payload implies, and whether it applies only to an open turn;
+/// `Ok(None)` for hooks that say nothing about status, a `None` status for the end of a session.
+type Signal = Option<(Option<Status>, Option<String>, bool)>;
 
 fn signal_of(v: &Value) -> Result<Signal, ApiError> {
     let event = text(v, "hook_event_name")
@@ -52,27 +52,31 @@ fn signal_of(v: &Value) -> Result<Signal, ApiError> {
                 "permission_prompt" => Some((
                     Some(Status::Blocked),
                     message.or_else(|| Some("waiting for permission".into())),
+                    false,
                 )),
-                "idle_prompt" => {
-                    Some((Some(Status::Blocked), Some("waiting for your input".into())))
-                }
+                // Claude Code is idle at its prompt: the turn is over, nothing waits on you.
+                "idle_prompt" => Some((Some(Status::Success), None, true)),
                 "elicitation_dialog" => Some((
                     Some(Status::Blocked),
                     Some("waiting for your answer".into()),
+                    false,
                 )),
                 _ => None,
             }
         }
-        "UserPromptSubmit" | "PreToolUse" | "PostToolUse" => Some((Some(Status::Working), None)),
-        "Stop" => Some((Some(Status::Success), None)),
+        "UserPromptSubmit" | "PreToolUse" | "PostToolUse" => {
+            Some((Some(Status::Working), None, false))
+        }
+        "Stop" => Some((Some(Status::Success), None, false)),
         "StopFailure" => Some((
             Some(Status::Failed),
             text(v, "error")
                 .or_else(|| text(v, "error_type"))
                 .or_else(|| text(v, "message"))
                 .or_else(|| Some("the turn failed".into())),
+            false,
         )),
-        "SessionEnd" => Some((None, None)),
+        "SessionEnd" => Some((None, None, false)),
         _ => None,
     })
 }
@@ -91,7 +95,7 @@ pub async fn claude_code(State(s): State<AppState>, body: Bytes) -> Result<Respo
                 "missing or not a session id in the hook payload",
             )
         })?;
-    let Some((status, detail)) = signal_of(&v)? else {
+    let Some((status, detail, if_active)) = signal_of(&v)? else {
         return Ok(json(&serde_json::json!({"accepted": false})));
     };
     let accepted = s.claude_hooks.as_ref().is_some_and(|tx| {
@@ -99,6 +103,7 @@ pub async fn claude_code(State(s): State<AppState>, body: Bytes) -> Result<Respo
             session_id,
             status,
             detail,
+            if_active,
             at: Millis::now(),
         }))
         .is_ok()
@@ -120,27 +125,33 @@ mod tests {
                 Some((
                     Some(Status::Blocked),
                     Some("Claude needs your permission to use Bash"),
+                    false,
                 )),
             ),
             (
+                // Regression: "your turn" made a finished conversation blocked.
                 json!({"hook_event_name": "Notification", "message": "Claude is waiting for your input"}),
-                Some((Some(Status::Blocked), Some("waiting for your input"))),
+                Some((Some(Status::Success), None, true)),
+            ),
+            (
+                json!({"hook_event_name": "Notification", "notification_type": "idle_prompt"}),
+                Some((Some(Status::Success), None, true)),
             ),
             (
                 json!({"hook_event_name": "PreToolUse", "tool_name": "Bash"}),
-                Some((Some(Status::Working), None)),
+                Some((Some(Status::Working), None, false)),
             ),
             (
                 json!({"hook_event_name": "Stop"}),
-                Some((Some(Status::Success), None)),
+                Some((Some(Status::Success), None, false)),
             ),
             (
                 json!({"hook_event_name": "StopFailure", "error": "rate_limit"}),
-                Some((Some(Status::Failed), Some("rate_limit"))),
+                Some((Some(Status::Failed), Some("rate_limit"), false)),
             ),
             (
                 json!({"hook_event_name": "SessionEnd", "reason": "exit"}),
-                Some((None, None)),
+                Some((None, None, false)),
             ),
             (json!({"hook_event_name": "PreCompact"}), None),
             (
@@ -149,7 +160,7 @@ mod tests {
             ),
         ] {
             let got = signal_of(&payload).unwrap();
-            let got = got.as_ref().map(|(s, d)| (*s, d.as_deref()));
+            let got = got.as_ref().map(|(s, d, a)| (*s, d.as_deref(), *a));
             assert_eq!(got, want, "{payload}");
         }
         assert!(signal_of(&json!({"session_id": "x"})).is_err());

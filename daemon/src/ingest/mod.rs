@@ -97,6 +97,9 @@ pub struct HookSignal {
     /// decides again).
     pub status: Option<agentd_wire::Status>,
     pub detail: Option<String>,
+    /// It applies only while the transcript says a turn is open (an idle prompt ends a turn; it
+    /// never turns a finished, failed or canceled one into anything else).
+    pub if_active: bool,
     /// When it arrived: transcript lines written after it take over again.
     pub at: crate::model::Millis,
 }

@@ -711,6 +711,7 @@ impl<F: Format> StoreSource<F> {
         // something newer to say.
         if let Some(h) = self.hooks.get(id)
             && let Some(status) = h.status
+            && (!h.if_active || c.status.is_active())
             && c.updated_at.is_none_or(|u| u <= h.at)
             && now.0.saturating_sub(h.at.0) < ABANDONED_AFTER_MS
         {
