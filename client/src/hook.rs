@@ -1,9 +1,16 @@
-//! `agentctl hook claude-code`: the command Claude Code runs as a hook. It forwards the hook's
-//! JSON payload (stdin) to agentd's `/v1/hooks/claude-code` and always exits 0, silently and
-//! within half a second: a hook must never slow Claude Code down or make it fail.
+//! `agentctl hook claude-code|codex|gemini`: the command an agent CLI runs as a hook. It
+//! forwards the hook's JSON payload (stdin) to agentd's `/v1/hooks/<agent>` and always exits 0,
+//! silently and within half a second: a hook must never slow the agent down or make it fail.
 //!
-//! `--install` adds this command to Claude Code's `settings.json` for the events that carry
-//! status (after showing what changes); `--dry-run` only shows it.
+//! `--install` adds this command to the agent's own hook settings for the events that carry
+//! status (after showing what changes); `--dry-run` only shows it. All three take the same
+//! shape, `{"hooks": {EVENT: [{"matcher": "", "hooks": [{"type": "command", …}]}]}}`:
+//!
+//! | agent | file | timeout unit |
+//! |---|---|---|
+//! | Claude Code | `settings.json` under `CLAUDE_CONFIG_DIR` (first entry), else `~/.claude` | seconds |
+//! | Codex | `hooks.json` under `CODEX_HOME`, else `~/.codex` (Codex asks you to trust new hooks in `/hooks`) | seconds |
+//! | Gemini CLI | `settings.json` under `GEMINI_CLI_HOME/.gemini`, else `~/.gemini` | milliseconds |
 
 use serde_json::{Value, json};
 use std::io::Read;
@@ -14,19 +21,116 @@ use std::time::Duration;
 const BUDGET: Duration = Duration::from_millis(500);
 /// Hook payloads are small; more than this is not read.
 const MAX_PAYLOAD: u64 = 1 << 20;
-/// The hook events that say what a conversation is doing.
-pub const EVENTS: [&str; 7] = [
-    "Notification",
-    "UserPromptSubmit",
-    "PreToolUse",
-    "PostToolUse",
-    "Stop",
-    "StopFailure",
-    "SessionEnd",
-];
+/// An agent CLI with hooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Agent {
+    ClaudeCode,
+    Codex,
+    Gemini,
+}
+
+impl Agent {
+    /// `claude-code`, `codex` or `gemini`.
+    pub fn parse(name: &str) -> Option<Agent> {
+        match name {
+            "claude-code" => Some(Agent::ClaudeCode),
+            "codex" => Some(Agent::Codex),
+            "gemini" => Some(Agent::Gemini),
+            _ => None,
+        }
+    }
+
+    /// The word in the command and in the route (`/v1/hooks/<name>`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Agent::ClaudeCode => "claude-code",
+            Agent::Codex => "codex",
+            Agent::Gemini => "gemini",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Agent::ClaudeCode => "Claude Code",
+            Agent::Codex => "Codex",
+            Agent::Gemini => "Gemini CLI",
+        }
+    }
+
+    /// The hook events that say what a conversation is doing.
+    pub fn events(self) -> &'static [&'static str] {
+        match self {
+            Agent::ClaudeCode => &[
+                "Notification",
+                "UserPromptSubmit",
+                "PreToolUse",
+                "PostToolUse",
+                "Stop",
+                "StopFailure",
+                "SessionEnd",
+            ],
+            Agent::Codex => &[
+                "PermissionRequest",
+                "UserPromptSubmit",
+                "PreToolUse",
+                "PostToolUse",
+                "Stop",
+                "SessionEnd",
+            ],
+            Agent::Gemini => &[
+                "Notification",
+                "BeforeAgent",
+                "AfterAgent",
+                "BeforeTool",
+                "AfterTool",
+                "SessionEnd",
+            ],
+        }
+    }
+
+    /// The hook's timeout, in the unit the agent reads (5 s: the command itself gives up after
+    /// half a second).
+    fn timeout(self) -> u64 {
+        match self {
+            Agent::Gemini => 5000,
+            _ => 5,
+        }
+    }
+
+    /// The file the agent reads its hooks from.
+    pub fn settings_path(self) -> Option<PathBuf> {
+        let home = || std::env::var_os("HOME").map(PathBuf::from);
+        let env_dir = |k: &str| {
+            std::env::var(k)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .map(PathBuf::from)
+        };
+        Some(match self {
+            Agent::ClaudeCode => settings_path()?,
+            Agent::Codex => env_dir("CODEX_HOME")
+                .or_else(|| home().map(|h| h.join(".codex")))?
+                .join("hooks.json"),
+            Agent::Gemini => env_dir("GEMINI_CLI_HOME")
+                .or_else(home)?
+                .join(".gemini/settings.json"),
+        })
+    }
+
+    /// What to tell the user once the hooks are written.
+    fn after_install(self) -> &'static str {
+        match self {
+            Agent::ClaudeCode => "Claude Code picks them up in new sessions",
+            Agent::Codex => {
+                "Codex asks you to trust new hooks: open /hooks in Codex and trust the agentd ones"
+            }
+            Agent::Gemini => "Gemini CLI picks them up in new sessions",
+        }
+    }
+}
 
 /// Forwards stdin to agentd; every failure is swallowed.
-pub fn forward(client: &crate::Client) {
+pub fn forward(client: &crate::Client, agent: Agent) {
     let mut payload = Vec::new();
     if std::io::stdin()
         .take(MAX_PAYLOAD)
@@ -38,7 +142,7 @@ pub fn forward(client: &crate::Client) {
     }
     let _ = client.clone().with_timeout(Some(BUDGET)).request(
         "POST",
-        "/v1/hooks/claude-code",
+        &format!("/v1/hooks/{}", agent.name()),
         Some(&payload),
     );
 }
@@ -58,8 +162,8 @@ pub fn settings_path() -> Option<PathBuf> {
     Some(dir.join("settings.json"))
 }
 
-/// `settings` with the hook added for every event in [`EVENTS`] that lacks it.
-pub fn with_hooks(mut settings: Value, command: &str) -> Result<Value, String> {
+/// `settings` with the hook added for every one of `agent`'s events that lacks it.
+pub fn with_hooks(mut settings: Value, command: &str, agent: Agent) -> Result<Value, String> {
     let root = settings
         .as_object_mut()
         .ok_or("the settings file is not a JSON object")?;
@@ -68,7 +172,8 @@ pub fn with_hooks(mut settings: Value, command: &str) -> Result<Value, String> {
         .or_insert_with(|| json!({}))
         .as_object_mut()
         .ok_or("`hooks` in the settings file is not an object")?;
-    for event in EVENTS {
+    let ours = format!("hook {}", agent.name());
+    for &event in agent.events() {
         let list = hooks
             .entry(event)
             .or_insert_with(|| json!([]))
@@ -76,15 +181,12 @@ pub fn with_hooks(mut settings: Value, command: &str) -> Result<Value, String> {
             .ok_or_else(|| format!("`hooks.{event}` in the settings file is not a list"))?;
         let present = list.iter().any(|group| {
             group["hooks"].as_array().is_some_and(|hs| {
-                hs.iter().any(|h| {
-                    h["command"]
-                        .as_str()
-                        .is_some_and(|c| c.contains("hook claude-code"))
-                })
+                hs.iter()
+                    .any(|h| h["command"].as_str().is_some_and(|c| c.contains(&ours)))
             })
         });
         if !present {
-            list.push(json!({"matcher": "", "hooks": [{"type": "command", "command": command, "timeout": 5}]}));
+            list.push(json!({"matcher": "", "hooks": [{"type": "command", "command": command, "timeout": agent.timeout()}]}));
         }
     }
     Ok(settings)
@@ -120,8 +222,10 @@ pub fn added_lines(before: &str, after: &str) -> String {
 }
 
 /// `--install [--dry-run]`.
-pub fn install(dry_run: bool) -> Result<(), String> {
-    let path = settings_path().ok_or("cannot find Claude Code's settings (HOME is not set)")?;
+pub fn install(agent: Agent, dry_run: bool) -> Result<(), String> {
+    let path = agent
+        .settings_path()
+        .ok_or_else(|| format!("cannot find {}'s settings (HOME is not set)", agent.title()))?;
     let before = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => "{}".into(),
@@ -134,8 +238,8 @@ pub fn install(dry_run: bool) -> Result<(), String> {
         .and_then(|p| std::fs::canonicalize(p).ok())
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "agentctl".into());
-    let command = format!("{} hook claude-code", quote(&exe));
-    let after = serde_json::to_string_pretty(&with_hooks(settings.clone(), &command)?)
+    let command = format!("{} hook {}", quote(&exe), agent.name());
+    let after = serde_json::to_string_pretty(&with_hooks(settings.clone(), &command, agent)?)
         .map_err(|e| e.to_string())?;
     let pretty_before = serde_json::to_string_pretty(&settings).map_err(|e| e.to_string())?;
     let diff = added_lines(&pretty_before, &after);
@@ -164,7 +268,7 @@ pub fn install(dry_run: bool) -> Result<(), String> {
         })
         .and_then(|()| std::fs::rename(&tmp, &target))
         .map_err(|e| format!("cannot write {}: {e}", target.display()))?;
-    println!("added the agentd hooks; Claude Code picks them up in new sessions");
+    println!("added the agentd hooks; {}", agent.after_install());
     Ok(())
 }
 
@@ -175,21 +279,38 @@ mod tests {
     #[test]
     fn hooks_are_added_once_and_other_settings_kept() {
         let settings = json!({"model": "opus", "hooks": {"Stop": [{"matcher": "", "hooks": [{"type": "command", "command": "say done"}]}]}});
-        let once = with_hooks(settings, "/bin/agentctl hook claude-code").unwrap();
+        let once = with_hooks(
+            settings,
+            "/bin/agentctl hook claude-code",
+            Agent::ClaudeCode,
+        )
+        .unwrap();
         assert_eq!(once["model"], "opus");
         assert_eq!(
             once["hooks"]["Stop"].as_array().unwrap().len(),
             2,
             "the user's own hook stays"
         );
-        for e in EVENTS {
+        for e in Agent::ClaudeCode.events() {
             assert!(
                 once["hooks"][e].to_string().contains("hook claude-code"),
                 "{e}"
             );
         }
-        let twice = with_hooks(once.clone(), "/bin/agentctl hook claude-code").unwrap();
+        let twice = with_hooks(
+            once.clone(),
+            "/bin/agentctl hook claude-code",
+            Agent::ClaudeCode,
+        )
+        .unwrap();
         assert_eq!(once, twice);
-        assert!(with_hooks(json!([1]), "x").is_err());
+        assert!(with_hooks(json!([1]), "x", Agent::ClaudeCode).is_err());
+        // Gemini CLI reads milliseconds; a Claude Code hook does not count as a Gemini one.
+        let gemini = with_hooks(once, "/bin/agentctl hook gemini", Agent::Gemini).unwrap();
+        assert_eq!(
+            gemini["hooks"]["AfterAgent"][0]["hooks"][0]["timeout"],
+            5000
+        );
+        assert_eq!(gemini["hooks"]["Notification"].as_array().unwrap().len(), 2);
     }
 }

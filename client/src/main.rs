@@ -156,10 +156,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// The hook command for an agent CLI (Claude Code: `agentctl hook claude-code`): forwards
+    /// The hook command for an agent CLI (`agentctl hook claude-code|codex|gemini`): forwards
     /// the hook's payload on stdin to agentd, silently, and always exits 0.
     Hook {
-        /// The agent whose hook this is: claude-code.
+        /// The agent whose hook this is: claude-code, codex or gemini.
         agent: String,
         /// Add this hook to the agent's settings (shows the change first).
         #[arg(long)]
@@ -288,12 +288,12 @@ fn main() -> ExitCode {
         dry_run,
     } = &cli.command
     {
-        if agent != "claude-code" {
-            eprintln!("agentctl: hooks exist for claude-code only, not {agent:?}");
+        let Some(agent) = agentctl::hook::Agent::parse(agent) else {
+            eprintln!("agentctl: hooks exist for claude-code, codex and gemini, not {agent:?}");
             return ExitCode::from(2);
-        }
+        };
         if *install {
-            return match agentctl::hook::install(*dry_run) {
+            return match agentctl::hook::install(agent, *dry_run) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("agentctl: {e}");
@@ -302,7 +302,7 @@ fn main() -> ExitCode {
             };
         }
         let client = Client::new(cli.socket.clone().unwrap_or_else(agentctl::default_socket));
-        agentctl::hook::forward(&client);
+        agentctl::hook::forward(&client, agent);
         return ExitCode::SUCCESS; // a hook never fails its agent
     }
     if let Command::Service { action } = &cli.command {

@@ -170,10 +170,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     start_store!(ingest::formats::Codex, config.codex_roots);
     start_store!(ingest::formats::Gemini, config.gemini_roots);
     // Hook signals go to the follower of the source whose hooks they are.
-    let claude_hooks = store_threads
+    let hooks = store_threads
         .iter()
-        .find(|(kind, _)| *kind == sources::SourceKind::ClaudeCode)
-        .map(|(_, (tx, _))| tx.clone());
+        .map(|(kind, (tx, _))| (*kind, tx.clone()))
+        .collect();
     let cloud = match &config.cloud {
         Some(cfg) => {
             let stats = Arc::new(ingest::SourceStats::new(
@@ -212,7 +212,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         writer: writer.clone(),
         sources,
         cloud: cloud.as_ref().map(|(h, _)| h.clone()),
-        claude_hooks,
+        hooks,
         started_at,
         http_addr: http_addr.clone(),
         shutdown: shutdown_rx.clone(),

@@ -456,6 +456,27 @@ impl Drop for Daemon {
     }
 }
 
+/// Runs `agentctl hook AGENT` as the agent CLI would: `payload` on stdin, agentd at `socket`.
+pub fn run_hook(d: &Daemon, socket: &Path, agent: &str, payload: &Value) -> Output {
+    let mut child = Command::new(bin("agentctl"))
+        .args(["hook", agent])
+        .env_clear()
+        .env("HOME", &d.home)
+        .env("AGENTD_SOCKET", socket)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(payload.to_string().as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// Runs `agentctl` with a clean environment pointing at `socket`.
 pub fn agentctl_with(socket: &Path, home: &Path, state: &Path, args: &[&str]) -> Output {
     Command::new(bin("agentctl"))

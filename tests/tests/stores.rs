@@ -519,24 +519,7 @@ fn a_symlink_loop_in_a_store_is_survived() {
 
 /// Runs `agentctl hook claude-code` as Claude Code would, with `payload` on stdin.
 fn hook(d: &Daemon, socket: &Path, payload: Value) -> std::process::Output {
-    use std::io::Write as _;
-    let mut child = std::process::Command::new(agentd_tests::bin("agentctl"))
-        .args(["hook", "claude-code"])
-        .env_clear()
-        .env("HOME", &d.home)
-        .env("AGENTD_SOCKET", socket)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(payload.to_string().as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    agentd_tests::run_hook(d, socket, "claude-code", &payload)
 }
 
 #[test]

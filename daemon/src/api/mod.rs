@@ -47,8 +47,11 @@ pub struct AppState {
     pub cloud: Option<Arc<crate::cloud::sync::CloudHandle>>,
     /// Stops agents (`POST /v1/agents/{id}/cancel`).
     pub control: crate::control::Control,
-    /// Where Claude Code's hook signals go (its store ingestor).
-    pub claude_hooks: Option<std::sync::mpsc::SyncSender<crate::ingest::IngestEvent>>,
+    /// Where each agent CLI's hook signals go (the follower of its store).
+    pub hooks: std::collections::HashMap<
+        crate::sources::SourceKind,
+        std::sync::mpsc::SyncSender<crate::ingest::IngestEvent>,
+    >,
 }
 
 /// The routes, shared by both listeners.
@@ -63,7 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/summary", get(summary))
         .route("/v1/events", get(events::events))
         .route("/v1/sync", post(sync))
-        .route("/v1/hooks/claude-code", post(hooks::claude_code))
+        .route("/v1/hooks/{agent}", post(hooks::hook))
         .fallback(|| async { ApiError::not_found("no such route; see /v1/health") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(MAX_BODY))

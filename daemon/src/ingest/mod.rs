@@ -11,6 +11,7 @@ pub mod codex;
 pub mod convo;
 pub mod formats;
 pub mod gemini;
+pub mod hooks;
 pub mod runlog;
 pub mod runs;
 pub mod stores;
@@ -100,6 +101,9 @@ pub struct HookSignal {
     /// It applies only while the transcript says a turn is open (an idle prompt ends a turn; it
     /// never turns a finished, failed or canceled one into anything else).
     pub if_active: bool,
+    /// It counts only once it has stood this long (ms) without a newer hook: Codex's
+    /// auto-review settles most permission requests within a second.
+    pub settle_ms: i64,
     /// When it arrived: transcript lines written after it take over again.
     pub at: crate::model::Millis,
 }

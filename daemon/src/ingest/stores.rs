@@ -334,7 +334,17 @@ impl<F: Format> StoreSource<F> {
         // Time moves statuses on: a quiet pending tool call becomes blocked, a quiet answer
         // finishes, an abandoned turn fails.
         let now = Millis::now();
-        let live: Vec<String> = self.emitted.keys().cloned().collect();
+        let mut live: Vec<String> = self.emitted.keys().cloned().collect();
+        // A hook that has just settled (a Codex permission request that stood for its second)
+        // takes effect now, whatever the conversation showed.
+        for (id, h) in &self.hooks {
+            let due = h.at.0.saturating_add(h.settle_ms);
+            if h.settle_ms > 0 && now.0 >= due && now.0 - due < 3 * TICK.as_millis() as i64 {
+                live.push(id.clone());
+            }
+        }
+        live.sort();
+        live.dedup();
         let mut batch = self.batch();
         for id in live {
             if let Some(update) = self.render(&id, now)
@@ -712,6 +722,7 @@ impl<F: Format> StoreSource<F> {
         if let Some(h) = self.hooks.get(id)
             && let Some(status) = h.status
             && (!h.if_active || c.status.is_active())
+            && now.0 >= h.at.0.saturating_add(h.settle_ms)
             && c.updated_at.is_none_or(|u| u <= h.at)
             && now.0.saturating_sub(h.at.0) < ABANDONED_AFTER_MS
         {
