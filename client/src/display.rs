@@ -44,6 +44,29 @@ fn trim_number(v: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
+/// The status icon, with a `?` when the status is a guess (a quiet-time rule) rather than
+/// something the agent wrote or said.
+pub fn status_icon(item: &Item) -> String {
+    if item.status_source == Some(agentd_wire::StatusSource::Inferred) {
+        format!("{}?", item.status.icon())
+    } else {
+        item.status.icon().to_owned()
+    }
+}
+
+/// Where a status came from, for people.
+pub fn status_source(s: agentd_wire::StatusSource) -> &'static str {
+    use agentd_wire::StatusSource::*;
+    match s {
+        Hook => "hook (the agent said so as it happened)",
+        Registry => "registry (the agent's live session file)",
+        Transcript => "transcript (its last lines)",
+        RunLog => "run log",
+        CloudApi => "cloud API",
+        Inferred => "inferred: quiet for a while, so probably this (a guess)",
+    }
+}
+
 /// The id as shown in the table: the scheme and the first 8 characters after it. Any unique
 /// prefix resolves, so this is enough to type back.
 pub fn short_id(id: &str) -> String {
@@ -109,7 +132,7 @@ pub fn table(items: &[Item], now: Millis, width: Option<usize>) -> String {
                 title = format!("{title} ({d})");
             }
             [
-                format!("{} {}", i.status.icon(), i.status),
+                format!("{} {}", status_icon(i), i.status),
                 i.source.to_string(),
                 printable(&title),
                 printable(i.creator.as_deref().unwrap_or_default()),

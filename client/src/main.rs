@@ -460,13 +460,16 @@ fn run(client: &Client, command: Command) -> Result<(), Failure> {
             let opt = |v: &Option<String>| display::printable(v.as_deref().unwrap_or("-"));
             println!(
                 "{} {}  {}",
-                item.status.icon(),
+                display::status_icon(&item),
                 item.status,
                 opt(&item.title)
             );
             println!("  id        {}", item.id);
             if let Some(d) = &item.status_detail {
                 println!("  detail    {}", display::printable(d));
+            }
+            if let Some(s) = item.status_source {
+                println!("  status by {}", display::status_source(s));
             }
             println!(
                 "  source    {} ({})",

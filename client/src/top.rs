@@ -850,8 +850,13 @@ fn cells(item: &Item, look: Look, now: Millis) -> [String; 8] {
         (Some(ms), _, _) => display::duration(ms),
         _ => "-".into(),
     };
+    let guess = if item.status_source == Some(agentd_wire::StatusSource::Inferred) {
+        "?"
+    } else {
+        ""
+    };
     [
-        format!("{} {}", look.icon(item.status), item.status),
+        format!("{}{guess} {}", look.icon(item.status), item.status),
         item.source.to_string(),
         title,
         display::printable(item.creator.as_deref().unwrap_or("-")),

@@ -205,6 +205,7 @@ mod tests {
             cost_usd: None,
             usage: Usage::default(),
             open: Open::default(),
+            status_source: None,
         }
     }
 

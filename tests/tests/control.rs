@@ -327,6 +327,10 @@ fn cloud_runs_are_canceled_through_oz_with_each_of_its_answers_mapped() {
     for r in ["r-live", "r-done", "r-pending", "r-gha", "r-down"] {
         d.wait_item(&format!("cloud:{r}"), |v| v["status"] == "working");
     }
+    assert_eq!(
+        d.get("/v1/agents/cloud:r-live")["status_source"],
+        "cloud_api"
+    );
     // Accepted: the row turns canceled right after (the cancel syncs).
     let r = cancel(&d, "cloud:r-live", "");
     assert_eq!(r.status, 202, "{}", r.text());

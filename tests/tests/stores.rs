@@ -806,3 +806,53 @@ fn a_gemini_chat_in_a_legacy_hash_dir_finds_its_project() {
         format!("cd /src/legacy && gemini --resume {sid}")
     );
 }
+
+#[test]
+fn status_source_says_where_each_status_came_from() {
+    let d = Daemon::start("status-source");
+    d.write_run(
+        "r1",
+        &[agentd_tests::rec(
+            json!({"type": "start", "ts": ago(5), "title": "a run"}),
+        )],
+    );
+    assert_eq!(d.wait_item("cli:r1", |_| true)["status_source"], "run_log");
+    let file = claude_dir(&d).join(format!("{SESSION}.jsonl"));
+    append(
+        &file,
+        &[
+            prompt("clean up", 1),
+            assistant(
+                "msg_1",
+                json!([{"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {}}]),
+                10,
+                None,
+                false,
+            ),
+        ],
+    );
+    let v = d.wait_item(&item_id(), |v| v["status"] == "working");
+    assert_eq!(v["status_source"], "transcript");
+    // Quiet for 5 s with a tool call pending: blocked, but only as a guess, and marked so.
+    let v = d.wait_item(&item_id(), |v| v["status"] == "blocked");
+    assert_eq!(v["status_source"], "inferred", "{v}");
+    let ls = d.agentctl(&["ls"]);
+    let text = String::from_utf8_lossy(&ls.stdout);
+    assert!(text.contains("🟨? blocked"), "{text}");
+    let show = d.agentctl(&["show", &item_id()]);
+    assert!(
+        String::from_utf8_lossy(&show.stdout).contains("inferred"),
+        "{show:?}"
+    );
+    // The agent's hook says exactly: the status comes from it.
+    let out = hook(
+        &d,
+        &d.socket,
+        json!({"session_id": SESSION, "hook_event_name": "Notification",
+            "notification_type": "permission_prompt", "message": "Claude needs your permission to use Bash"}),
+    );
+    assert!(out.status.success());
+    let v = d.wait_item(&item_id(), |v| v["status_source"] == "hook");
+    assert_eq!(v["status"], "blocked");
+    assert!(!String::from_utf8_lossy(&d.agentctl(&["ls"]).stdout).contains("🟨?"));
+}

@@ -129,6 +129,25 @@ wire_enum! {
     }
 }
 
+wire_enum! {
+    /// Where an item's status came from: how far it can be trusted.
+    StatusSource {
+        /// The agent's own hook said so, as it happened.
+        Hook => "hook",
+        /// The agent's live session registry (Claude Code's `sessions/<pid>.json`).
+        Registry => "registry",
+        /// A line of the transcript said so.
+        Transcript => "transcript",
+        /// A run log record (or its writer's exit).
+        RunLog => "run_log",
+        /// The cloud API.
+        CloudApi => "cloud_api",
+        /// A quiet-time rule: e.g. a tool call with no progress for 5 s is taken as waiting
+        /// for permission. A guess, however good.
+        Inferred => "inferred",
+    }
+}
+
 impl Status {
     /// `working` and `blocked` are active; the other three are final.
     pub fn is_active(self) -> bool {
@@ -207,6 +226,9 @@ pub struct Item {
     pub usage: Usage,
     #[serde(default)]
     pub open: Open,
+    /// Where `status` came from; `null` for items stored before agentd recorded it.
+    #[serde(default)]
+    pub status_source: Option<StatusSource>,
 }
 
 /// `GET /v1/agents`.
@@ -344,13 +366,20 @@ mod tests {
                 url: None,
                 command: Some("agentctl logs cli:abc".into()),
             },
+            status_source: Some(StatusSource::RunLog),
         };
         let v = serde_json::to_value(&item).unwrap();
         assert_eq!(v["created_at"], "2026-11-28T09:14:03.120Z");
+        assert_eq!(v["status_source"], "run_log");
         assert_eq!(v["kind"], "run");
         assert_eq!(v["finished_at"], serde_json::Value::Null);
         assert_eq!(v["usage"]["cache_write_tokens"], 0);
-        let back: Item = serde_json::from_value(v).unwrap();
+        let back: Item = serde_json::from_value(v.clone()).unwrap();
         assert_eq!(back, item);
+        // An item from before `status_source` existed still reads.
+        let mut old = v;
+        old.as_object_mut().unwrap().remove("status_source");
+        let back: Item = serde_json::from_value(old).unwrap();
+        assert_eq!(back.status_source, None);
     }
 }

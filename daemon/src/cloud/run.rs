@@ -255,6 +255,7 @@ pub fn item_of(run: &RunItem) -> Result<Item, String> {
                 .filter(|l| l.starts_with("https://") || l.starts_with("http://")),
             command: Some(format!("agentctl logs cloud:{}", run.run_id)),
         },
+        status_source: Some(agentd_wire::StatusSource::CloudApi),
     })
 }
 

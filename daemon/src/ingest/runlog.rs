@@ -392,6 +392,7 @@ impl RunFold {
             credits: None,
             cost_usd: self.cost_usd,
             usage: self.usage,
+            status_source: Some(agentd_wire::StatusSource::RunLog),
         }
     }
 }

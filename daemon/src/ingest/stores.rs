@@ -20,7 +20,7 @@ use crate::model::{Millis, MineRule};
 use crate::prices::Prices;
 use crate::store::Store;
 use crate::store::writer::{IngestBatch, ItemUpdate, WriteOp, WriterHandle};
-use agentd_wire::{Item, Kind, Open, Source, Status, Usage};
+use agentd_wire::{Item, Kind, Open, Source, Status, StatusSource, Usage};
 use notify::{EventKind, RecursiveMode, Watcher};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -685,6 +685,16 @@ impl<F: Format> StoreSource<F> {
         if c.cwd.is_none() {
             c.cwd = F::project_of(path);
         }
+        // The transcript's own lines decide, unless time alone moved the status on since its
+        // last line (a quiet-time rule): then it is a guess.
+        let at_last_line = c
+            .updated_at
+            .map_or(c.status, |u| entry.state.fold.conversation(u).status);
+        let mut source = if at_last_line == c.status {
+            StatusSource::Transcript
+        } else {
+            StatusSource::Inferred
+        };
         // The agent's own registry, while its process runs, says exactly what the transcript
         // can only guess: busy, waiting for the user, or idle at the prompt.
         if let Some(live) = live
@@ -697,15 +707,20 @@ impl<F: Format> StoreSource<F> {
                 Status::Blocked => {
                     c.status = Status::Blocked;
                     c.status_detail = live.detail.clone();
+                    source = StatusSource::Registry;
                 }
                 Status::Working if c.status != Status::Working => {
                     c.status = Status::Working;
                     c.status_detail = None;
+                    source = StatusSource::Registry;
                 }
                 Status::Success if c.status.is_active() => {
                     c.status = Status::Success;
                     c.status_detail = None;
+                    source = StatusSource::Registry;
                 }
+                // The registry agrees with what the transcript shows: it confirms it.
+                s if s == c.status => source = StatusSource::Registry,
                 _ => {}
             }
         }
@@ -728,6 +743,7 @@ impl<F: Format> StoreSource<F> {
         {
             c.status = status;
             c.status_detail = h.detail.clone();
+            source = StatusSource::Hook;
         }
         let mtime = std::fs::metadata(path).ok().map(|m| {
             use std::os::unix::fs::MetadataExt;
@@ -765,6 +781,7 @@ impl<F: Format> StoreSource<F> {
                 url: None,
                 command: F::resume_command(id, c.cwd.as_deref()),
             },
+            status_source: Some(source),
         };
         Some(ItemUpdate {
             item,

@@ -42,7 +42,8 @@ pub(crate) const TOTALS: TableDefinition<&str, &[u8]> = TableDefinition::new("to
 
 /// Bumped whenever the layout above changes; [`Store::open`] migrates older files forward.
 ///
-/// - 2: file cursors gained the bytes-before-offset hash and the modification time, and
+/// - 2: items gained `status_source` (written with tag 2; tag-1 items are read as the frozen
+///   `ItemV1`, and the rebuild rewrites them); file cursors gained the bytes-before-offset hash and the modification time, and
 ///   version 1 could save an offset inside a line longer than one read (counting lines after
 ///   it twice): version-1 file cursors are dropped, so every file is read again whole and its
 ///   item replaced by a fresh fold.
@@ -418,8 +419,77 @@ pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreEr
     }
 }
 
+/// The tag of an item record with `status_source` (schema 2). Tag 1 items are [`ItemV1`].
+const FORMAT_ITEM_V2: u8 = 2;
+
+/// Encodes an item for storage (tag 2).
+pub(crate) fn encode_item(item: &Item) -> Vec<u8> {
+    let mut out = vec![FORMAT_ITEM_V2];
+    out.extend(postcard::to_allocvec(item).unwrap_or_default());
+    out
+}
+
+/// Decodes a stored item of either layout.
 pub(crate) fn decode_item(bytes: &[u8]) -> Result<Item, StoreError> {
-    decode(bytes)
+    match bytes.split_first() {
+        Some((&FORMAT_ITEM_V2, rest)) => postcard::take_from_bytes(rest)
+            .map(|(v, _)| v)
+            .map_err(|e| StoreError::Decode(e.to_string())),
+        _ => decode::<ItemV1>(bytes).map(Item::from),
+    }
+}
+
+/// An item as schema 1 stored it (tag 1), frozen: postcard stores no field names, so an old
+/// record can only be read with its own layout. The schema-2 rebuild rewrites every item as
+/// tag 2.
+#[derive(serde::Deserialize)]
+struct ItemV1 {
+    id: String,
+    kind: agentd_wire::Kind,
+    source: Source,
+    status: Status,
+    status_detail: Option<String>,
+    harness: Option<String>,
+    title: Option<String>,
+    creator: Option<String>,
+    mine: bool,
+    project: Option<String>,
+    model: Option<String>,
+    created_at: crate::model::Millis,
+    updated_at: crate::model::Millis,
+    finished_at: Option<crate::model::Millis>,
+    duration_ms: Option<u64>,
+    credits: Option<f64>,
+    cost_usd: Option<f64>,
+    usage: agentd_wire::Usage,
+    open: agentd_wire::Open,
+}
+
+impl From<ItemV1> for Item {
+    fn from(v: ItemV1) -> Item {
+        Item {
+            id: v.id,
+            kind: v.kind,
+            source: v.source,
+            status: v.status,
+            status_detail: v.status_detail,
+            harness: v.harness,
+            title: v.title,
+            creator: v.creator,
+            mine: v.mine,
+            project: v.project,
+            model: v.model,
+            created_at: v.created_at,
+            updated_at: v.updated_at,
+            finished_at: v.finished_at,
+            duration_ms: v.duration_ms,
+            credits: v.credits,
+            cost_usd: v.cost_usd,
+            usage: v.usage,
+            open: v.open,
+            status_source: None,
+        }
+    }
 }
 
 /// Maps an `updated_at` to 8 bytes that sort newest first.
@@ -526,6 +596,25 @@ pub(crate) fn index_key(partition: &str, updated_ms: i64, id: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn items_of_both_layouts_decode() {
+        let item: Item = serde_json::from_value(serde_json::json!({
+            "id": "cli:a", "kind": "run", "source": "cli", "status": "working", "mine": true,
+            "created_at": "2026-11-28T09:00:00.000Z", "updated_at": "2026-11-28T09:00:00.000Z",
+            "usage": {}, "open": {}, "status_source": "run_log"
+        }))
+        .unwrap();
+        assert_eq!(decode_item(&encode_item(&item)).unwrap(), item);
+        // Schema 1 stored the same fields without the last one.
+        let old = Item {
+            status_source: None,
+            ..item
+        };
+        let mut v1 = encode(&old);
+        assert_eq!(v1.pop(), Some(0), "None is one zero byte at the end");
+        assert_eq!(decode_item(&v1).unwrap(), old);
+    }
 
     #[test]
     fn recency_sorts_newest_first_and_round_trips() {

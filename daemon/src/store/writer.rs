@@ -227,7 +227,7 @@ fn rebuild_indexes(store: &Store) -> Result<(), StoreError> {
                 {
                     derive_on_write(&mut item, &store.ctx.me, MineRule::Creator);
                 }
-                items.insert(id.as_str(), super::encode(&item).as_slice())?;
+                items.insert(id.as_str(), super::encode_item(&item).as_slice())?;
                 deltas.index(&item, &store.ctx.tz, &mut index, 1)?;
             }
             deltas.flush(&mut counts, &mut totals)?;
@@ -711,7 +711,7 @@ impl WriterState {
                 for update in &batch.updates {
                     let mut item = update.item.clone();
                     derive_on_write(&mut item, &ctx.me, update.mine);
-                    let bytes = super::encode(&item);
+                    let bytes = super::encode_item(&item);
                     if let Some(origin) = &update.origin {
                         origins.insert(item.id.as_str(), origin.as_str())?;
                     }
