@@ -471,6 +471,17 @@ fn run(client: &Client, command: Command) -> Result<(), Failure> {
             if let Some(s) = item.status_source {
                 println!("  status by {}", display::status_source(s));
             }
+            if item.blocked_ms > 0 {
+                println!(
+                    "  waited    {} on you{}",
+                    display::duration(item.blocked_ms),
+                    match item.blocked_since {
+                        Some(since) =>
+                            format!(" (waiting now, since {})", display::relative(since, now)),
+                        None => String::new(),
+                    }
+                );
+            }
             println!(
                 "  source    {} ({})",
                 item.source,
@@ -662,7 +673,17 @@ fn run(client: &Client, command: Command) -> Result<(), Failure> {
                 return print_json(&s);
             }
             println!("⚙ working  {}", s.working);
-            println!("🟨 blocked  {}", s.blocked);
+            println!(
+                "🟨 blocked  {}{}",
+                s.blocked,
+                match s.waiting_since {
+                    Some(since) => format!(
+                        " (the longest waiting for {})",
+                        display::duration(Millis::now().0.saturating_sub(since.0).max(0) as u64)
+                    ),
+                    None => String::new(),
+                }
+            );
             println!(
                 "today      ✅ {} success · 🔺 {} failed · ⬜ {} canceled · ${:.2} · {} credits",
                 s.today.success,
@@ -671,6 +692,12 @@ fn run(client: &Client, command: Command) -> Result<(), Failure> {
                 s.today.cost_usd,
                 s.today.credits
             );
+            if s.today.blocked_ms > 0 {
+                println!(
+                    "           waiting on you: {} today",
+                    display::duration(s.today.blocked_ms)
+                );
+            }
             Ok(())
         }
         Command::Run { .. } | Command::Service { .. } | Command::Hook { .. } => {

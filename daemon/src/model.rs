@@ -42,11 +42,34 @@ pub fn derive_on_write(item: &mut Item, me: &str, rule: MineRule) {
     }
 }
 
-/// Fills the fields that depend on the time of reading: a working run reports time so far.
+/// Fills the fields that depend on the time of reading: a working run reports time so far, and
+/// a blocked item's time blocked includes the current wait.
 pub fn derive_on_read(item: &mut Item, now: Millis) {
     if item.kind == Kind::Run && item.status.is_active() {
         item.duration_ms = Some(now.0.saturating_sub(item.created_at.0).max(0) as u64);
     }
+    if let (Status::Blocked, Some(since)) = (item.status, item.blocked_since) {
+        item.blocked_ms = item
+            .blocked_ms
+            .saturating_add(now.0.saturating_sub(since.0).max(0) as u64);
+    }
+}
+
+/// Carries the time blocked from the stored item `old` into its update `new` (sources know
+/// nothing of it): a wait that goes on keeps its start, one that ends adds to the total, one
+/// that begins starts `now`. Set here and nowhere else (`derive_on_read` adds the current wait).
+pub fn carry_blocked(old: Option<&Item>, new: &mut Item, now: Millis) {
+    let (mut total, since) = old.map_or((0, None), |o| (o.blocked_ms, o.blocked_since));
+    new.blocked_since = match (since, new.status == Status::Blocked) {
+        (Some(s), true) => Some(s),
+        (Some(s), false) => {
+            total = total.saturating_add(now.0.saturating_sub(s.0).max(0) as u64);
+            None
+        }
+        (None, true) => Some(now),
+        (None, false) => None,
+    };
+    new.blocked_ms = total;
 }
 
 /// The local calendar date (`YYYY-MM-DD`) of an instant in the given time zone.
@@ -206,7 +229,44 @@ mod tests {
             usage: Usage::default(),
             open: Open::default(),
             status_source: None,
+            blocked_ms: 0,
+            blocked_since: None,
         }
+    }
+
+    #[test]
+    fn time_blocked_is_carried_across_updates() {
+        let item = |status: Status| -> Item {
+            let mut i: Item = serde_json::from_value(serde_json::json!({
+                "id": "cli:a", "kind": "run", "source": "cli", "status": "working", "mine": true,
+                "created_at": "2026-11-28T09:00:00.000Z", "updated_at": "2026-11-28T09:00:00.000Z",
+                "usage": {}, "open": {}
+            }))
+            .unwrap();
+            i.status = status;
+            i
+        };
+        let mut a = item(Status::Working);
+        carry_blocked(None, &mut a, Millis(1_000));
+        assert_eq!((a.blocked_ms, a.blocked_since), (0, None));
+        let mut b = item(Status::Blocked);
+        carry_blocked(Some(&a), &mut b, Millis(2_000));
+        assert_eq!((b.blocked_ms, b.blocked_since), (0, Some(Millis(2_000))));
+        // Still blocked (a re-render, a restart): the wait keeps its start.
+        let mut c = item(Status::Blocked);
+        carry_blocked(Some(&b), &mut c, Millis(9_000));
+        assert_eq!((c.blocked_ms, c.blocked_since), (0, Some(Millis(2_000))));
+        let mut read = c.clone();
+        derive_on_read(&mut read, Millis(5_000));
+        assert_eq!(read.blocked_ms, 3_000, "the current wait counts on read");
+        let mut d = item(Status::Working);
+        carry_blocked(Some(&c), &mut d, Millis(12_000));
+        assert_eq!((d.blocked_ms, d.blocked_since), (10_000, None));
+        let mut e = item(Status::Blocked);
+        carry_blocked(Some(&d), &mut e, Millis(20_000));
+        let mut f = item(Status::Success);
+        carry_blocked(Some(&e), &mut f, Millis(21_500));
+        assert_eq!((f.blocked_ms, f.blocked_since), (11_500, None));
     }
 
     #[test]

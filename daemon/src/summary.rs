@@ -36,6 +36,8 @@ pub struct DayTotals {
     pub canceled: i64,
     pub credits_micro: i64,
     pub cost_micro: i64,
+    /// Time those items spent blocked, ms (as stored: a current wait counts once it ends).
+    pub blocked_ms: i64,
 }
 
 impl DayTotals {
@@ -56,6 +58,9 @@ impl DayTotals {
         self.cost_micro = self
             .cost_micro
             .saturating_add(sign.saturating_mul(micro(item.cost_usd)));
+        self.blocked_ms = self
+            .blocked_ms
+            .saturating_add(sign.saturating_mul(item.blocked_ms.min(i64::MAX as u64) as i64));
     }
 
     /// Adds another delta.
@@ -65,6 +70,7 @@ impl DayTotals {
         self.canceled = self.canceled.saturating_add(other.canceled);
         self.credits_micro = self.credits_micro.saturating_add(other.credits_micro);
         self.cost_micro = self.cost_micro.saturating_add(other.cost_micro);
+        self.blocked_ms = self.blocked_ms.saturating_add(other.blocked_ms);
     }
 
     /// Whether every field is zero.
@@ -72,15 +78,16 @@ impl DayTotals {
         *self == DayTotals::default()
     }
 
-    /// The stored form: five little-endian i64s.
-    pub fn encode(&self) -> [u8; 40] {
-        let mut out = [0u8; 40];
+    /// The stored form: six little-endian i64s (schema 1 stored the first five).
+    pub fn encode(&self) -> [u8; 48] {
+        let mut out = [0u8; 48];
         for (i, v) in [
             self.success,
             self.failed,
             self.canceled,
             self.credits_micro,
             self.cost_micro,
+            self.blocked_ms,
         ]
         .iter()
         .enumerate()
@@ -92,16 +99,22 @@ impl DayTotals {
 
     /// Reads the stored form; anything malformed reads as zero.
     pub fn decode(bytes: &[u8]) -> DayTotals {
-        if bytes.len() != 40 {
+        if bytes.len() != 40 && bytes.len() != 48 {
             return DayTotals::default();
         }
-        let f = |i: usize| i64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+        let f = |i: usize| {
+            bytes
+                .get(i * 8..i * 8 + 8)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, i64::from_le_bytes)
+        };
         DayTotals {
             success: f(0),
             failed: f(1),
             canceled: f(2),
             credits_micro: f(3),
             cost_micro: f(4),
+            blocked_ms: f(5),
         }
     }
 
@@ -114,17 +127,24 @@ impl DayTotals {
             canceled: n(self.canceled),
             credits: self.credits_micro.max(0) as f64 / MICRO,
             cost_usd: self.cost_micro.max(0) as f64 / MICRO,
+            blocked_ms: n(self.blocked_ms),
         }
     }
 }
 
-/// A tab's summary from its active counts and today's totals.
-pub fn summary(working: u64, blocked: u64, today: &DayTotals) -> Summary {
+/// A tab's summary from its active counts, today's totals and the oldest current wait.
+pub fn summary(
+    working: u64,
+    blocked: u64,
+    today: &DayTotals,
+    waiting_since: Option<crate::model::Millis>,
+) -> Summary {
     Summary {
         working,
         blocked,
         active: working + blocked,
         today: today.today(),
+        waiting_since,
     }
 }
 

@@ -188,6 +188,7 @@ fn show_resolves_prefixes_and_exit_codes() {
     assert_eq!(v, {
         let mut api = d.get("/v1/agents/cli:7f3b0000-bob");
         api["duration_ms"] = v["duration_ms"].clone(); // a working run's time so far moves
+        api["blocked_ms"] = v["blocked_ms"].clone(); // and so does a blocked one's current wait
         api
     });
 

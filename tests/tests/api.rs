@@ -471,3 +471,57 @@ fn logs_show_output_and_follow_until_the_end() {
     read_until(&mut s, &mut buf, "last words\n");
     read_until(&mut s, &mut buf, "\r\n0\r\n\r\n"); // the answer ends with the run
 }
+
+#[test]
+fn time_waiting_on_you_is_counted_and_survives_a_restart() {
+    let mut d = Daemon::start("blocked-ms");
+    d.write_run(
+        "w",
+        &[
+            rec(json!({"type": "start", "ts": ago(30), "title": "asks"})),
+            rec(json!({"type": "status", "ts": ago(1), "status": "blocked", "detail": "approve?"})),
+        ],
+    );
+    let v = d.wait_item("cli:w", |v| v["status"] == "blocked");
+    assert!(v["blocked_since"].is_string(), "{v}");
+    let s = d.get("/v1/summary");
+    assert_eq!(s["waiting_since"], v["blocked_since"], "{s}");
+    std::thread::sleep(Duration::from_millis(700));
+    let later = d.get("/v1/agents/cli:w");
+    assert!(later["blocked_ms"].as_u64().unwrap() >= 600, "{later}");
+    // A restart keeps the wait's start.
+    assert_eq!(d.stop().code(), Some(0));
+    d.spawn();
+    let after = d.wait_item("cli:w", |v| v["status"] == "blocked");
+    assert_eq!(after["blocked_since"], v["blocked_since"]);
+    // Answered: the wait ends and adds to the total, and to today's.
+    d.append_run(
+        "w",
+        format!(
+            "{}\n",
+            rec(json!({"type": "status", "ts": ago(0), "status": "working"}))
+        )
+        .as_bytes(),
+    );
+    let done = d.wait_item("cli:w", |v| v["status"] == "working");
+    let waited = done["blocked_ms"].as_u64().unwrap();
+    assert!(waited >= 600, "{done}");
+    assert_eq!(done["blocked_since"], Value::Null);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        d.get("/v1/agents/cli:w")["blocked_ms"],
+        waited,
+        "stopped counting"
+    );
+    let s = d.wait_for("/v1/summary", "the wait to end", |s| {
+        s["waiting_since"].is_null()
+    });
+    if ago(0)[..10] == done["updated_at"].as_str().unwrap()[..10] {
+        assert_eq!(s["today"]["blocked_ms"], waited, "{s}");
+    }
+    let out = d.agentctl(&["show", "cli:w"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("on you"),
+        "{out:?}"
+    );
+}

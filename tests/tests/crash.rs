@@ -99,6 +99,9 @@ fn snapshot(d: &Daemon) -> Vec<Value> {
     items.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
     for i in &mut items {
         i["duration_ms"] = Value::Null;
+        // Time spent waiting is history the files do not hold: a fresh ingest cannot know it.
+        i["blocked_ms"] = Value::Null;
+        i["blocked_since"] = Value::Null;
     }
     items
 }

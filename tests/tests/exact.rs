@@ -433,6 +433,11 @@ fn snapshot(d: &Daemon) -> Vec<Value> {
         if i["status"] == "working" || i["status"] == "blocked" {
             i["duration_ms"] = Value::Null;
         }
+        // Time spent waiting is history the files do not hold: a fresh ingest cannot know it.
+        if i["status"] == "blocked" {
+            i["blocked_ms"] = Value::Null;
+            i["blocked_since"] = Value::Null;
+        }
     }
     items
 }

@@ -11,6 +11,7 @@ fn all_items(d: &Daemon) -> Vec<Value> {
     for i in &mut items {
         if i["status"] == "working" || i["status"] == "blocked" {
             i["duration_ms"] = Value::Null; // time so far moves with the clock
+            i["blocked_ms"] = Value::Null; // and so does a current wait
         }
     }
     items

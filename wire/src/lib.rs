@@ -229,6 +229,12 @@ pub struct Item {
     /// Where `status` came from; `null` for items stored before agentd recorded it.
     #[serde(default)]
     pub status_source: Option<StatusSource>,
+    /// Total time spent `blocked` (waiting on you), including the current wait.
+    #[serde(default)]
+    pub blocked_ms: u64,
+    /// When the current wait began, while `blocked`.
+    #[serde(default)]
+    pub blocked_since: Option<Millis>,
 }
 
 /// `GET /v1/agents`.
@@ -246,6 +252,9 @@ pub struct Today {
     pub canceled: u64,
     pub credits: f64,
     pub cost_usd: f64,
+    /// Time those items spent blocked (waiting on you).
+    #[serde(default)]
+    pub blocked_ms: u64,
 }
 
 /// `GET /v1/summary`: what a shell prompt shows.
@@ -257,6 +266,9 @@ pub struct Summary {
     pub active: u64,
     /// Items whose last update fell on today's local date, by their current status.
     pub today: Today,
+    /// When the longest current wait began (the oldest blocked agent's `blocked_since`).
+    #[serde(default)]
+    pub waiting_since: Option<Millis>,
 }
 
 /// One ingest source in `GET /v1/health`.
@@ -367,6 +379,8 @@ mod tests {
                 command: Some("agentctl logs cli:abc".into()),
             },
             status_source: Some(StatusSource::RunLog),
+            blocked_ms: 0,
+            blocked_since: None,
         };
         let v = serde_json::to_value(&item).unwrap();
         assert_eq!(v["created_at"], "2026-11-28T09:14:03.120Z");

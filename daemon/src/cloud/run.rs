@@ -256,6 +256,8 @@ pub fn item_of(run: &RunItem) -> Result<Item, String> {
             command: Some(format!("agentctl logs cloud:{}", run.run_id)),
         },
         status_source: Some(agentd_wire::StatusSource::CloudApi),
+        blocked_ms: 0,
+        blocked_since: None,
     })
 }
 

@@ -393,6 +393,8 @@ impl RunFold {
             cost_usd: self.cost_usd,
             usage: self.usage,
             status_source: Some(agentd_wire::StatusSource::RunLog),
+            blocked_ms: 0,
+            blocked_since: None,
         }
     }
 }

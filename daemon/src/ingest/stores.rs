@@ -782,6 +782,8 @@ impl<F: Format> StoreSource<F> {
                 command: F::resume_command(id, c.cwd.as_deref()),
             },
             status_source: Some(source),
+            blocked_ms: 0,
+            blocked_since: None,
         };
         Some(ItemUpdate {
             item,

@@ -340,16 +340,39 @@ impl Store {
                 .map(|v| DayTotals::decode(v.value()))
                 .unwrap_or_default())
         };
+        // The oldest current wait, per tab: the blocked partitions are small.
+        let index = rx.open_table(INDEX)?;
+        let items = rx.open_table(ITEMS)?;
+        let oldest_wait = |p: &Partition| -> Result<Option<crate::model::Millis>, StoreError> {
+            let key = p.key();
+            let mut start = key.as_bytes().to_vec();
+            start.push(0);
+            let mut end = key.as_bytes().to_vec();
+            end.push(1);
+            let mut oldest: Option<crate::model::Millis> = None;
+            for entry in index.range::<&[u8]>(start.as_slice()..end.as_slice())? {
+                let (k, _) = entry?;
+                let id = String::from_utf8_lossy(&k.value()[start.len() + 8..]).into_owned();
+                if let Some(v) = items.get(id.as_str())?
+                    && let Some(since) = decode_item(v.value())?.blocked_since
+                {
+                    oldest = Some(oldest.map_or(since, |o| o.min(since)));
+                }
+            }
+            Ok(oldest)
+        };
         Ok(crate::summary::Summaries {
             personal: summary(
                 count(&Partition::MineStatus(Status::Working).key())?,
                 count(&Partition::MineStatus(Status::Blocked).key())?,
                 &bucket("me")?,
+                oldest_wait(&Partition::MineStatus(Status::Blocked))?,
             ),
             all: summary(
                 count(&Partition::Status(Status::Working).key())?,
                 count(&Partition::Status(Status::Blocked).key())?,
                 &bucket("all")?,
+                oldest_wait(&Partition::Status(Status::Blocked))?,
             ),
         })
     }
@@ -488,6 +511,8 @@ impl From<ItemV1> for Item {
             usage: v.usage,
             open: v.open,
             status_source: None,
+            blocked_ms: 0,
+            blocked_since: None,
         }
     }
 }

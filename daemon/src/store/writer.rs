@@ -711,16 +711,18 @@ impl WriterState {
                 for update in &batch.updates {
                     let mut item = update.item.clone();
                     derive_on_write(&mut item, &ctx.me, update.mine);
-                    let bytes = super::encode_item(&item);
                     if let Some(origin) = &update.origin {
                         origins.insert(item.id.as_str(), origin.as_str())?;
                     }
                     let old = items.get(item.id.as_str())?.map(|v| v.value().to_vec());
+                    let old_item = old.as_deref().map(decode_item).transpose()?;
+                    crate::model::carry_blocked(old_item.as_ref(), &mut item, Millis::now());
+                    let bytes = super::encode_item(&item);
                     if old.as_deref() == Some(bytes.as_slice()) {
                         continue;
                     }
-                    if let Some(old) = old {
-                        deltas.index(&decode_item(&old)?, &ctx.tz, &mut index, -1)?;
+                    if let Some(old) = &old_item {
+                        deltas.index(old, &ctx.tz, &mut index, -1)?;
                     }
                     items.insert(item.id.as_str(), bytes.as_slice())?;
                     deltas.index(&item, &ctx.tz, &mut index, 1)?;
