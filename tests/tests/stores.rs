@@ -420,6 +420,7 @@ fn claude_codes_live_registry_decides_status_while_its_process_runs() {
     std::fs::write(&reg, registry(me, "waiting")).unwrap();
     let v = d.wait_item(&item_id(), |v| v["status"] == "blocked");
     assert_eq!(v["status_detail"], "waiting for permission");
+    assert_eq!(v["status_source"], "registry");
     std::fs::write(&reg, registry(me, "busy")).unwrap();
     d.wait_item(&item_id(), |v| v["status"] == "working");
     // Rewritten in place at the same length ("busy" → "idle"): still noticed.
