@@ -95,6 +95,8 @@ struct FileNotify {
     /// and the body as its last two arguments.
     command: Option<Vec<String>>,
     min_interval_secs: Option<u64>,
+    /// Remind every this long while an agent is still blocked (off when absent or 0).
+    remind_after_secs: Option<u64>,
 }
 
 /// `[cloud]`.
@@ -267,6 +269,11 @@ impl Config {
                 min_interval: std::time::Duration::from_secs(
                     file.notify.min_interval_secs.unwrap_or(10),
                 ),
+                remind_after: file
+                    .notify
+                    .remind_after_secs
+                    .filter(|s| *s > 0)
+                    .map(std::time::Duration::from_secs),
             }),
         })
     }

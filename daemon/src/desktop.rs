@@ -3,7 +3,9 @@
 //!
 //! Only fresh changes count (an item updated within the last minute), so a backfill or a
 //! restart notifies nothing. At most one notification per interval: changes in between are
-//! counted and mentioned in the next one ("and 3 more"), never queued up.
+//! counted and mentioned in the next one ("and 3 more"), never queued up. With
+//! `remind_after_secs`, an agent still blocked that long is mentioned again ("still waiting"),
+//! and again after each further interval, until it moves on.
 
 use agentd_wire::{Item, Status};
 use std::collections::HashMap;
@@ -22,6 +24,8 @@ pub struct NotifyConfig {
     pub command: Option<Vec<String>>,
     /// At most one notification per this long.
     pub min_interval: Duration,
+    /// Remind while an agent stays blocked this long (`None`: never).
+    pub remind_after: Option<Duration>,
 }
 
 /// Why the notification fired.
@@ -31,6 +35,14 @@ fn headline(item: &Item) -> String {
         _ => "failed",
     };
     format!("{} {what}", item.harness.as_deref().unwrap_or("an agent"))
+}
+
+/// A reminder's title.
+fn reminder(item: &Item) -> String {
+    format!(
+        "{} is still waiting for you",
+        item.harness.as_deref().unwrap_or("an agent")
+    )
 }
 
 fn body(item: &Item) -> String {
@@ -83,14 +95,43 @@ pub async fn run(config: NotifyConfig, mut changes: broadcast::Receiver<Arc<Item
     let mut last_status: HashMap<String, Status> = HashMap::new();
     let mut last_sent: Option<Instant> = None;
     let mut held_back = 0u32;
+    // Agents blocked now, with when they were last mentioned (for reminders).
+    let mut waiting: HashMap<String, (Arc<Item>, Instant)> = HashMap::new();
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
-        let item = match changes.recv().await {
-            Ok(item) => item,
-            Err(broadcast::error::RecvError::Lagged(_)) => continue,
-            Err(broadcast::error::RecvError::Closed) => return,
+        let item = tokio::select! {
+            r = changes.recv() => match r {
+                Ok(item) => item,
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = ticks.tick(), if config.remind_after.is_some() && !waiting.is_empty() => {
+                let every = config.remind_after.unwrap_or(Duration::MAX);
+                let due: Vec<String> = waiting
+                    .iter()
+                    .filter(|(_, (_, at))| at.elapsed() >= every)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for id in due {
+                    if let Some((item, at)) = waiting.get_mut(&id) {
+                        send(&config, &reminder(item), &body(item));
+                        *at = Instant::now();
+                    }
+                }
+                continue;
+            }
         };
-        let before = last_status.insert(item.id.clone(), item.status);
         let fresh = agentd_wire::Millis::now().0 - item.updated_at.0 < FRESH_MS;
+        if item.status != Status::Blocked {
+            waiting.remove(&item.id);
+        } else if let Some((known, _)) = waiting.get_mut(&item.id) {
+            *known = item.clone();
+        } else if fresh {
+            // History (a backfill, an old wait) is not news: only new waits are reminded of.
+            waiting.insert(item.id.clone(), (item.clone(), Instant::now()));
+        }
+        let before = last_status.insert(item.id.clone(), item.status);
         if !fresh
             || !matches!(item.status, Status::Blocked | Status::Failed)
             || before == Some(item.status)

@@ -23,9 +23,10 @@ fn wait_lines(file: &std::path::Path, n: usize) -> Vec<String> {
     }
 }
 
-#[test]
-fn blocked_and_failed_agents_notify_fresh_changes_only_and_rate_limited() {
-    let dir = std::env::temp_dir().join(format!("agentd-notify-{}", std::process::id()));
+/// A daemon whose notifier is a script that records what it was asked to show in the returned
+/// file; `settings` are more `[notify]` lines.
+fn with_notifier(name: &str, settings: &str) -> (Daemon, std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("agentd-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join("shown.txt");
     let notifier = dir.join("notifier.sh");
@@ -46,18 +47,24 @@ fn blocked_and_failed_agents_notify_fresh_changes_only_and_rate_limited() {
     std::fs::write(
         &config,
         format!(
-            "[notify]\nenabled = true\ncommand = [\"{}\"]\nmin_interval_secs = 2\n",
+            "[notify]\nenabled = true\ncommand = [\"{}\"]\n{settings}",
             notifier.display()
         ),
     )
     .unwrap();
     let d = Daemon::start_with(
-        "notify",
+        name,
         Options {
             env: vec![("AGENTD_CONFIG".into(), config.display().to_string())],
             ..Options::default()
         },
     );
+    (d, log, dir)
+}
+
+#[test]
+fn blocked_and_failed_agents_notify_fresh_changes_only_and_rate_limited() {
+    let (d, log, dir) = with_notifier("notify", "min_interval_secs = 2\n");
     let start = |title: &str, at: i64| {
         rec(json!({"type": "start", "ts": ago(at), "title": title, "harness": "claude-code"}))
     };
@@ -108,5 +115,57 @@ fn blocked_and_failed_agents_notify_fresh_changes_only_and_rate_limited() {
         lines[1],
         "claude-code failed|third: out of credits (and 1 more)"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_agent_still_blocked_is_reminded_of_until_it_moves_on() {
+    let (d, log, dir) = with_notifier(
+        "notify-remind",
+        "min_interval_secs = 1\nremind_after_secs = 1\n",
+    );
+    // An old wait (history) is never reminded of.
+    d.write_run(
+        "old",
+        &[
+            rec(json!({"type": "start", "ts": ago(700), "title": "old one", "harness": "codex"})),
+            rec(json!({"type": "status", "ts": ago(600), "status": "blocked"})),
+        ],
+    );
+    d.wait_item("cli:old", |v| v["status"] == "blocked");
+    d.write_run(
+        "ask",
+        &[
+            rec(json!({"type": "start", "ts": ago(2), "title": "migrate", "harness": "codex"})),
+            rec(json!({"type": "status", "ts": ago(0), "status": "blocked", "detail": "approve?"})),
+        ],
+    );
+    let lines = wait_lines(&log, 2);
+    assert_eq!(
+        lines[..2],
+        [
+            "codex is waiting for you|migrate: approve?".to_owned(),
+            "codex is still waiting for you|migrate: approve?".to_owned()
+        ]
+    );
+    // Answered: no more reminders.
+    d.append_run(
+        "ask",
+        format!(
+            "{}\n",
+            rec(json!({"type": "status", "ts": ago(0), "status": "working"}))
+        )
+        .as_bytes(),
+    );
+    d.wait_item("cli:ask", |v| v["status"] == "working");
+    let settled = notifications(&log).len();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        notifications(&log).len(),
+        settled,
+        "{:?}",
+        notifications(&log)
+    );
+    assert!(notifications(&log).iter().all(|l| !l.contains("old one")));
     let _ = std::fs::remove_dir_all(&dir);
 }
