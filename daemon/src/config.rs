@@ -42,6 +42,8 @@ pub struct Config {
     pub notify_socket: Option<String>,
     /// Desktop notifications (config `[notify] enabled = true`); off by default.
     pub desktop_notify: Option<crate::desktop::NotifyConfig>,
+    /// Compressed copies of transcripts (config `[history]`); on by default.
+    pub history: crate::history::HistoryConfig,
 }
 
 /// Default of `min_free_mb`: room for the largest transaction, with a margin for other programs.
@@ -84,6 +86,15 @@ struct FileConfig {
     sources: FileSources,
     cloud: FileCloud,
     notify: FileNotify,
+    history: FileHistory,
+}
+
+/// `[history]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct FileHistory {
+    keep: Option<bool>,
+    max_mb: Option<u64>,
 }
 
 /// `[notify]`.
@@ -151,6 +162,7 @@ impl Config {
         // the daemon's messages, health answer and cleanup then all name the same file.
         let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
         let (state_dir, socket) = (absolute(state_dir), absolute(socket));
+        let history_dir = state_dir.join("history");
         let (config_path, explicit) = match &flags.config {
             Some(p) => (p.clone(), true),
             None => paths::config_path(env),
@@ -275,6 +287,15 @@ impl Config {
                     .filter(|s| *s > 0)
                     .map(std::time::Duration::from_secs),
             }),
+            history: crate::history::HistoryConfig {
+                dir: history_dir,
+                keep: file.history.keep.unwrap_or(true),
+                max_bytes: file
+                    .history
+                    .max_mb
+                    .unwrap_or(2048)
+                    .saturating_mul(1024 * 1024),
+            },
         })
     }
 

@@ -24,6 +24,7 @@ pub mod config;
 pub mod control;
 pub mod desktop;
 pub mod fsread;
+pub mod history;
 pub mod ingest;
 pub mod instance;
 pub mod listen;
@@ -137,6 +138,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }),
         None => prices::Prices::builtin(),
     });
+    let history = history::History::start(config.history.clone());
     let mut sources = vec![runs_stats];
     let mut store_threads = Vec::new();
     macro_rules! start_store {
@@ -161,6 +163,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                     stats,
                     published.resync.clone(),
                     stop_ingest.clone(),
+                    history.clone(),
                 )
                 .map_err(DaemonError::Thread)?,
             ));
@@ -206,6 +209,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     );
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let state = api::AppState {
+        history: history.clone(),
         control,
         store: store.clone(),
         published,

@@ -46,6 +46,17 @@ impl SourceKind {
         }
     }
 
+    /// The tool's name, for people.
+    pub const fn title(self) -> &'static str {
+        match self {
+            SourceKind::Runs => "the run's writer",
+            SourceKind::ClaudeCode => "Claude Code",
+            SourceKind::Codex => "Codex",
+            SourceKind::Gemini => "Gemini CLI",
+            SourceKind::Cloud => "the cloud",
+        }
+    }
+
     /// The prefix of its items' ids (`cli:…`, `claude-code:…`).
     pub const fn id_scheme(self) -> &'static str {
         match self {

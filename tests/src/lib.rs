@@ -477,6 +477,21 @@ pub fn run_hook(d: &Daemon, socket: &Path, agent: &str, payload: &Value) -> Outp
     child.wait_with_output().unwrap()
 }
 
+/// Where agentd keeps its copy of transcript `file` (`<state>/history/<sha256 of the path>.zst`).
+pub fn history_copy(d: &Daemon, file: &Path) -> PathBuf {
+    let out = Command::new("sh")
+        .args(["-c", "printf %s \"$1\" | sha256sum", "sh"])
+        .arg(file)
+        .output()
+        .unwrap();
+    let hash = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    d.state.join("history").join(format!("{hash}.zst"))
+}
+
 /// Runs `agentctl` with a clean environment pointing at `socket`.
 pub fn agentctl_with(socket: &Path, home: &Path, state: &Path, args: &[&str]) -> Output {
     Command::new(bin("agentctl"))

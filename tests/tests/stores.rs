@@ -343,11 +343,82 @@ fn a_codex_rollout_becomes_an_item_with_tokens_and_cost() {
     assert_eq!(v["usage"]["cache_read_tokens"], 8000, "counted once");
     let file = archived;
 
-    // The agent's cleanup deletes the file: the conversation stays, marked as such.
+    // The agent's cleanup deletes the file: the conversation stays, marked as such, and its
+    // log is read from agentd's own copy.
+    let log_before = d.agentctl(&["logs", &id]).stdout;
+    assert!(String::from_utf8_lossy(&log_before).contains("add rate limiting"));
     std::fs::remove_file(&file).unwrap();
-    let v = d.wait_item(&id, |v| v["status_detail"] == "transcript deleted");
+    let v = d.wait_item(&id, |v| {
+        v["status_detail"] == "transcript deleted by Codex; agentd kept a copy"
+    });
     assert_eq!(v["status"], "success");
     assert_eq!(v["cost_usd"], 0.0085);
+    assert_eq!(d.agentctl(&["logs", &id]).stdout, log_before);
+}
+
+/// The history copies in a daemon's state dir.
+fn copies(d: &Daemon) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(d.state.join("history"))
+        .map(|e| e.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn transcript_copies_are_bounded_oldest_first_and_deleted_when_turned_off() {
+    let mut d = Daemon::prepare("history-cap", Options::default());
+    // A 1 MB bound, and conversations of about 420 KB each once compressed: random text
+    // compresses poorly, as real tool output often does.
+    std::fs::write(d.home.join("no-config.toml"), "[history]\nmax_mb = 1\n").unwrap();
+    d.spawn();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut noise = |n: usize| -> String {
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                char::from(b'a' + (state % 26) as u8)
+            })
+            .collect()
+    };
+    let sessions: Vec<String> = (0..4)
+        .map(|i| format!("{i:08x}-1111-4222-8333-444444444444"))
+        .collect();
+    for s in &sessions {
+        let file = claude_dir(&d).join(format!("{s}.jsonl"));
+        let p = json!({"type": "user", "timestamp": ago(5), "sessionId": s, "cwd": "/src/app",
+            "isSidechain": false, "uuid": "u1", "message": {"role": "user", "content": noise(700_000)}});
+        append(&file, &[p]);
+        d.wait_item(&format!("claude-code:{s}"), |_| true);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    // The copier catches up; the oldest copies go first to stay under the bound.
+    let deadline = std::time::Instant::now() + agentd_tests::WAIT;
+    loop {
+        let total: u64 = copies(&d)
+            .iter()
+            .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+            .sum();
+        let newest =
+            agentd_tests::history_copy(&d, &claude_dir(&d).join(format!("{}.jsonl", sessions[3])));
+        if total <= 1 << 20 && newest.exists() && copies(&d).len() < sessions.len() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "total {total}, {:?}",
+            copies(&d)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let oldest =
+        agentd_tests::history_copy(&d, &claude_dir(&d).join(format!("{}.jsonl", sessions[0])));
+    assert!(!oldest.exists(), "the oldest copy goes first");
+    // Turned off: the copies are deleted at the next start.
+    assert_eq!(d.stop().code(), Some(0));
+    std::fs::write(d.home.join("no-config.toml"), "[history]\nkeep = false\n").unwrap();
+    d.spawn();
+    assert!(!d.state.join("history").exists());
 }
 
 #[test]

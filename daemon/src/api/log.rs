@@ -74,10 +74,17 @@ pub async fn agent_log(
         .map_err(ApiError::internal)??;
         return text_response(Body::from(text));
     }
-    if path.extension().is_some_and(|e| e == "zst")
+    // The agent deleted its transcript: agentd's own copy is read instead.
+    let copy = (!path.exists())
+        .then(|| s.history.copy_of(&path))
+        .flatten()
+        .filter(|_| transcript.is_some());
+    if (copy.is_some() || path.extension().is_some_and(|e| e == "zst"))
         && let Some(mut t) = kind.and_then(SourceKind::transcript)
     {
-        // A compressed transcript (an old Codex rollout): decompressed a line at a time.
+        // A compressed transcript (an old Codex rollout, or agentd's copy of a deleted one):
+        // decompressed a line at a time.
+        let path = copy.unwrap_or(path);
         let text = tokio::task::spawn_blocking(move || {
             let mut cursor = FileCursor::default();
             let bytes = Opened::open(&path, &mut cursor)

@@ -45,6 +45,8 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// The cloud source, when an API key is configured.
     pub cloud: Option<Arc<crate::cloud::sync::CloudHandle>>,
+    /// Copies of transcripts, read when an agent has deleted its own.
+    pub history: crate::history::History,
     /// Stops agents (`POST /v1/agents/{id}/cancel`).
     pub control: crate::control::Control,
     /// Where each agent CLI's hook signals go (the follower of its store).

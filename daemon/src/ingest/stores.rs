@@ -105,10 +105,12 @@ pub fn spawn<F: Format>(
     stats: Arc<SourceStats>,
     resync: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
+    history: crate::history::History,
 ) -> std::io::Result<(SyncSender<IngestEvent>, std::thread::JoinHandle<()>)> {
     let (tx, rx) = std::sync::mpsc::sync_channel(EVENT_QUEUE);
     let dirs: Vec<PathBuf> = roots.iter().flat_map(|r| F::watch_dirs(r)).collect();
     let source = StoreSource::<F> {
+        history,
         dirs,
         watched: HashSet::new(),
         watcher: None,
@@ -140,6 +142,8 @@ pub fn spawn<F: Format>(
 }
 
 struct StoreSource<F: Format> {
+    /// Keeps compressed copies of the files read (see [`crate::history`]).
+    history: crate::history::History,
     dirs: Vec<PathBuf>,
     watched: HashSet<PathBuf>,
     /// Kept alive for as long as the source runs; dropping it stops notifications.
@@ -564,6 +568,10 @@ impl<F: Format> StoreSource<F> {
                         }
                     }
                 } else {
+                    if opened.reset && before.offset > 0 {
+                        self.history.reset(path);
+                    }
+                    let read_from = state.cursor.offset;
                     let fold = &mut state.fold;
                     let skipped =
                         opened.read_counted(path, &mut state.cursor, MAX_LINE, &mut |line| {
@@ -571,6 +579,11 @@ impl<F: Format> StoreSource<F> {
                         });
                     errors += skipped.count;
                     last_error = skipped.last;
+                    // New data, or the first look at the file in this run (the copy may lag
+                    // behind after a crash, or history was just turned on).
+                    if state.cursor.offset != read_from || loaded_now {
+                        self.history.grew(path, state.cursor.offset);
+                    }
                 }
             }
         }
@@ -753,9 +766,16 @@ impl<F: Format> StoreSource<F> {
         let updated = c.updated_at.or(mtime).unwrap_or(created).max(created);
         let mut detail = c.status_detail.clone();
         if entry.deleted {
-            detail = Some(match detail {
-                Some(d) => format!("{d} (transcript deleted)"),
+            let gone = match self.history.copy_of(path) {
+                Some(_) => format!(
+                    "transcript deleted by {}; agentd kept a copy",
+                    F::KIND.title()
+                ),
                 None => "transcript deleted".into(),
+            };
+            detail = Some(match detail {
+                Some(d) => format!("{d} ({gone})"),
+                None => gone,
             });
         }
         let item = Item {
