@@ -210,6 +210,26 @@ impl Client {
         read_body(&mut reader, &head, on_data)
     }
 
+    /// [`Client::stream`], with a handle that ends it from another thread: the connection is
+    /// put in `handle` once made, and [`end_stream`] on it closes the connection, so a reader
+    /// blocked on a quiet stream returns at once.
+    pub fn stream_ended_by(
+        &self,
+        path: &str,
+        handle: &std::sync::Mutex<Option<UnixStream>>,
+        on_data: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<(), ClientError> {
+        let mut reader = self.send("GET", path, None)?;
+        if let Ok(clone) = reader.get_ref().try_clone() {
+            *handle.lock().unwrap_or_else(|p| p.into_inner()) = Some(clone);
+        }
+        let head = read_head(&mut reader)?;
+        if head.status >= 400 {
+            return Err(api_error(head.status, &read_all(&mut reader, &head)?));
+        }
+        read_body(&mut reader, &head, on_data)
+    }
+
     /// One GET that gives up at `budget`, whatever the daemon does: the connect never waits (a
     /// full backlog is a failure, not a queue), and every read waits only for the time left.
     /// For `agentctl prompt`, which must never hold up a shell.
@@ -308,6 +328,13 @@ impl Client {
                 candidates: page.items.into_iter().map(|i| i.id).collect(),
             }),
         }
+    }
+}
+
+/// Ends a stream started with [`Client::stream_ended_by`] (a no-op before it connected).
+pub fn end_stream(handle: &std::sync::Mutex<Option<UnixStream>>) {
+    if let Some(s) = handle.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        let _ = s.shutdown(std::net::Shutdown::Both);
     }
 }
 

@@ -258,6 +258,9 @@ struct Inspect {
     /// Lines scrolled up from the end (0: following the end).
     back: usize,
     stop: Arc<AtomicBool>,
+    /// The follower's connection, closed when the pane closes (a quiet log would otherwise
+    /// hold it, and a thread, until its agent wrote again).
+    connection: Arc<std::sync::Mutex<Option<std::os::unix::net::UnixStream>>>,
 }
 
 /// What has the keyboard.
@@ -443,14 +446,16 @@ impl App {
             encode_segment(&item.id),
             if follow { "?follow=true" } else { "" }
         );
-        let (client, tx, generation, flag) = (
+        let connection = Arc::new(std::sync::Mutex::new(None));
+        let (client, tx, generation, flag, conn) = (
             self.client.clone(),
             self.tx.clone(),
             self.generation,
             stop.clone(),
+            connection.clone(),
         );
         spawn_guarded(self.tx.clone(), move || {
-            let r = client.stream(&path, &mut |bytes| {
+            let r = client.stream_ended_by(&path, &conn, &mut |bytes| {
                 let text = String::from_utf8_lossy(bytes).into_owned();
                 tx.send(Msg::Log(generation, text)).is_ok() && !flag.load(Ordering::Relaxed)
             });
@@ -465,12 +470,14 @@ impl App {
             tail: String::new(),
             back: 0,
             stop,
+            connection,
         });
     }
 
     fn close_inspect(&mut self) {
         if let Some(i) = self.inspect.take() {
             i.stop.store(true, Ordering::Relaxed);
+            crate::end_stream(&i.connection);
         }
     }
 
