@@ -11,6 +11,7 @@
 //! | Claude Code | `settings.json` under `CLAUDE_CONFIG_DIR` (first entry), else `~/.claude` | seconds |
 //! | Codex | `hooks.json` under `CODEX_HOME`, else `~/.codex` (Codex asks you to trust new hooks in `/hooks`) | seconds |
 //! | Gemini CLI | `settings.json` under `GEMINI_CLI_HOME/.gemini`, else `~/.gemini` | milliseconds |
+//! | Qwen Code | `~/.qwen/settings.json` (Claude Code's events) | milliseconds |
 
 use serde_json::{Value, json};
 use std::io::Read;
@@ -27,6 +28,7 @@ pub enum Agent {
     ClaudeCode,
     Codex,
     Gemini,
+    Qwen,
 }
 
 impl Agent {
@@ -36,6 +38,7 @@ impl Agent {
             "claude-code" => Some(Agent::ClaudeCode),
             "codex" => Some(Agent::Codex),
             "gemini" => Some(Agent::Gemini),
+            "qwen" => Some(Agent::Qwen),
             _ => None,
         }
     }
@@ -46,6 +49,7 @@ impl Agent {
             Agent::ClaudeCode => "claude-code",
             Agent::Codex => "codex",
             Agent::Gemini => "gemini",
+            Agent::Qwen => "qwen",
         }
     }
 
@@ -54,13 +58,14 @@ impl Agent {
             Agent::ClaudeCode => "Claude Code",
             Agent::Codex => "Codex",
             Agent::Gemini => "Gemini CLI",
+            Agent::Qwen => "Qwen Code",
         }
     }
 
     /// The hook events that say what a conversation is doing.
     pub fn events(self) -> &'static [&'static str] {
         match self {
-            Agent::ClaudeCode => &[
+            Agent::ClaudeCode | Agent::Qwen => &[
                 "Notification",
                 "UserPromptSubmit",
                 "PreToolUse",
@@ -92,7 +97,8 @@ impl Agent {
     /// half a second).
     fn timeout(self) -> u64 {
         match self {
-            Agent::Gemini => 5000,
+            // Gemini CLI and Qwen Code read milliseconds.
+            Agent::Gemini | Agent::Qwen => 5000,
             _ => 5,
         }
     }
@@ -114,6 +120,7 @@ impl Agent {
             Agent::Gemini => env_dir("GEMINI_CLI_HOME")
                 .or_else(home)?
                 .join(".gemini/settings.json"),
+            Agent::Qwen => home()?.join(".qwen/settings.json"),
         })
     }
 
@@ -125,6 +132,7 @@ impl Agent {
                 "Codex asks you to trust new hooks: open /hooks in Codex and trust the agentd ones"
             }
             Agent::Gemini => "Gemini CLI picks them up in new sessions",
+            Agent::Qwen => "Qwen Code picks them up in new sessions",
         }
     }
 }

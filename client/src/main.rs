@@ -289,7 +289,9 @@ fn main() -> ExitCode {
     } = &cli.command
     {
         let Some(agent) = agentctl::hook::Agent::parse(agent) else {
-            eprintln!("agentctl: hooks exist for claude-code, codex and gemini, not {agent:?}");
+            eprintln!(
+                "agentctl: hooks exist for claude-code, codex, gemini and qwen, not {agent:?}"
+            );
             return ExitCode::from(2);
         };
         if *install {

@@ -31,6 +31,8 @@ pub struct Config {
     pub codex_roots: Vec<PathBuf>,
     /// Gemini CLI dirs (`~/.gemini`): chats under `tmp/*/chats/`.
     pub gemini_roots: Vec<PathBuf>,
+    /// Qwen Code dirs (`~/.qwen`): chats under `projects/*/chats/`.
+    pub qwen_roots: Vec<PathBuf>,
     /// A JSON price file whose entries add to or replace the built-in table (config `prices`).
     pub prices_file: Option<PathBuf>,
     /// The cloud source; `None` when no API key is configured.
@@ -132,6 +134,7 @@ struct FileSources {
     claude_code: FileRoots,
     codex: FileRoots,
     gemini: FileRoots,
+    qwen: FileRoots,
 }
 
 /// `[sources.<store>] roots = [...]`: replaces the store's default locations.
@@ -193,24 +196,28 @@ impl Config {
         let configured = |roots: Option<Vec<PathBuf>>| -> Option<Vec<PathBuf>> {
             roots.map(|r| r.iter().map(|d| expand_home(d, env)).collect())
         };
-        let claude_roots =
-            configured(file.sources.claude_code.roots).unwrap_or_else(|| {
-                match env("CLAUDE_CONFIG_DIR").filter(|v| !v.trim().is_empty()) {
-                    Some(list) => list
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|d| !d.is_empty())
-                        .map(|d| expand_home(Path::new(d), env))
-                        .collect(),
-                    None => {
-                        let xdg = env("XDG_CONFIG_HOME")
-                            .filter(|v| !v.is_empty())
-                            .map(|x| PathBuf::from(x).join("claude"))
-                            .or_else(|| in_home(".config/claude"));
-                        in_home(".claude").into_iter().chain(xdg).collect()
-                    }
+        // An environment variable holding a comma-separated list of dirs, if set.
+        let dir_list = |name: &str| -> Option<Vec<PathBuf>> {
+            env(name).filter(|v| !v.trim().is_empty()).map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|d| !d.is_empty())
+                    .map(|d| expand_home(Path::new(d), env))
+                    .collect()
+            })
+        };
+        let claude_roots = configured(file.sources.claude_code.roots).unwrap_or_else(|| {
+            match dir_list("CLAUDE_CONFIG_DIR") {
+                Some(dirs) => dirs,
+                None => {
+                    let xdg = env("XDG_CONFIG_HOME")
+                        .filter(|v| !v.is_empty())
+                        .map(|x| PathBuf::from(x).join("claude"))
+                        .or_else(|| in_home(".config/claude"));
+                    in_home(".claude").into_iter().chain(xdg).collect()
                 }
-            });
+            }
+        });
         let codex_roots = configured(file.sources.codex.roots).unwrap_or_else(|| {
             env("CODEX_HOME")
                 .filter(|v| !v.is_empty())
@@ -226,6 +233,19 @@ impl Config {
                 .or_else(|| in_home(".gemini"))
                 .into_iter()
                 .collect()
+        });
+        // Qwen Code: `QWEN_DATA_DIR` (a comma list, as ccusage reads it), else its runtime dir
+        // (`QWEN_RUNTIME_DIR`), else `~/.qwen`.
+        let qwen_roots = configured(file.sources.qwen.roots).unwrap_or_else(|| {
+            match dir_list("QWEN_DATA_DIR") {
+                Some(dirs) => dirs,
+                None => env("QWEN_RUNTIME_DIR")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+                    .or_else(|| in_home(".qwen"))
+                    .into_iter()
+                    .collect(),
+            }
         });
         let prices_file = file.prices.map(|p| expand_home(&p, env));
         let key = env("WARP_API_KEY")
@@ -267,6 +287,7 @@ impl Config {
             claude_roots,
             codex_roots,
             gemini_roots,
+            qwen_roots,
             prices_file,
             cloud,
             activated_socket: env("LISTEN_PID")

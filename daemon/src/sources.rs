@@ -8,6 +8,7 @@
 //! | `ClaudeCode` | `claude-code` | `claude-code` | Claude Code's transcripts and live registry |
 //! | `Codex` | `codex` | `codex` | Codex rollouts |
 //! | `Gemini` | `gemini` | `gemini` | Gemini CLI chats |
+//! | `Qwen` | `qwen` | `qwen` | Qwen Code chats |
 //! | `Cloud` | `cloud` | `cloud` | Warp's Oz Agent API |
 //!
 //! Adding an agent CLI adds a variant here (its names), a `Format` in `ingest::formats`, and a
@@ -22,16 +23,18 @@ pub enum SourceKind {
     ClaudeCode,
     Codex,
     Gemini,
+    Qwen,
     Cloud,
 }
 
 impl SourceKind {
     /// Every source, in the order `/v1/health` lists them.
-    pub const ALL: [SourceKind; 5] = [
+    pub const ALL: [SourceKind; 6] = [
         SourceKind::Runs,
         SourceKind::ClaudeCode,
         SourceKind::Codex,
         SourceKind::Gemini,
+        SourceKind::Qwen,
         SourceKind::Cloud,
     ];
 
@@ -42,6 +45,7 @@ impl SourceKind {
             SourceKind::ClaudeCode => "claude-code",
             SourceKind::Codex => "codex",
             SourceKind::Gemini => "gemini",
+            SourceKind::Qwen => "qwen",
             SourceKind::Cloud => "cloud",
         }
     }
@@ -53,6 +57,7 @@ impl SourceKind {
             SourceKind::ClaudeCode => "Claude Code",
             SourceKind::Codex => "Codex",
             SourceKind::Gemini => "Gemini CLI",
+            SourceKind::Qwen => "Qwen Code",
             SourceKind::Cloud => "the cloud",
         }
     }
@@ -85,6 +90,7 @@ impl SourceKind {
             SourceKind::ClaudeCode => Some(Transcript::Claude),
             SourceKind::Codex => Some(Transcript::Codex),
             SourceKind::Gemini => Some(Transcript::Gemini(Vec::new())),
+            SourceKind::Qwen => Some(Transcript::Qwen),
             SourceKind::Runs | SourceKind::Cloud => None,
         }
     }

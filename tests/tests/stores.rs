@@ -928,3 +928,91 @@ fn status_source_says_where_each_status_came_from() {
     assert_eq!(v["status"], "blocked");
     assert!(!String::from_utf8_lossy(&d.agentctl(&["ls"]).stdout).contains("🟨?"));
 }
+
+#[test]
+fn a_qwen_code_chat_becomes_an_item_with_tokens_status_and_its_transcript() {
+    let mut d = Daemon::start("qwen-live");
+    let sid = "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f";
+    let file = d
+        .home
+        .join(".qwen/projects/-src-registry/chats")
+        .join(format!("{sid}.jsonl"));
+    append(
+        &file,
+        &[
+            json!({"uuid": "u1", "parentUuid": null, "sessionId": sid, "timestamp": ago(3),
+            "type": "user", "cwd": "/src/registry", "version": "0.0.14",
+            "message": {"role": "user", "parts": [{"text": "Inspect the sample parser."}]}}),
+        ],
+    );
+    let id = format!("qwen:{sid}");
+    let v = d.wait_item(&id, |v| v["status"] == "working");
+    assert_eq!(v["title"], "Inspect the sample parser.");
+    assert_eq!(v["project"], "/src/registry");
+    assert_eq!(v["harness"], "qwen");
+    assert_eq!(
+        v["open"]["command"],
+        format!("cd /src/registry && qwen --resume {sid}")
+    );
+    append(
+        &file,
+        &[
+            json!({"uuid": "a1", "parentUuid": "u1", "sessionId": sid, "timestamp": ago(2),
+                "type": "assistant", "cwd": "/src/registry", "model": "qwen3-coder-plus",
+                "message": {"role": "model", "parts": [{"functionCall": {"name": "read_file", "args": {}}}]},
+                "usageMetadata": {"promptTokenCount": 1000, "candidatesTokenCount": 20,
+                    "cachedContentTokenCount": 600, "thoughtsTokenCount": 5}}),
+            json!({"uuid": "t1", "sessionId": sid, "timestamp": ago(1), "type": "tool_result",
+                "cwd": "/src/registry", "message": {"role": "user",
+                    "parts": [{"functionResponse": {"name": "read_file", "response": {}}}]}}),
+            json!({"uuid": "a2", "sessionId": sid, "timestamp": ago(1), "type": "assistant",
+                "cwd": "/src/registry", "model": "qwen3-coder-plus",
+                "message": {"role": "model", "parts": [{"text": "I found the parser fixture."}]},
+                "usageMetadata": {"promptTokenCount": 1200, "candidatesTokenCount": 30,
+                    "cachedContentTokenCount": 1000}}),
+            json!({"uuid": "r1", "sessionId": sid, "timestamp": ago(0), "type": "system",
+                "subtype": "turn_result", "systemPayload": {"state": "completed"}}),
+        ],
+    );
+    let v = d.wait_item(&id, |v| v["status"] == "success");
+    assert_eq!(
+        v["usage"],
+        json!({"input_tokens": 600, "output_tokens": 55, "cache_read_tokens": 1600, "cache_write_tokens": 0})
+    );
+    assert_eq!(v["status_source"], "transcript");
+    let log = d.agentctl(&["logs", &id]);
+    assert_eq!(
+        String::from_utf8_lossy(&log.stdout),
+        "[you] Inspect the sample parser.\n  → read_file\n[qwen] I found the parser fixture.\n"
+    );
+    // Qwen Code's hooks are Claude Code's: a permission prompt blocks at once.
+    append(
+        &file,
+        &[
+            json!({"uuid": "u2", "sessionId": sid, "timestamp": ago(0), "type": "user",
+            "cwd": "/src/registry", "message": {"role": "user", "parts": [{"text": "now fix it"}]}}),
+        ],
+    );
+    d.wait_item(&id, |v| v["status"] == "working");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let out = agentd_tests::run_hook(
+        &d,
+        &d.socket,
+        "qwen",
+        &json!({"session_id": sid, "hook_event_name": "Notification",
+            "notification_type": "permission_prompt", "message": "Qwen Code needs your permission to use Edit"}),
+    );
+    assert!(out.status.success());
+    let v = d.wait_item(&id, |v| v["status"] == "blocked");
+    assert_eq!(v["status_source"], "hook");
+    // A restart changes nothing.
+    let before = d.get(&format!("/v1/agents/{id}"));
+    assert_eq!(d.stop().code(), Some(0));
+    d.spawn();
+    d.wait_for("/v1/health", "the qwen scan", |h| {
+        source_in(h, "qwen").is_some_and(|s| s["scan_done"] == true && s["items"] == 1)
+    });
+    let after = d.get(&format!("/v1/agents/{id}"));
+    assert_eq!(after["usage"], before["usage"]);
+    assert_eq!(after["title"], before["title"]);
+}

@@ -4,6 +4,7 @@
 //! |---|---|---|---|
 //! | Claude Code (`claude-code`) | `projects/`, `sessions/` | `projects/<slug>/<sessionId>.jsonl` | sub-agents: `projects/<slug>/<sessionId>/**.jsonl` (tokens add to the session); older `projects/<slug>/agent-*.jsonl` (belong to the `sessionId` inside); the live registry `sessions/<pid>.json` (its status wins while its process runs) |
 //! | Codex (`codex`) | `sessions/`, `archived_sessions/` | `rollout-<ts>-<uuid>.jsonl` at any depth, or its compressed form `….jsonl.zst` (folded whole, decompressed a line at a time; the plain file wins while both exist) | |
+//! | Qwen Code (`qwen`) | `projects/` | `projects/<project>/chats/<sessionId>.jsonl` | sub-agents: `projects/<project>/subagents/**.jsonl` (tokens add to the session inside) |
 //! | Gemini CLI (`gemini`) | `tmp/` | `tmp/<project>/chats/session-*.jsonl` (or legacy `.json`) | sub-agents: `chats/<parentSessionId>/*.jsonl` |
 //!
 //! The project directory names are lossy encodings of paths and are never decoded: the
@@ -247,6 +248,38 @@ impl Format for Gemini {
 
     fn fold_whole_file(bytes: &[u8], prices: &crate::prices::Prices) -> Result<Self::Fold, String> {
         super::gemini::fold_legacy_json(bytes, prices)
+    }
+}
+
+/// Qwen Code chats: `projects/<sanitized cwd>/chats/<sessionId>.jsonl`; sub-agents under
+/// `projects/<project>/subagents/**` count toward the session named inside them.
+pub struct Qwen;
+
+impl Format for Qwen {
+    type Fold = super::qwen::QwenFold;
+    const KIND: SourceKind = SourceKind::Qwen;
+
+    fn watch_dirs(root: &Path) -> Vec<PathBuf> {
+        vec![root.join("projects")]
+    }
+
+    fn is_store_file(path: &Path) -> bool {
+        has_extension(path, "jsonl")
+            && after(path, "projects").is_some_and(|rel| {
+                (rel.len() == 3 && rel[1] == "chats") || (rel.len() >= 3 && rel[1] == "subagents")
+            })
+    }
+
+    fn session_of(path: &Path, c: &Conversation) -> Option<(String, bool)> {
+        let rel = after(path, "projects")?;
+        if rel.get(1).is_some_and(|d| d == "subagents") {
+            return Some((c.session_id.clone()?, false));
+        }
+        Some((c.session_id.clone().or_else(|| stem(path))?, true))
+    }
+
+    fn resume_command(session: &str, cwd: Option<&str>) -> Option<String> {
+        resume(cwd, &["qwen", "--resume", session])
     }
 }
 

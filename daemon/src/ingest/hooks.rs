@@ -26,6 +26,8 @@
 //! | `Interrupt` | canceled: interrupted by the user |
 //! | `SessionEnd` | the signal ends |
 //!
+//! Qwen Code (`qwen`) has Claude Code's hooks and is decoded the same way.
+//!
 //! Gemini CLI (`gemini`):
 //!
 //! | hook | status |
@@ -105,7 +107,8 @@ pub fn decode(kind: SourceKind, v: &Value) -> Result<Option<Decoded>, String> {
     let event =
         text(v, "hook_event_name").ok_or("`hook_event_name`: missing in the hook payload")?;
     Ok(match kind {
-        SourceKind::ClaudeCode => claude_code(&event, v),
+        // Qwen Code's hooks are Claude Code's, event for event.
+        SourceKind::ClaudeCode | SourceKind::Qwen => claude_code(&event, v),
         SourceKind::Codex => codex(&event, v),
         SourceKind::Gemini => gemini(&event, v),
         SourceKind::Runs | SourceKind::Cloud => None,

@@ -12,6 +12,7 @@ pub mod convo;
 pub mod formats;
 pub mod gemini;
 pub mod hooks;
+pub mod qwen;
 pub mod runlog;
 pub mod runs;
 pub mod stores;

@@ -85,6 +85,30 @@ fn claude_line(v: &Value, out: &mut String) {
     }
 }
 
+fn qwen_line(v: &Value, out: &mut String) {
+    let parts = v
+        .pointer("/message/parts")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let texts: Vec<&str> = parts
+        .iter()
+        .filter_map(|p| p.get("text").and_then(Value::as_str))
+        .collect();
+    match v.get("type").and_then(Value::as_str) {
+        Some("user") => say(out, "you", &texts.join("\n")),
+        Some("assistant") => {
+            say(out, "qwen", &texts.join("\n"));
+            for p in parts {
+                if let Some(name) = p.pointer("/functionCall/name").and_then(Value::as_str) {
+                    out.push_str(&format!("  → {name}\n"));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 fn codex_line(v: &Value, out: &mut String) {
     let p = v.get("payload").unwrap_or(&Value::Null);
     let s = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("");
@@ -103,6 +127,7 @@ fn codex_line(v: &Value, out: &mut String) {
 pub enum Transcript {
     Claude,
     Codex,
+    Qwen,
     /// Gemini CLI re-appends a message when it changes and rewinds by id: the last version of
     /// each message counts, so its text is only known once the file has been read.
     Gemini(Vec<(String, String)>),
@@ -126,6 +151,7 @@ impl Transcript {
         match self {
             Transcript::Claude => claude_line(&v, &mut out),
             Transcript::Codex => codex_line(&v, &mut out),
+            Transcript::Qwen => qwen_line(&v, &mut out),
             Transcript::Gemini(messages) => {
                 if let Some(target) = v.get("$rewindTo").and_then(Value::as_str) {
                     if let Some(i) = messages.iter().position(|(id, _)| id == target) {
