@@ -12,6 +12,7 @@
 //! | Codex | `hooks.json` under `CODEX_HOME`, else `~/.codex` (Codex asks you to trust new hooks in `/hooks`) | seconds |
 //! | Gemini CLI | `settings.json` under `GEMINI_CLI_HOME/.gemini`, else `~/.gemini` | milliseconds |
 //! | Qwen Code | `~/.qwen/settings.json` (Claude Code's events) | milliseconds |
+//! | Factory Droid | `settings.json` under `FACTORY_DIR`, else `~/.factory` (Claude Code's events) | seconds |
 
 use serde_json::{Value, json};
 use std::io::Read;
@@ -29,6 +30,7 @@ pub enum Agent {
     Codex,
     Gemini,
     Qwen,
+    Droid,
 }
 
 impl Agent {
@@ -39,6 +41,7 @@ impl Agent {
             "codex" => Some(Agent::Codex),
             "gemini" => Some(Agent::Gemini),
             "qwen" => Some(Agent::Qwen),
+            "droid" => Some(Agent::Droid),
             _ => None,
         }
     }
@@ -50,6 +53,7 @@ impl Agent {
             Agent::Codex => "codex",
             Agent::Gemini => "gemini",
             Agent::Qwen => "qwen",
+            Agent::Droid => "droid",
         }
     }
 
@@ -59,13 +63,14 @@ impl Agent {
             Agent::Codex => "Codex",
             Agent::Gemini => "Gemini CLI",
             Agent::Qwen => "Qwen Code",
+            Agent::Droid => "Factory Droid",
         }
     }
 
     /// The hook events that say what a conversation is doing.
     pub fn events(self) -> &'static [&'static str] {
         match self {
-            Agent::ClaudeCode | Agent::Qwen => &[
+            Agent::ClaudeCode | Agent::Qwen | Agent::Droid => &[
                 "Notification",
                 "UserPromptSubmit",
                 "PreToolUse",
@@ -121,6 +126,9 @@ impl Agent {
                 .or_else(home)?
                 .join(".gemini/settings.json"),
             Agent::Qwen => home()?.join(".qwen/settings.json"),
+            Agent::Droid => env_dir("FACTORY_DIR")
+                .or_else(|| home().map(|h| h.join(".factory")))?
+                .join("settings.json"),
         })
     }
 
@@ -133,6 +141,7 @@ impl Agent {
             }
             Agent::Gemini => "Gemini CLI picks them up in new sessions",
             Agent::Qwen => "Qwen Code picks them up in new sessions",
+            Agent::Droid => "Droid picks them up in new sessions",
         }
     }
 }

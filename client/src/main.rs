@@ -290,7 +290,7 @@ fn main() -> ExitCode {
     {
         let Some(agent) = agentctl::hook::Agent::parse(agent) else {
             eprintln!(
-                "agentctl: hooks exist for claude-code, codex, gemini and qwen, not {agent:?}"
+                "agentctl: hooks exist for claude-code, codex, gemini, qwen and droid, not {agent:?}"
             );
             return ExitCode::from(2);
         };

@@ -33,6 +33,8 @@ pub struct Config {
     pub gemini_roots: Vec<PathBuf>,
     /// Qwen Code dirs (`~/.qwen`): chats under `projects/*/chats/`.
     pub qwen_roots: Vec<PathBuf>,
+    /// Factory Droid session dirs (`~/.factory/sessions`).
+    pub droid_roots: Vec<PathBuf>,
     /// A JSON price file whose entries add to or replace the built-in table (config `prices`).
     pub prices_file: Option<PathBuf>,
     /// The cloud source; `None` when no API key is configured.
@@ -135,6 +137,7 @@ struct FileSources {
     codex: FileRoots,
     gemini: FileRoots,
     qwen: FileRoots,
+    droid: FileRoots,
 }
 
 /// `[sources.<store>] roots = [...]`: replaces the store's default locations.
@@ -247,6 +250,19 @@ impl Config {
                     .collect(),
             }
         });
+        // Factory Droid: `DROID_SESSIONS_DIR` (a comma list, as ccusage reads it), else
+        // `$FACTORY_DIR/sessions`, else `~/.factory/sessions`.
+        let droid_roots = configured(file.sources.droid.roots).unwrap_or_else(|| {
+            dir_list("DROID_SESSIONS_DIR").unwrap_or_else(|| {
+                env("FACTORY_DIR")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+                    .or_else(|| in_home(".factory"))
+                    .map(|d| d.join("sessions"))
+                    .into_iter()
+                    .collect()
+            })
+        });
         let prices_file = file.prices.map(|p| expand_home(&p, env));
         let key = env("WARP_API_KEY")
             .filter(|k| !k.trim().is_empty())
@@ -288,6 +304,7 @@ impl Config {
             codex_roots,
             gemini_roots,
             qwen_roots,
+            droid_roots,
             prices_file,
             cloud,
             activated_socket: env("LISTEN_PID")

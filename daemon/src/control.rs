@@ -105,9 +105,8 @@ impl Control {
             Some(SourceKind::Runs) => self.cancel_run(&item, force).await,
             Some(SourceKind::Cloud) => self.cancel_cloud(&item).await,
             Some(SourceKind::ClaudeCode) => self.cancel_claude(&item, force).await,
-            Some(SourceKind::Codex | SourceKind::Gemini | SourceKind::Qwen) | None => {
-                Err(not_visible(&item))
-            }
+            Some(SourceKind::Codex | SourceKind::Gemini | SourceKind::Qwen | SourceKind::Droid)
+            | None => Err(not_visible(&item)),
         }
     }
 

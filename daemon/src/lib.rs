@@ -173,6 +173,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     start_store!(ingest::formats::Codex, config.codex_roots);
     start_store!(ingest::formats::Gemini, config.gemini_roots);
     start_store!(ingest::formats::Qwen, config.qwen_roots);
+    start_store!(ingest::formats::Droid, config.droid_roots);
     // Hook signals go to the follower of the source whose hooks they are.
     let hooks = store_threads
         .iter()

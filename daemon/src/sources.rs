@@ -9,6 +9,7 @@
 //! | `Codex` | `codex` | `codex` | Codex rollouts |
 //! | `Gemini` | `gemini` | `gemini` | Gemini CLI chats |
 //! | `Qwen` | `qwen` | `qwen` | Qwen Code chats |
+//! | `Droid` | `droid` | `droid` | Factory Droid sessions |
 //! | `Cloud` | `cloud` | `cloud` | Warp's Oz Agent API |
 //!
 //! Adding an agent CLI adds a variant here (its names), a `Format` in `ingest::formats`, and a
@@ -24,17 +25,19 @@ pub enum SourceKind {
     Codex,
     Gemini,
     Qwen,
+    Droid,
     Cloud,
 }
 
 impl SourceKind {
     /// Every source, in the order `/v1/health` lists them.
-    pub const ALL: [SourceKind; 6] = [
+    pub const ALL: [SourceKind; 7] = [
         SourceKind::Runs,
         SourceKind::ClaudeCode,
         SourceKind::Codex,
         SourceKind::Gemini,
         SourceKind::Qwen,
+        SourceKind::Droid,
         SourceKind::Cloud,
     ];
 
@@ -46,6 +49,7 @@ impl SourceKind {
             SourceKind::Codex => "codex",
             SourceKind::Gemini => "gemini",
             SourceKind::Qwen => "qwen",
+            SourceKind::Droid => "droid",
             SourceKind::Cloud => "cloud",
         }
     }
@@ -58,6 +62,7 @@ impl SourceKind {
             SourceKind::Codex => "Codex",
             SourceKind::Gemini => "Gemini CLI",
             SourceKind::Qwen => "Qwen Code",
+            SourceKind::Droid => "Factory Droid",
             SourceKind::Cloud => "the cloud",
         }
     }
@@ -91,6 +96,7 @@ impl SourceKind {
             SourceKind::Codex => Some(Transcript::Codex),
             SourceKind::Gemini => Some(Transcript::Gemini(Vec::new())),
             SourceKind::Qwen => Some(Transcript::Qwen),
+            SourceKind::Droid => Some(Transcript::Droid),
             SourceKind::Runs | SourceKind::Cloud => None,
         }
     }

@@ -1016,3 +1016,60 @@ fn a_qwen_code_chat_becomes_an_item_with_tokens_status_and_its_transcript() {
     assert_eq!(after["usage"], before["usage"]);
     assert_eq!(after["title"], before["title"]);
 }
+
+#[test]
+fn a_factory_droid_session_takes_its_tokens_from_the_settings_file() {
+    let d = Daemon::start("droid-live");
+    let dir = d.home.join(".factory/sessions/-home-user-webapp");
+    let sid = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
+    append(
+        &dir.join(format!("{sid}.jsonl")),
+        &[
+            json!({"type": "session_start", "id": sid, "title": "Refactor authentication module",
+                "owner": "developer", "cwd": "/home/user/webapp"}),
+            json!({"type": "message", "timestamp": ago(20), "message": {"role": "user",
+                "content": "Refactor the auth module to use JWT"}}),
+            json!({"type": "message", "timestamp": ago(15), "message": {"role": "assistant",
+                "content": "Done: the auth module issues JWTs now.", "model": "claude-sonnet-4-5-20250929"}}),
+        ],
+    );
+    std::fs::write(
+        dir.join(format!("{sid}.settings.json")),
+        json!({"model": "custom:[Anthropic] claude-sonnet-4.5-20250929", "providerLock": "anthropic",
+            "tokenUsage": {"inputTokens": 1000, "outputTokens": 200, "cacheCreationTokens": 0,
+                "cacheReadTokens": 3000, "thinkingTokens": 20}})
+        .to_string(),
+    )
+    .unwrap();
+    let id = format!("droid:{sid}");
+    let v = d.wait_item(&id, |v| v["usage"]["input_tokens"] == 1000);
+    assert_eq!(v["title"], "Refactor authentication module");
+    assert_eq!(v["project"], "/home/user/webapp");
+    assert_eq!(v["usage"]["output_tokens"], 220);
+    assert_eq!(v["status"], "success", "a quiet answer: {v}");
+    assert_eq!(v["status_source"], "inferred");
+    assert!(v["cost_usd"].as_f64().is_some_and(|c| c > 0.0), "{v}");
+    assert_eq!(
+        d.get("/v1/agents?tab=all")["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "the settings file is part of the session"
+    );
+    let log = d.agentctl(&["logs", &id]);
+    assert_eq!(
+        String::from_utf8_lossy(&log.stdout),
+        "[you] Refactor the auth module to use JWT\n[droid] Done: the auth module issues JWTs now.\n"
+    );
+    // The totals grow as Droid rewrites its settings file.
+    std::fs::write(
+        dir.join(format!("{sid}.settings.json")),
+        json!({"model": "claude-sonnet-4-5-20250929",
+            "tokenUsage": {"inputTokens": 1500, "outputTokens": 300, "cacheCreationTokens": 0,
+                "cacheReadTokens": 3000, "thinkingTokens": 20}})
+        .to_string(),
+    )
+    .unwrap();
+    d.wait_item(&id, |v| v["usage"]["input_tokens"] == 1500);
+}

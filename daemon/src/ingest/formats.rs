@@ -5,6 +5,7 @@
 //! | Claude Code (`claude-code`) | `projects/`, `sessions/` | `projects/<slug>/<sessionId>.jsonl` | sub-agents: `projects/<slug>/<sessionId>/**.jsonl` (tokens add to the session); older `projects/<slug>/agent-*.jsonl` (belong to the `sessionId` inside); the live registry `sessions/<pid>.json` (its status wins while its process runs) |
 //! | Codex (`codex`) | `sessions/`, `archived_sessions/` | `rollout-<ts>-<uuid>.jsonl` at any depth, or its compressed form `….jsonl.zst` (folded whole, decompressed a line at a time; the plain file wins while both exist) | |
 //! | Qwen Code (`qwen`) | `projects/` | `projects/<project>/chats/<sessionId>.jsonl` | sub-agents: `projects/<project>/subagents/**.jsonl` (tokens add to the session inside) |
+//! | Factory Droid (`droid`) | the sessions dir | `<workspace>/<uuid>.jsonl` | `<workspace>/<uuid>.settings.json`: the session's token totals |
 //! | Gemini CLI (`gemini`) | `tmp/` | `tmp/<project>/chats/session-*.jsonl` (or legacy `.json`) | sub-agents: `chats/<parentSessionId>/*.jsonl` |
 //!
 //! The project directory names are lossy encodings of paths and are never decoded: the
@@ -280,6 +281,58 @@ impl Format for Qwen {
 
     fn resume_command(session: &str, cwd: Option<&str>) -> Option<String> {
         resume(cwd, &["qwen", "--resume", session])
+    }
+}
+
+/// Factory Droid sessions: `<sessions dir>/<workspace>/<uuid>.jsonl` (the transcript) and its
+/// sibling `<uuid>.settings.json` (the session's token totals, folded whole).
+pub struct Droid;
+
+impl Droid {
+    fn is_settings(path: &Path) -> bool {
+        path.file_name()
+            .is_some_and(|n| n.to_string_lossy().ends_with(".settings.json"))
+    }
+}
+
+impl Format for Droid {
+    type Fold = super::droid::DroidFold;
+    const KIND: SourceKind = SourceKind::Droid;
+
+    fn watch_dirs(root: &Path) -> Vec<PathBuf> {
+        vec![root.to_owned()]
+    }
+
+    fn is_store_file(path: &Path) -> bool {
+        (has_extension(path, "jsonl") || Self::is_settings(path))
+            && path
+                .parent()
+                .and_then(Path::parent)
+                .and_then(Path::file_name)
+                .is_some_and(|n| n == "sessions")
+    }
+
+    fn is_whole_file(path: &Path) -> bool {
+        Self::is_settings(path)
+    }
+
+    /// A settings file is a few hundred bytes.
+    const MAX_WHOLE_FILE: u64 = 1024 * 1024;
+
+    fn fold_whole_file(bytes: &[u8], prices: &crate::prices::Prices) -> Result<Self::Fold, String> {
+        super::droid::DroidFold::from_settings(bytes, prices)
+    }
+
+    fn session_of(path: &Path, _c: &Conversation) -> Option<(String, bool)> {
+        let name = path.file_name()?.to_string_lossy().into_owned();
+        match name.strip_suffix(".settings.json") {
+            Some(session) => Some((session.to_owned(), false)),
+            None => Some((stem(path)?, true)),
+        }
+    }
+
+    fn resume_command(session: &str, cwd: Option<&str>) -> Option<String> {
+        resume(cwd, &["droid", "--resume", session])
     }
 }
 

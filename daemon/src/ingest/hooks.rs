@@ -26,7 +26,8 @@
 //! | `Interrupt` | canceled: interrupted by the user |
 //! | `SessionEnd` | the signal ends |
 //!
-//! Qwen Code (`qwen`) has Claude Code's hooks and is decoded the same way.
+//! Qwen Code (`qwen`) and Factory Droid (`droid`) have Claude Code's hooks and are decoded the
+//! same way.
 //!
 //! Gemini CLI (`gemini`):
 //!
@@ -108,7 +109,7 @@ pub fn decode(kind: SourceKind, v: &Value) -> Result<Option<Decoded>, String> {
         text(v, "hook_event_name").ok_or("`hook_event_name`: missing in the hook payload")?;
     Ok(match kind {
         // Qwen Code's hooks are Claude Code's, event for event.
-        SourceKind::ClaudeCode | SourceKind::Qwen => claude_code(&event, v),
+        SourceKind::ClaudeCode | SourceKind::Qwen | SourceKind::Droid => claude_code(&event, v),
         SourceKind::Codex => codex(&event, v),
         SourceKind::Gemini => gemini(&event, v),
         SourceKind::Runs | SourceKind::Cloud => None,

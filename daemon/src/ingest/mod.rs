@@ -9,6 +9,7 @@
 pub mod claude;
 pub mod codex;
 pub mod convo;
+pub mod droid;
 pub mod formats;
 pub mod gemini;
 pub mod hooks;

@@ -109,6 +109,35 @@ fn qwen_line(v: &Value, out: &mut String) {
     }
 }
 
+fn droid_line(v: &Value, out: &mut String) {
+    if v.get("type").and_then(Value::as_str) != Some("message") {
+        return;
+    }
+    let m = v.get("message").unwrap_or(&Value::Null);
+    let content = m.get("content").unwrap_or(&Value::Null);
+    match m.get("role").and_then(Value::as_str) {
+        Some("user") => {
+            if let Some(t) = text_of(content) {
+                say(out, "you", &t);
+            }
+        }
+        Some("assistant") => {
+            if let Some(t) = text_of(content) {
+                say(out, "droid", &t);
+            }
+            for p in content.as_array().into_iter().flatten() {
+                if p.get("type").and_then(Value::as_str) == Some("tool_use") {
+                    out.push_str(&format!(
+                        "  → {}\n",
+                        p.get("name").and_then(Value::as_str).unwrap_or("tool")
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 fn codex_line(v: &Value, out: &mut String) {
     let p = v.get("payload").unwrap_or(&Value::Null);
     let s = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("");
@@ -128,6 +157,7 @@ pub enum Transcript {
     Claude,
     Codex,
     Qwen,
+    Droid,
     /// Gemini CLI re-appends a message when it changes and rewinds by id: the last version of
     /// each message counts, so its text is only known once the file has been read.
     Gemini(Vec<(String, String)>),
@@ -152,6 +182,7 @@ impl Transcript {
             Transcript::Claude => claude_line(&v, &mut out),
             Transcript::Codex => codex_line(&v, &mut out),
             Transcript::Qwen => qwen_line(&v, &mut out),
+            Transcript::Droid => droid_line(&v, &mut out),
             Transcript::Gemini(messages) => {
                 if let Some(target) = v.get("$rewindTo").and_then(Value::as_str) {
                     if let Some(i) = messages.iter().position(|(id, _)| id == target) {
