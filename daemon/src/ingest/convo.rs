@@ -89,6 +89,19 @@ pub trait ConversationFold: Default + Serialize + DeserializeOwned + Send + 'sta
     fn conversation(&self, now: Millis) -> Conversation;
 }
 
+/// Titles and details are cut to this many characters.
+pub const TITLE_CHARS: usize = 200;
+
+/// `s` trimmed and cut to [`TITLE_CHARS`], ending with "…" when cut.
+pub fn cut_title(s: &str) -> String {
+    let s = s.trim();
+    if s.chars().count() > TITLE_CHARS {
+        format!("{}…", s.chars().take(TITLE_CHARS - 1).collect::<String>())
+    } else {
+        s.to_owned()
+    }
+}
+
 /// Sums cost over responses: stays `None` once a response of an unknown model is seen, so a
 /// partial sum is never shown as the total.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]

@@ -19,14 +19,13 @@
 
 use super::convo::{
     ABANDONED_AFTER_MS, BLOCKED_AFTER_MS, Conversation, ConversationFold, CostSum, QUIET_DONE_MS,
+    cut_title,
 };
 use crate::model::Millis;
 use crate::prices::Prices;
 use agentd_wire::{Status, Usage};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-const TITLE_CHARS: usize = 200;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 enum Last {
@@ -50,15 +49,6 @@ pub struct DroidFold {
     last: Last,
     usage: Usage,
     cost: Option<f64>,
-}
-
-fn cut(s: &str) -> String {
-    let s = s.trim();
-    if s.chars().count() > TITLE_CHARS {
-        format!("{}…", s.chars().take(TITLE_CHARS - 1).collect::<String>())
-    } else {
-        s.to_owned()
-    }
 }
 
 /// The text of a message's content: a string, or the `text` parts.
@@ -128,7 +118,7 @@ impl ConversationFold for DroidFold {
         match v.get("type").and_then(Value::as_str) {
             Some("session_start") => {
                 let s = |k: &str| v.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
-                self.title = s("title").map(cut).or(self.title.take());
+                self.title = s("title").map(cut_title).or(self.title.take());
                 self.cwd = s("cwd").map(str::to_owned).or(self.cwd.take());
                 if let Some(m) = s("model") {
                     self.model = Some(normalize_model(m));
@@ -152,7 +142,7 @@ impl ConversationFold for DroidFold {
                             && self.first_prompt.is_none()
                             && let Some(t) = text_of(content)
                         {
-                            self.first_prompt = Some(cut(&t));
+                            self.first_prompt = Some(cut_title(&t));
                         }
                         self.last = Last::Working;
                     }

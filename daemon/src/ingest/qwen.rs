@@ -19,6 +19,7 @@
 
 use super::convo::{
     ABANDONED_AFTER_MS, BLOCKED_AFTER_MS, Conversation, ConversationFold, CostSum, QUIET_DONE_MS,
+    cut_title,
 };
 use crate::model::Millis;
 use crate::prices::Prices;
@@ -26,8 +27,6 @@ use agentd_wire::{Status, Usage};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Titles are cut to this many characters.
-const TITLE_CHARS: usize = 200;
 /// Assistant records whose usage was counted, kept to count each once (a bound for memory).
 const COUNTED_IDS: usize = 4096;
 
@@ -104,15 +103,6 @@ fn text_of(parts: &[Value]) -> Option<String> {
     (!texts.is_empty()).then(|| texts.join("\n"))
 }
 
-fn cut(s: &str) -> String {
-    let s = s.trim();
-    if s.chars().count() > TITLE_CHARS {
-        format!("{}…", s.chars().take(TITLE_CHARS - 1).collect::<String>())
-    } else {
-        s.to_owned()
-    }
-}
-
 impl QwenFold {
     fn on_assistant(&mut self, r: &Record, prices: &Prices) {
         if let Some(m) = &r.model {
@@ -166,7 +156,7 @@ impl QwenFold {
                     .and_then(Value::as_str)
                     .filter(|t| !t.trim().is_empty())
                 {
-                    self.custom_title = Some(cut(t));
+                    self.custom_title = Some(cut_title(t));
                 }
             }
             Some("turn_result") => {
@@ -181,7 +171,7 @@ impl QwenFold {
                         payload
                             .and_then(|p| p.pointer("/error/message"))
                             .and_then(Value::as_str)
-                            .map(|m| cut(m.lines().next().unwrap_or(m)))
+                            .map(|m| cut_title(m.lines().next().unwrap_or(m)))
                             .or_else(|| Some("the turn failed".into())),
                     ),
                     _ => self.last.clone(),
@@ -217,7 +207,7 @@ impl ConversationFold for QwenFold {
                 if self.first_prompt.is_none()
                     && let Some(t) = &text
                 {
-                    self.first_prompt = Some(cut(t));
+                    self.first_prompt = Some(cut_title(t));
                 }
                 self.last = Last::Working;
             }
