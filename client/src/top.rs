@@ -1076,6 +1076,14 @@ fn draw_inspect(f: &mut Frame, app: &App, area: Rect) {
                     .unwrap_or_default()
             ),
         );
+        if let Some(s) = i.status_source {
+            let waited = if i.blocked_ms > 0 {
+                format!(" · waited on you {}", display::duration(i.blocked_ms))
+            } else {
+                String::new()
+            };
+            field("from", format!("{}{waited}", display::status_source(s)));
+        }
         field("title", i.title.clone().unwrap_or_else(|| "-".into()));
         field(
             "source",
