@@ -21,6 +21,24 @@ use std::time::{Duration, Instant};
 /// How long a test waits for the daemon to reflect a change before failing.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// Appends `bytes` to `path` as an agent does, creating the file and its parents.
+pub fn append(path: &Path, bytes: &(impl AsRef<[u8]> + ?Sized)) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+        .write_all(bytes.as_ref())
+        .unwrap();
+}
+
+/// Appends one JSON record per line to `path`, as the agents' transcripts are written.
+pub fn append_lines(path: &Path, lines: &[Value]) {
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    append(path, text.as_bytes());
+}
+
 /// Path of a workspace binary.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
@@ -372,12 +390,7 @@ impl Daemon {
 
     /// Appends raw bytes to a run log.
     pub fn append_run(&self, name: &str, bytes: &[u8]) {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.runs.join(format!("{name}.jsonl")))
-            .unwrap();
-        f.write_all(bytes).unwrap();
+        append(&self.runs.join(format!("{name}.jsonl")), bytes);
     }
 
     /// Polls `GET path` until `ok` holds for its JSON, and returns that JSON.

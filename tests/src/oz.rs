@@ -75,6 +75,32 @@ impl FakeOz {
     }
 }
 
+/// The API key the tests' fake accepts.
+pub const KEY: &str = "oz-test-key";
+
+/// A daemon syncing from `oz` with `key`, with `u-me` as the user's cloud uid and one-second
+/// polling.
+pub fn cloud_daemon(name: &str, oz: &FakeOz, key: &str) -> crate::Daemon {
+    let config =
+        std::env::temp_dir().join(format!("agentd-cloud-{}-{name}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        "[cloud]\nme = \"u-me\"\npoll_active_secs = 1\npoll_idle_secs = 1\nhorizon_days = 3650\n",
+    )
+    .unwrap();
+    crate::Daemon::start_with(
+        name,
+        crate::Options {
+            env: vec![
+                ("WARP_API_KEY".into(), key.into()),
+                ("AGENTD_CLOUD_URL".into(), oz.url.clone()),
+                ("AGENTD_CONFIG".into(), config.display().to_string()),
+            ],
+            ..crate::Options::default()
+        },
+    )
+}
+
 /// A run as the API describes it.
 pub fn run(id: &str, state: &str, source: &str, creator_uid: &str, updated_at: &str) -> Value {
     json!({

@@ -1,34 +1,10 @@
 //! Cloud runs: the daemon syncs from a fake Oz Agent API (a real HTTP server in the test) and
 //! survives its faults without losing or duplicating anything.
 
-use agentd_tests::oz::{FakeOz, Fault, run};
-use agentd_tests::{Daemon, Options, source_in};
+use agentd_tests::oz::{FakeOz, Fault, KEY, cloud_daemon, run};
+use agentd_tests::{Daemon, source_in};
 use serde_json::{Value, json};
 use std::time::Duration;
-
-const KEY: &str = "oz-test-key";
-
-/// A daemon syncing from `oz`, with `u-me` as the user's cloud uid and fast polling.
-fn daemon(name: &str, oz: &FakeOz, key: &str) -> Daemon {
-    let config =
-        std::env::temp_dir().join(format!("agentd-cloud-{}-{name}.toml", std::process::id()));
-    std::fs::write(
-        &config,
-        "[cloud]\nme = \"u-me\"\npoll_active_secs = 1\npoll_idle_secs = 1\nhorizon_days = 3650\n",
-    )
-    .unwrap();
-    Daemon::start_with(
-        name,
-        Options {
-            env: vec![
-                ("WARP_API_KEY".into(), key.into()),
-                ("AGENTD_CLOUD_URL".into(), oz.url.clone()),
-                ("AGENTD_CONFIG".into(), config.display().to_string()),
-            ],
-            ..Options::default()
-        },
-    )
-}
 
 fn count(d: &Daemon, tab: &str) -> usize {
     d.get(&format!("/v1/agents?tab={tab}&limit=1000"))["items"]
@@ -74,7 +50,7 @@ fn runs_sync_page_by_page_into_both_tabs_and_follow_changes() {
         st.runs[11]["state"] = json!("INPROGRESS");
         st.runs[12]["run_time"] = json!("PT2M5S");
     }
-    let d = daemon("cloud-sync", &oz, KEY);
+    let d = cloud_daemon("cloud-sync", &oz, KEY);
     d.wait_for("/v1/health", "the first sync", |h| h["items"] == 250);
     assert_eq!(count(&d, "all"), 250);
     assert_eq!(count(&d, "personal"), 50, "only runs created by u-me");
@@ -146,7 +122,7 @@ fn a_cloud_runs_log_is_its_conversation() {
                     "content": [{"type": "text", "text": "All green now."}]}]}]}),
         );
     }
-    let d = daemon("cloud-log", &oz, KEY);
+    let d = cloud_daemon("cloud-log", &oz, KEY);
     d.wait_item("cloud:conv1", |v| v["status"] == "success");
     let log = d.req("GET", "/v1/agents/cloud:conv1/log", b"");
     assert_eq!(log.status, 200);
@@ -185,7 +161,7 @@ fn faults_are_retried_and_nothing_is_lost_or_duplicated() {
             Fault::Truncated,
         ]);
     }
-    let d = daemon("cloud-faults", &oz, KEY);
+    let d = cloud_daemon("cloud-faults", &oz, KEY);
     d.wait_for("/v1/health", "all runs despite faults", |h| {
         h["items"] == 230
     });
@@ -201,7 +177,7 @@ fn a_refused_key_stops_the_sync_and_says_why() {
     oz.lock()
         .runs
         .push(run("k1", "SUCCEEDED", "API", "u-me", &ts(1)));
-    let d = daemon("cloud-401", &oz, "wrong-key");
+    let d = cloud_daemon("cloud-401", &oz, "wrong-key");
     let h = d.wait_for("/v1/health", "the refusal", |h| {
         source_in(h, "cloud").is_some_and(|s| s["errors"] == 1)
     });
@@ -242,7 +218,7 @@ fn malformed_runs_are_skipped_and_counted_and_the_rest_land() {
         st.runs
             .push(run("good2", "CANCELLED", "SLACK", "u-other", &ts(4)));
     }
-    let d = daemon("cloud-malformed", &oz, KEY);
+    let d = cloud_daemon("cloud-malformed", &oz, KEY);
     d.wait_for("/v1/health", "both good runs", |h| h["items"] == 2);
     assert_eq!(d.get("/v1/agents/cloud:good2")["status"], "canceled");
     let h = cloud_health(&d);

@@ -2,8 +2,8 @@
 //! refusing what must not be signalled, cloud cancels against the fake Oz API, Claude Code
 //! conversations, and `agentctl wait`.
 
-use agentd_tests::oz::{FakeOz, run};
-use agentd_tests::{Daemon, Options, ago, now_ms, rec};
+use agentd_tests::oz::{FakeOz, KEY, cloud_daemon, run};
+use agentd_tests::{Daemon, ago, now_ms, rec};
 use serde_json::{Value, json};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Stdio};
@@ -286,29 +286,6 @@ fn a_claude_code_conversation_is_interrupted_only_when_confirmed() {
     );
 }
 
-const KEY: &str = "oz-test-key";
-
-fn cloud_daemon(name: &str, oz: &FakeOz) -> Daemon {
-    let config =
-        std::env::temp_dir().join(format!("agentd-ctl-{}-{name}.toml", std::process::id()));
-    std::fs::write(
-        &config,
-        "[cloud]\nme = \"u-me\"\npoll_active_secs = 1\npoll_idle_secs = 1\nhorizon_days = 3650\n",
-    )
-    .unwrap();
-    Daemon::start_with(
-        name,
-        Options {
-            env: vec![
-                ("WARP_API_KEY".into(), KEY.into()),
-                ("AGENTD_CLOUD_URL".into(), oz.url.clone()),
-                ("AGENTD_CONFIG".into(), config.display().to_string()),
-            ],
-            ..Options::default()
-        },
-    )
-}
-
 #[test]
 fn cloud_runs_are_canceled_through_oz_with_each_of_its_answers_mapped() {
     let oz = FakeOz::start(KEY);
@@ -323,7 +300,7 @@ fn cloud_runs_are_canceled_through_oz_with_each_of_its_answers_mapped() {
             run("r-down", "INPROGRESS", "API", "u-me", &now),
         ];
     }
-    let d = cloud_daemon("stop-cloud", &oz);
+    let d = cloud_daemon("stop-cloud", &oz, KEY);
     for r in ["r-live", "r-done", "r-pending", "r-gha", "r-down"] {
         d.wait_item(&format!("cloud:{r}"), |v| v["status"] == "working");
     }

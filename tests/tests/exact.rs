@@ -4,25 +4,14 @@
 //! Every test here compares against what the files say (or against a fresh ingest of the same
 //! files by a second daemon), never against a number the daemon produced earlier.
 
-use agentd_tests::{Daemon, Options, ago, rec, source_in};
+use agentd_tests::{Daemon, Options, ago, append, rec, source_in};
 use serde_json::{Value, json};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Line lengths around the read size (64 KiB) and the output record size of `agentctl run`
 /// (256 KiB), and one over a megabyte.
 const LONG: [usize; 5] = [65_535, 65_537, 300_000, 262_145, 1_100_000];
-
-fn append(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-}
 
 fn line(v: Value) -> String {
     format!("{}\n", rec(v))

@@ -2,23 +2,9 @@
 //! agents' own permission signals, Codex's auto-reviewed requests never flashing blocked, the
 //! transcript taking over after a newer line, and `--install` writing each agent's own settings.
 
-use agentd_tests::{Daemon, ago, run_hook};
+use agentd_tests::{Daemon, ago, append_lines, run_hook};
 use serde_json::{Value, json};
-use std::io::Write;
-use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn append(path: &Path, lines: &[Value]) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    for l in lines {
-        writeln!(f, "{l}").unwrap();
-    }
-}
 
 const CODEX: &str = "0199a0b1-2c3d-7e4f-8a9b-0c1d2e3f4a5b";
 
@@ -30,7 +16,7 @@ fn codex_turn(d: &Daemon) -> std::path::PathBuf {
         .join(format!("rollout-2026-11-30T10-00-00-{CODEX}.jsonl"));
     let line =
         |kind: &str, payload: Value| json!({"timestamp": ago(0), "type": kind, "payload": payload});
-    append(
+    append_lines(
         &file,
         &[
             line(
@@ -102,7 +88,7 @@ fn codex_permission_requests_block_once_they_stand_and_auto_reviews_never_flash(
 
     // A request that stands: blocked, with the tool, about a second later. (A fresh rollout
     // line first, so that the transcript's own 5 s quiet-time guess cannot answer instead.)
-    append(
+    append_lines(
         &file,
         &[
             json!({"timestamp": ago(0), "type": "event_msg", "payload": {"type": "token_count", "info": null}}),
@@ -125,7 +111,7 @@ fn codex_permission_requests_block_once_they_stand_and_auto_reviews_never_flash(
     // Approved: the transcript moves on and decides again.
     let line = json!({"timestamp": ago(0), "type": "response_item",
         "payload": {"type": "function_call_output", "call_id": "c1", "output": "done"}});
-    append(&file, &[line]);
+    append_lines(&file, &[line]);
     d.wait_item(&id, |v| v["status"] == "working");
     // Interrupted by the user.
     codex_hook(&d, "Interrupt", json!({}));
@@ -140,7 +126,7 @@ fn gemini_tool_permission_blocks_at_once_and_after_agent_finishes_the_turn() {
     std::fs::create_dir_all(project.join("chats")).unwrap();
     std::fs::write(project.join(".project_root"), "/src/webapp\n").unwrap();
     let sid = "9c1d2e3f-4a5b-4c6d-8e7f-0a1b2c3d4e5f";
-    append(
+    append_lines(
         &project.join("chats/session-2026-11-30T10-00-9c1d2e3f.jsonl"),
         &[
             json!({"sessionId": sid, "projectHash": "webapp", "startTime": ago(5), "lastUpdated": ago(5), "kind": "main"}),

@@ -1,27 +1,14 @@
 //! Conversation stores under a running daemon: files written in the real formats of the agent
 //! CLIs, appended to line by line, and the items seen changing over the socket.
 
-use agentd_tests::{Daemon, Options, ago, read_until, source_in, subscribe};
+use agentd_tests::{Daemon, Options, ago, append_lines, read_until, source_in, subscribe};
 use serde_json::{Value, json};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const SESSION: &str = "5f2e0c1a-7b7e-4c1e-9d2a-0c9f1e2d3b4a";
 
 fn claude_dir(d: &Daemon) -> PathBuf {
     d.home.join(".claude/projects/-src-app")
-}
-
-fn append(path: &Path, lines: &[Value]) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    for l in lines {
-        writeln!(f, "{l}").unwrap();
-    }
 }
 
 fn prompt(text: &str, at: i64) -> Value {
@@ -49,7 +36,7 @@ fn a_claude_code_conversation_moves_through_its_statuses_live() {
     let mut events = subscribe(&d);
     let mut seen = String::new();
     let file = claude_dir(&d).join(format!("{SESSION}.jsonl"));
-    append(&file, &[prompt("fix the flaky login test", 1)]);
+    append_lines(&file, &[prompt("fix the flaky login test", 1)]);
     read_until(
         &mut events,
         &mut seen,
@@ -69,7 +56,7 @@ fn a_claude_code_conversation_moves_through_its_statuses_live() {
 
     // The agent asks to run a command and nothing follows: after a few quiet seconds the clock
     // alone (no new line) makes it blocked.
-    append(
+    append_lines(
         &file,
         &[assistant(
             "msg_1",
@@ -87,7 +74,7 @@ fn a_claude_code_conversation_moves_through_its_statuses_live() {
     assert_eq!(summary["blocked"], 1, "{summary}");
 
     // Approved, run, answered.
-    append(
+    append_lines(
         &file,
         &[
             json!({"type": "user", "timestamp": ago(0), "sessionId": SESSION, "isSidechain": false,
@@ -134,7 +121,7 @@ fn sub_agent_tokens_add_to_their_session_and_restarts_count_nothing_twice() {
     let sub = claude_dir(&d)
         .join(SESSION)
         .join("subagents/agent-a1.jsonl");
-    append(
+    append_lines(
         &main,
         &[
             prompt("review the PR", 5),
@@ -147,7 +134,7 @@ fn sub_agent_tokens_add_to_their_session_and_restarts_count_nothing_twice() {
             ),
         ],
     );
-    append(
+    append_lines(
         &sub,
         &[assistant(
             "msg_s1",
@@ -181,7 +168,7 @@ fn sub_agent_tokens_add_to_their_session_and_restarts_count_nothing_twice() {
     );
     assert_eq!(d.get(&format!("/v1/agents/{}", item_id())), before);
 
-    append(
+    append_lines(
         &sub,
         &[assistant(
             "msg_s2",
@@ -239,12 +226,12 @@ fn a_store_created_after_start_and_claude_config_dir_are_followed() {
     let file = dir
         .join("projects/-src-app")
         .join(format!("{SESSION}.jsonl"));
-    append(&file, &[prompt("created later", 1)]);
+    append_lines(&file, &[prompt("created later", 1)]);
     let v = d.wait_item(&item_id(), |v| v["title"] == "created later");
     assert_eq!(v["status"], "working");
     // The default location is not read when the variable is set.
     let default = claude_dir(&d).join("0000.jsonl");
-    append(&default, &[prompt("not followed", 1)]);
+    append_lines(&default, &[prompt("not followed", 1)]);
     std::thread::sleep(std::time::Duration::from_millis(1500));
     assert_eq!(d.req("GET", "/v1/agents/claude-code:0000", b"").status, 404);
     let _ = std::fs::remove_dir_all(&dir);
@@ -264,7 +251,7 @@ fn a_codex_rollout_becomes_an_item_with_tokens_and_cost() {
         .join(format!("rollout-2026-11-29T10-00-00-{uuid}.jsonl"));
     let line =
         |kind: &str, payload: Value| json!({"timestamp": ago(0), "type": kind, "payload": payload});
-    append(
+    append_lines(
         &file,
         &[
             line(
@@ -297,7 +284,7 @@ fn a_codex_rollout_becomes_an_item_with_tokens_and_cost() {
             "cached_input_tokens": cached, "output_tokens": output, "reasoning_output_tokens": 0,
             "total_tokens": input + output}, "last_token_usage": null, "model_context_window": 272000}})
     };
-    append(
+    append_lines(
         &file,
         &[
             line("event_msg", total(10_000, 8_000, 500)),
@@ -388,7 +375,7 @@ fn transcript_copies_are_bounded_oldest_first_and_deleted_when_turned_off() {
         let file = claude_dir(&d).join(format!("{s}.jsonl"));
         let p = json!({"type": "user", "timestamp": ago(5), "sessionId": s, "cwd": "/src/app",
             "isSidechain": false, "uuid": "u1", "message": {"role": "user", "content": noise(700_000)}});
-        append(&file, &[p]);
+        append_lines(&file, &[p]);
         d.wait_item(&format!("claude-code:{s}"), |_| true);
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
@@ -429,7 +416,7 @@ fn a_gemini_chat_becomes_an_item_with_its_project() {
     std::fs::write(project.join(".project_root"), "/src/webapp\n").unwrap();
     let sid = "9c1d2e3f-4a5b-4c6d-8e7f-0a1b2c3d4e5f";
     let file = project.join("chats/session-2026-11-29T10-00-9c1d2e3f.jsonl");
-    append(
+    append_lines(
         &file,
         &[
             json!({"sessionId": sid, "projectHash": "webapp", "startTime": ago(5), "lastUpdated": ago(5), "kind": "main"}),
@@ -440,7 +427,7 @@ fn a_gemini_chat_becomes_an_item_with_its_project() {
     let v = d.wait_item(&id, |v| v["status"] == "working");
     assert_eq!(v["title"], "why is the build slow?");
     assert_eq!(v["project"], "/src/webapp");
-    append(
+    append_lines(
         &file,
         &[
             json!({"id": "g1", "timestamp": ago(0), "type": "gemini", "content": "The cache is cold.",
@@ -462,7 +449,7 @@ fn a_gemini_chat_becomes_an_item_with_its_project() {
 fn claude_codes_live_registry_decides_status_while_its_process_runs() {
     let d = Daemon::start("claude-registry");
     let file = claude_dir(&d).join(format!("{SESSION}.jsonl"));
-    append(
+    append_lines(
         &file,
         &[
             prompt("deploy the app", 3),
@@ -524,7 +511,7 @@ fn claude_codes_live_registry_decides_status_while_its_process_runs() {
 fn a_truncated_transcript_is_read_again_from_the_start() {
     let d = Daemon::start("claude-truncate");
     let file = claude_dir(&d).join(format!("{SESSION}.jsonl"));
-    append(
+    append_lines(
         &file,
         &[
             prompt("first version", 5),
@@ -569,14 +556,14 @@ fn a_symlink_loop_in_a_store_is_survived() {
     std::os::unix::fs::symlink("dangling-target", projects.join("-src-app/dangling.jsonl"))
         .unwrap();
     let file = claude_dir(&d).join(format!("{SESSION}.jsonl"));
-    append(&file, &[prompt("still followed", 1)]);
+    append_lines(&file, &[prompt("still followed", 1)]);
     let v = d.wait_item(&item_id(), |v| v["title"] == "still followed");
     assert_eq!(v["status"], "working");
     // And after a restart, whose scan walks the same tree.
     let mut d = d;
     assert_eq!(d.stop().code(), Some(0));
     d.spawn();
-    append(&file, &[prompt("after restart", 0)]);
+    append_lines(&file, &[prompt("after restart", 0)]);
     d.wait_item(&item_id(), |v| {
         v["updated_at"].as_str() > Some(ago(1).as_str())
     });
@@ -598,7 +585,7 @@ fn hook(d: &Daemon, socket: &Path, payload: Value) -> std::process::Output {
 fn claude_code_hooks_say_exactly_when_a_conversation_waits() {
     let d = Daemon::start("claude-hooks");
     let file = claude_dir(&d).join(format!("{SESSION}.jsonl"));
-    append(
+    append_lines(
         &file,
         &[
             prompt("refactor the parser", 3),
@@ -637,7 +624,7 @@ fn claude_code_hooks_say_exactly_when_a_conversation_waits() {
         "Claude needs your permission to use Edit"
     );
     // Approved: the transcript moves on and decides again.
-    append(
+    append_lines(
         &file,
         &[
             json!({"type": "user", "timestamp": ago(0), "sessionId": SESSION, "isSidechain": false,
@@ -670,7 +657,7 @@ fn claude_code_hooks_say_exactly_when_a_conversation_waits() {
     let v = d.get(&format!("/v1/agents/{}", item_id()));
     assert_eq!(v["status"], "success", "{v}");
     // An open turn (a new prompt) that Claude Code reports idle has ended: success.
-    append(&file, &[prompt("and the tests too", 0)]);
+    append_lines(&file, &[prompt("and the tests too", 0)]);
     d.wait_item(&item_id(), |v| v["status"] == "working");
     hook(
         &d,
@@ -861,7 +848,7 @@ fn a_gemini_chat_in_a_legacy_hash_dir_finds_its_project() {
     )
     .unwrap();
     let sid = "7d1d2e3f-4a5b-4c6d-8e7f-0a1b2c3d4e5f";
-    append(
+    append_lines(
         &gemini
             .join("tmp")
             .join(&hash)
@@ -890,7 +877,7 @@ fn status_source_says_where_each_status_came_from() {
     );
     assert_eq!(d.wait_item("cli:r1", |_| true)["status_source"], "run_log");
     let file = claude_dir(&d).join(format!("{SESSION}.jsonl"));
-    append(
+    append_lines(
         &file,
         &[
             prompt("clean up", 1),
@@ -937,7 +924,7 @@ fn a_qwen_code_chat_becomes_an_item_with_tokens_status_and_its_transcript() {
         .home
         .join(".qwen/projects/-src-registry/chats")
         .join(format!("{sid}.jsonl"));
-    append(
+    append_lines(
         &file,
         &[
             json!({"uuid": "u1", "parentUuid": null, "sessionId": sid, "timestamp": ago(3),
@@ -954,7 +941,7 @@ fn a_qwen_code_chat_becomes_an_item_with_tokens_status_and_its_transcript() {
         v["open"]["command"],
         format!("cd /src/registry && qwen --resume {sid}")
     );
-    append(
+    append_lines(
         &file,
         &[
             json!({"uuid": "a1", "parentUuid": "u1", "sessionId": sid, "timestamp": ago(2),
@@ -986,7 +973,7 @@ fn a_qwen_code_chat_becomes_an_item_with_tokens_status_and_its_transcript() {
         "[you] Inspect the sample parser.\n  → read_file\n[qwen] I found the parser fixture.\n"
     );
     // Qwen Code's hooks are Claude Code's: a permission prompt blocks at once.
-    append(
+    append_lines(
         &file,
         &[
             json!({"uuid": "u2", "sessionId": sid, "timestamp": ago(0), "type": "user",
@@ -1022,7 +1009,7 @@ fn a_factory_droid_session_takes_its_tokens_from_the_settings_file() {
     let d = Daemon::start("droid-live");
     let dir = d.home.join(".factory/sessions/-home-user-webapp");
     let sid = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
-    append(
+    append_lines(
         &dir.join(format!("{sid}.jsonl")),
         &[
             json!({"type": "session_start", "id": sid, "title": "Refactor authentication module",

@@ -154,10 +154,11 @@ impl Opened {
         max_line: usize,
         on_line: &mut dyn FnMut(&[u8]),
     ) -> io::Result<ReadOutcome> {
-        self.file.seek(SeekFrom::Start(cursor.offset))?;
+        let start = cursor.offset;
+        self.file.seek(SeekFrom::Start(start))?;
         let mut out = ReadOutcome::default();
-        // The start of a line whose newline has not been read yet (bytes past `offset`).
-        let mut pending: Vec<u8> = Vec::new();
+        let mut lines = LineSplitter::new(max_line, cursor.skipping);
+        let mut read = 0u64;
         let mut chunk = vec![0u8; CHUNK];
         loop {
             let n = match self.file.read(&mut chunk) {
@@ -166,46 +167,19 @@ impl Opened {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            let mut rest = &chunk[..n];
-            while let Some(nl) = memchr::memchr(b'\n', rest) {
-                let (head, tail) = (&rest[..nl], &rest[nl + 1..]);
-                // The whole line, from its first byte (perhaps several reads ago) to here.
-                let line_len = pending.len() + nl + 1;
-                if cursor.skipping {
-                    cursor.skipping = false;
-                } else if line_len - 1 > max_line {
-                    // Over the cap wherever the reads fell: the same lines are dropped from
-                    // any cursor.
-                    out.oversized += 1;
-                } else if pending.is_empty() {
-                    deliver(head, on_line, &mut out);
-                } else {
-                    pending.extend_from_slice(head);
-                    deliver(&pending, on_line, &mut out);
-                }
-                pending.clear();
-                cursor.offset += line_len as u64;
-                rest = tail;
-            }
-            if cursor.skipping {
-                cursor.offset += rest.len() as u64;
-            } else {
-                pending.extend_from_slice(rest);
-                if pending.len() > max_line {
-                    // Drop what we have of the line and everything up to its newline.
-                    cursor.offset += pending.len() as u64;
-                    pending.clear();
-                    cursor.skipping = true;
-                    out.oversized += 1;
-                }
-            }
+            lines.feed(&chunk[..n], on_line, &mut out);
+            read += n as u64;
+            // Past every complete line; a line still without its newline is read again next
+            // time (its bytes are not kept across reads of the file).
+            cursor.offset = start + read - lines.pending.len() as u64;
+            cursor.skipping = lines.skipping;
         }
         // `pending` is normally a half-written line, left for next time. A complete JSON object
         // cannot be the prefix of a longer valid line, so one without its newline (a writer that
         // ended with `print!`) is taken now; a newline arriving later is just an empty line.
-        if !cursor.skipping && is_complete_object(&pending) {
-            deliver(&pending, on_line, &mut out);
-            cursor.offset += pending.len() as u64;
+        if !lines.skipping && is_complete_object(&lines.pending) {
+            deliver(&lines.pending, on_line, &mut out);
+            cursor.offset = start + read;
         }
         self.remember(cursor);
         Ok(out)
@@ -261,8 +235,7 @@ pub fn zstd_lines(
 ) -> io::Result<u64> {
     let mut decoder = zstd::stream::read::Decoder::new(compressed)?;
     let mut chunk = vec![0u8; CHUNK];
-    let mut pending: Vec<u8> = Vec::new();
-    let (mut skipping, mut oversized) = (false, 0u64);
+    let mut lines = LineSplitter::new(max_line, false);
     let mut out = ReadOutcome::default();
     loop {
         let n = match decoder.read(&mut chunk) {
@@ -271,32 +244,13 @@ pub fn zstd_lines(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        let mut rest = &chunk[..n];
-        while let Some(nl) = memchr::memchr(b'\n', rest) {
-            if skipping {
-                skipping = false;
-            } else if pending.len() + nl > max_line {
-                oversized += 1;
-            } else {
-                pending.extend_from_slice(&rest[..nl]);
-                deliver(&pending, on_line, &mut out);
-            }
-            pending.clear();
-            rest = &rest[nl + 1..];
-        }
-        if !skipping {
-            pending.extend_from_slice(rest);
-            if pending.len() > max_line {
-                pending.clear();
-                skipping = true;
-                oversized += 1;
-            }
-        }
+        lines.feed(&chunk[..n], on_line, &mut out);
     }
-    if !skipping && !pending.is_empty() {
-        deliver(&pending, on_line, &mut out);
+    // The file is whole: a last line without its newline is still a line.
+    if !lines.skipping && !lines.pending.is_empty() {
+        deliver(&lines.pending, on_line, &mut out);
     }
-    Ok(oversized)
+    Ok(out.oversized)
 }
 
 /// Lines that could not be taken during one read, for `/v1/health`.
@@ -345,6 +299,55 @@ impl Opened {
             tracing::warn!("{msg}");
         }
         skipped
+    }
+}
+
+/// Cuts a byte stream into lines wherever its reads fall: a line is delivered once its newline
+/// comes, and one longer than `max_line` is dropped (and counted) as soon as it is known to be,
+/// so memory never holds more than `max_line` bytes of it.
+struct LineSplitter {
+    max_line: usize,
+    /// The start of a line whose newline has not come yet.
+    pending: Vec<u8>,
+    /// Inside a line over the cap: bytes are dropped up to its newline.
+    skipping: bool,
+}
+
+impl LineSplitter {
+    fn new(max_line: usize, skipping: bool) -> LineSplitter {
+        LineSplitter {
+            max_line,
+            pending: Vec::new(),
+            skipping,
+        }
+    }
+
+    fn feed(&mut self, mut bytes: &[u8], on_line: &mut dyn FnMut(&[u8]), out: &mut ReadOutcome) {
+        while let Some(nl) = memchr::memchr(b'\n', bytes) {
+            let head = &bytes[..nl];
+            if self.skipping {
+                self.skipping = false;
+            } else if self.pending.len() + head.len() > self.max_line {
+                // Over the cap wherever the reads fell: the same lines are dropped from any
+                // starting point.
+                out.oversized += 1;
+            } else if self.pending.is_empty() {
+                deliver(head, on_line, out);
+            } else {
+                self.pending.extend_from_slice(head);
+                deliver(&self.pending, on_line, out);
+            }
+            self.pending.clear();
+            bytes = &bytes[nl + 1..];
+        }
+        if !self.skipping {
+            self.pending.extend_from_slice(bytes);
+            if self.pending.len() > self.max_line {
+                self.pending.clear();
+                self.skipping = true;
+                out.oversized += 1;
+            }
+        }
     }
 }
 
