@@ -1,4 +1,4 @@
-//! `agentctl hook claude-code|codex|gemini`: the command an agent CLI runs as a hook. It
+//! `agentctl hook claude-code|codex|gemini|qwen|droid|copilot`: the command an agent CLI runs as a hook. It
 //! forwards the hook's JSON payload (stdin) to agentd's `/v1/hooks/<agent>` and always exits 0,
 //! silently and within half a second: a hook must never slow the agent down or make it fail.
 //!
@@ -13,6 +13,10 @@
 //! | Gemini CLI | `settings.json` under `GEMINI_CLI_HOME/.gemini`, else `~/.gemini` | milliseconds |
 //! | Qwen Code | `~/.qwen/settings.json` (Claude Code's events) | milliseconds |
 //! | Factory Droid | `settings.json` under `FACTORY_DIR`, else `~/.factory` (Claude Code's events) | seconds |
+//!
+//! GitHub Copilot CLI keeps hook files of its own shape, `{"version": 1, "hooks": {EVENT:
+//! [{"type": "command", "bash": …, "timeoutSec": …}]}}`; agentd's are a file of their own,
+//! `hooks/agentd.json` under `COPILOT_HOME`, else `~/.copilot` (seconds).
 
 use serde_json::{Value, json};
 use std::io::Read;
@@ -31,6 +35,7 @@ pub enum Agent {
     Gemini,
     Qwen,
     Droid,
+    Copilot,
 }
 
 impl Agent {
@@ -42,6 +47,7 @@ impl Agent {
             "gemini" => Some(Agent::Gemini),
             "qwen" => Some(Agent::Qwen),
             "droid" => Some(Agent::Droid),
+            "copilot" => Some(Agent::Copilot),
             _ => None,
         }
     }
@@ -54,6 +60,7 @@ impl Agent {
             Agent::Gemini => "gemini",
             Agent::Qwen => "qwen",
             Agent::Droid => "droid",
+            Agent::Copilot => "copilot",
         }
     }
 
@@ -64,6 +71,7 @@ impl Agent {
             Agent::Gemini => "Gemini CLI",
             Agent::Qwen => "Qwen Code",
             Agent::Droid => "Factory Droid",
+            Agent::Copilot => "GitHub Copilot CLI",
         }
     }
 
@@ -85,6 +93,17 @@ impl Agent {
                 "PreToolUse",
                 "PostToolUse",
                 "Stop",
+                "SessionEnd",
+            ],
+            // `notification` has no PascalCase form; the others are named in PascalCase so that
+            // their payloads carry `hook_event_name` and `session_id`.
+            Agent::Copilot => &[
+                "notification",
+                "UserPromptSubmit",
+                "PreToolUse",
+                "PostToolUse",
+                "Stop",
+                "ErrorOccurred",
                 "SessionEnd",
             ],
             Agent::Gemini => &[
@@ -129,6 +148,9 @@ impl Agent {
             Agent::Droid => env_dir("FACTORY_DIR")
                 .or_else(|| home().map(|h| h.join(".factory")))?
                 .join("settings.json"),
+            Agent::Copilot => env_dir("COPILOT_HOME")
+                .or_else(|| home().map(|h| h.join(".copilot")))?
+                .join("hooks/agentd.json"),
         })
     }
 
@@ -142,6 +164,7 @@ impl Agent {
             Agent::Gemini => "Gemini CLI picks them up in new sessions",
             Agent::Qwen => "Qwen Code picks them up in new sessions",
             Agent::Droid => "Droid picks them up in new sessions",
+            Agent::Copilot => "Copilot CLI picks them up in new sessions",
         }
     }
 }
@@ -181,6 +204,9 @@ pub fn settings_path() -> Option<PathBuf> {
 
 /// `settings` with the hook added for every one of `agent`'s events that lacks it.
 pub fn with_hooks(mut settings: Value, command: &str, agent: Agent) -> Result<Value, String> {
+    if agent == Agent::Copilot {
+        return with_copilot_hooks(settings, command);
+    }
     let root = settings
         .as_object_mut()
         .ok_or("the settings file is not a JSON object")?;
@@ -204,6 +230,36 @@ pub fn with_hooks(mut settings: Value, command: &str, agent: Agent) -> Result<Va
         });
         if !present {
             list.push(json!({"matcher": "", "hooks": [{"type": "command", "command": command, "timeout": agent.timeout()}]}));
+        }
+    }
+    Ok(settings)
+}
+
+/// Copilot CLI's shape: `{"version": 1, "hooks": {EVENT: [{"type": "command", "bash": …}]}}`.
+fn with_copilot_hooks(mut settings: Value, command: &str) -> Result<Value, String> {
+    let root = settings
+        .as_object_mut()
+        .ok_or("the hooks file is not a JSON object")?;
+    root.entry("version").or_insert(json!(1));
+    let hooks = root
+        .entry("hooks")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+        .ok_or("`hooks` in the hooks file is not an object")?;
+    let ours = format!("hook {}", Agent::Copilot.name());
+    for &event in Agent::Copilot.events() {
+        let list = hooks
+            .entry(event)
+            .or_insert_with(|| json!([]))
+            .as_array_mut()
+            .ok_or_else(|| format!("`hooks.{event}` in the hooks file is not a list"))?;
+        let present = list
+            .iter()
+            .any(|h| h["bash"].as_str().is_some_and(|c| c.contains(&ours)));
+        if !present {
+            list.push(
+                json!({"type": "command", "bash": command, "timeoutSec": Agent::Copilot.timeout()}),
+            );
         }
     }
     Ok(settings)
@@ -329,5 +385,21 @@ mod tests {
             5000
         );
         assert_eq!(gemini["hooks"]["Notification"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn copilot_hooks_take_copilot_cli_s_own_shape() {
+        let once = with_hooks(json!({}), "/bin/agentctl hook copilot", Agent::Copilot).unwrap();
+        assert_eq!(once["version"], 1);
+        assert_eq!(
+            once["hooks"]["notification"][0],
+            json!({"type": "command", "bash": "/bin/agentctl hook copilot", "timeoutSec": 5})
+        );
+        assert_eq!(
+            once["hooks"].as_object().unwrap().len(),
+            Agent::Copilot.events().len()
+        );
+        let twice = with_hooks(once.clone(), "/bin/agentctl hook copilot", Agent::Copilot).unwrap();
+        assert_eq!(once, twice);
     }
 }

@@ -156,10 +156,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// The hook command for an agent CLI (`agentctl hook claude-code|codex|gemini`): forwards
+    /// The hook command for an agent CLI (`agentctl hook claude-code|codex|gemini|qwen|droid|copilot`): forwards
     /// the hook's payload on stdin to agentd, silently, and always exits 0.
     Hook {
-        /// The agent whose hook this is: claude-code, codex or gemini.
+        /// The agent whose hook this is: claude-code, codex, gemini, qwen, droid or copilot.
         agent: String,
         /// Add this hook to the agent's settings (shows the change first).
         #[arg(long)]
@@ -290,7 +290,7 @@ fn main() -> ExitCode {
     {
         let Some(agent) = agentctl::hook::Agent::parse(agent) else {
             eprintln!(
-                "agentctl: hooks exist for claude-code, codex, gemini, qwen and droid, not {agent:?}"
+                "agentctl: hooks exist for claude-code, codex, gemini, qwen, droid and copilot, not {agent:?}"
             );
             return ExitCode::from(2);
         };

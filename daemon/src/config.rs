@@ -35,6 +35,11 @@ pub struct Config {
     pub qwen_roots: Vec<PathBuf>,
     /// Factory Droid session dirs (`~/.factory/sessions`).
     pub droid_roots: Vec<PathBuf>,
+    /// GitHub Copilot CLI homes (`~/.copilot`): sessions under `session-state/`.
+    pub copilot_roots: Vec<PathBuf>,
+    /// Kimi dirs: kimi-cli's share dir (`~/.kimi`) and Kimi Code's home (`~/.kimi-code`),
+    /// sessions under `sessions/` in both.
+    pub kimi_roots: Vec<PathBuf>,
     /// A JSON price file whose entries add to or replace the built-in table (config `prices`).
     pub prices_file: Option<PathBuf>,
     /// The cloud source; `None` when no API key is configured.
@@ -138,6 +143,8 @@ struct FileSources {
     gemini: FileRoots,
     qwen: FileRoots,
     droid: FileRoots,
+    copilot: FileRoots,
+    kimi: FileRoots,
 }
 
 /// `[sources.<store>] roots = [...]`: replaces the store's default locations.
@@ -263,6 +270,30 @@ impl Config {
                     .collect()
             })
         });
+        // GitHub Copilot CLI: `COPILOT_HOME` (the CLI's own), else `~/.copilot`.
+        let copilot_roots = configured(file.sources.copilot.roots).unwrap_or_else(|| {
+            env("COPILOT_HOME")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| in_home(".copilot"))
+                .into_iter()
+                .collect()
+        });
+        // Kimi: `KIMI_DATA_DIR` (a comma list, as ccusage reads it), else kimi-cli's
+        // `KIMI_SHARE_DIR` or `~/.kimi`, and Kimi Code's `KIMI_CODE_HOME` or `~/.kimi-code`.
+        let kimi_roots = configured(file.sources.kimi.roots).unwrap_or_else(|| {
+            dir_list("KIMI_DATA_DIR").unwrap_or_else(|| {
+                let share = env("KIMI_SHARE_DIR")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+                    .or_else(|| in_home(".kimi"));
+                let code = env("KIMI_CODE_HOME")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+                    .or_else(|| in_home(".kimi-code"));
+                share.into_iter().chain(code).collect()
+            })
+        });
         let prices_file = file.prices.map(|p| expand_home(&p, env));
         let key = env("WARP_API_KEY")
             .filter(|k| !k.trim().is_empty())
@@ -305,6 +336,8 @@ impl Config {
             gemini_roots,
             qwen_roots,
             droid_roots,
+            copilot_roots,
+            kimi_roots,
             prices_file,
             cloud,
             activated_socket: env("LISTEN_PID")

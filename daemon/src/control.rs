@@ -105,7 +105,14 @@ impl Control {
             Some(SourceKind::Runs) => self.cancel_run(&item, force).await,
             Some(SourceKind::Cloud) => self.cancel_cloud(&item).await,
             Some(SourceKind::ClaudeCode) => self.cancel_claude(&item, force).await,
-            Some(SourceKind::Codex | SourceKind::Gemini | SourceKind::Qwen | SourceKind::Droid)
+            Some(
+                SourceKind::Codex
+                | SourceKind::Gemini
+                | SourceKind::Qwen
+                | SourceKind::Droid
+                | SourceKind::Copilot
+                | SourceKind::Kimi,
+            )
             | None => Err(not_visible(&item)),
         }
     }

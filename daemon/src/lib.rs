@@ -174,6 +174,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     start_store!(ingest::formats::Gemini, config.gemini_roots);
     start_store!(ingest::formats::Qwen, config.qwen_roots);
     start_store!(ingest::formats::Droid, config.droid_roots);
+    start_store!(ingest::formats::Copilot, config.copilot_roots);
+    start_store!(ingest::formats::Kimi, config.kimi_roots);
     // Hook signals go to the follower of the source whose hooks they are.
     let hooks = store_threads
         .iter()

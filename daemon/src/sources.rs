@@ -10,6 +10,8 @@
 //! | `Gemini` | `gemini` | `gemini` | Gemini CLI chats |
 //! | `Qwen` | `qwen` | `qwen` | Qwen Code chats |
 //! | `Droid` | `droid` | `droid` | Factory Droid sessions |
+//! | `Copilot` | `copilot` | `copilot` | GitHub Copilot CLI session event logs |
+//! | `Kimi` | `kimi` | `kimi` | kimi-cli and Kimi Code wire logs |
 //! | `Cloud` | `cloud` | `cloud` | Warp's Oz Agent API |
 //!
 //! Adding an agent CLI adds a variant here (its names), a `Format` in `ingest::formats`, and a
@@ -26,18 +28,22 @@ pub enum SourceKind {
     Gemini,
     Qwen,
     Droid,
+    Copilot,
+    Kimi,
     Cloud,
 }
 
 impl SourceKind {
     /// Every source, in the order `/v1/health` lists them.
-    pub const ALL: [SourceKind; 7] = [
+    pub const ALL: [SourceKind; 9] = [
         SourceKind::Runs,
         SourceKind::ClaudeCode,
         SourceKind::Codex,
         SourceKind::Gemini,
         SourceKind::Qwen,
         SourceKind::Droid,
+        SourceKind::Copilot,
+        SourceKind::Kimi,
         SourceKind::Cloud,
     ];
 
@@ -50,6 +56,8 @@ impl SourceKind {
             SourceKind::Gemini => "gemini",
             SourceKind::Qwen => "qwen",
             SourceKind::Droid => "droid",
+            SourceKind::Copilot => "copilot",
+            SourceKind::Kimi => "kimi",
             SourceKind::Cloud => "cloud",
         }
     }
@@ -63,6 +71,8 @@ impl SourceKind {
             SourceKind::Gemini => "Gemini CLI",
             SourceKind::Qwen => "Qwen Code",
             SourceKind::Droid => "Factory Droid",
+            SourceKind::Copilot => "GitHub Copilot CLI",
+            SourceKind::Kimi => "Kimi",
             SourceKind::Cloud => "the cloud",
         }
     }
@@ -97,8 +107,23 @@ impl SourceKind {
             SourceKind::Gemini => Some(Transcript::Gemini(Vec::new())),
             SourceKind::Qwen => Some(Transcript::Qwen),
             SourceKind::Droid => Some(Transcript::Droid),
+            SourceKind::Copilot => Some(Transcript::Copilot),
+            SourceKind::Kimi => Some(Transcript::Kimi),
             SourceKind::Runs | SourceKind::Cloud => None,
         }
+    }
+
+    /// Whether agentd decodes this CLI's hooks (`POST /v1/hooks/{name}`, `agentctl hook`).
+    pub const fn has_hooks(self) -> bool {
+        matches!(
+            self,
+            SourceKind::ClaudeCode
+                | SourceKind::Codex
+                | SourceKind::Gemini
+                | SourceKind::Qwen
+                | SourceKind::Droid
+                | SourceKind::Copilot
+        )
     }
 
     /// Whether a transcript file of this source may be one whole JSON document rather than

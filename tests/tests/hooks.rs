@@ -220,3 +220,81 @@ fn install_writes_each_agents_own_hook_settings() {
     assert!(again.contains("already has"), "{again}");
     assert_eq!(d.agentctl(&["hook", "cursor"]).status.code(), Some(2));
 }
+
+#[test]
+fn copilot_cli_hooks_install_into_their_own_file_and_block_at_once() {
+    let d = Daemon::start("hooks-copilot");
+    let out = d.agentctl(&["hook", "copilot", "--install"]);
+    assert!(out.status.success(), "{out:?}");
+    let file = d.home.join(".copilot/hooks/agentd.json");
+    let hooks: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(hooks["version"], 1);
+    for event in [
+        "notification",
+        "UserPromptSubmit",
+        "PostToolUse",
+        "Stop",
+        "SessionEnd",
+    ] {
+        let h = &hooks["hooks"][event][0];
+        assert_eq!(h["type"], "command", "{event}: {h}");
+        assert!(
+            h["bash"].as_str().unwrap().ends_with("hook copilot"),
+            "{event}: {h}"
+        );
+        assert_eq!(h["timeoutSec"], 5);
+    }
+    let again = d.agentctl(&["hook", "copilot", "--install"]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already has"));
+
+    let sid = "0c1d2e3f-4a5b-4c6d-8e7f-0a1b2c3d4e5f";
+    append_lines(
+        &d.home
+            .join(".copilot/session-state")
+            .join(sid)
+            .join("events.jsonl"),
+        &[
+            json!({"type": "session.start", "data": {"sessionId": sid, "context": {"cwd": "/src/api"}},
+                "id": "1", "timestamp": ago(3), "parentId": null}),
+            json!({"type": "user.message", "data": {"content": "run the migrations"},
+                "id": "2", "timestamp": ago(2), "parentId": null}),
+        ],
+    );
+    let id = format!("copilot:{sid}");
+    d.wait_item(&id, |v| v["status"] == "working");
+    // The notification hook's payload is camelCase (`sessionId`).
+    let asked = Instant::now();
+    let out = run_hook(
+        &d,
+        &d.socket,
+        "copilot",
+        &json!({"sessionId": sid, "timestamp": 1784000000000u64, "cwd": "/src/api",
+            "hook_event_name": "Notification", "title": "Permission needed",
+            "message": "Copilot wants to run: make migrate", "notification_type": "permission_prompt"}),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let v = d.wait_item(&id, |v| v["status"] == "blocked");
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(v["status_detail"], "Copilot wants to run: make migrate");
+    assert_eq!(v["status_source"], "hook");
+    let out = run_hook(
+        &d,
+        &d.socket,
+        "copilot",
+        &json!({"session_id": sid, "hook_event_name": "Stop", "timestamp": ago(0),
+            "cwd": "/src/api", "transcript_path": "", "stop_reason": "end_turn"}),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    d.wait_item(&id, |v| v["status"] == "success");
+    // Kimi has no hooks agentd reads: the route says which agents have.
+    let r = d.req("POST", "/v1/hooks/kimi", b"{}");
+    assert_eq!(r.status, 404);
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("copilot"),
+        "{r:?}"
+    );
+}

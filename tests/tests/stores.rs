@@ -1060,3 +1060,260 @@ fn a_factory_droid_session_takes_its_tokens_from_the_settings_file() {
     .unwrap();
     d.wait_item(&id, |v| v["usage"]["input_tokens"] == 1500);
 }
+
+fn copilot_event(kind: &str, secs_ago: i64, data: Value) -> Value {
+    json!({"type": kind, "data": data, "id": format!("{kind}-{secs_ago}"),
+        "timestamp": ago(secs_ago), "parentId": null})
+}
+
+#[test]
+fn a_copilot_cli_session_is_blocked_exactly_while_a_permission_prompt_stands() {
+    let mut d = Daemon::start("copilot-live");
+    let sid = "7cf44517-55ca-435c-893a-3fde1973a44e";
+    let file = d
+        .home
+        .join(".copilot/session-state")
+        .join(sid)
+        .join("events.jsonl");
+    append_lines(
+        &file,
+        &[
+            copilot_event(
+                "session.start",
+                30,
+                json!({"sessionId": sid, "version": 1, "producer": "copilot-agent",
+                    "copilotVersion": "1.0.82", "context": {"cwd": "/src/gateway"}}),
+            ),
+            copilot_event(
+                "session.model_change",
+                29,
+                json!({"newModel": "gpt-5-mini"}),
+            ),
+            copilot_event(
+                "user.message",
+                28,
+                json!({"content": "why is the connection pool exhausted"}),
+            ),
+            copilot_event("assistant.turn_start", 27, json!({"turnId": "0"})),
+            copilot_event(
+                "assistant.message",
+                1,
+                json!({"messageId": "m1", "model": "gpt-5-mini", "content": "Let me look.",
+                    "toolRequests": [{"toolCallId": "c1", "name": "bash"}], "outputTokens": 40}),
+            ),
+            copilot_event(
+                "permission.requested",
+                0,
+                json!({"requestId": "r1", "permissionRequest": {"kind": "shell"}}),
+            ),
+        ],
+    );
+    let id = format!("copilot:{sid}");
+    let v = d.wait_item(&id, |v| v["status"] == "blocked");
+    assert_eq!(v["status_detail"], "waiting for approval: shell");
+    assert_eq!(
+        v["status_source"], "transcript",
+        "written when shown: exact"
+    );
+    assert_eq!(v["title"], "why is the connection pool exhausted");
+    assert_eq!(v["project"], "/src/gateway");
+    assert_eq!(v["harness"], "copilot");
+    assert_eq!(v["model"], "gpt-5-mini");
+    assert_eq!(
+        v["usage"]["output_tokens"], 40,
+        "live output before any snapshot"
+    );
+    assert_eq!(
+        v["open"]["command"],
+        format!("cd /src/gateway && copilot --resume {sid}")
+    );
+    append_lines(
+        &file,
+        &[
+            copilot_event(
+                "permission.completed",
+                0,
+                json!({"requestId": "r1", "result": {"kind": "approved"}}),
+            ),
+            copilot_event(
+                "assistant.message",
+                0,
+                json!({"messageId": "m2", "model": "gpt-5-mini",
+                    "content": "The poller leaks rows; close them in the scan loop.",
+                    "toolRequests": [], "outputTokens": 60}),
+            ),
+            copilot_event("assistant.turn_end", 0, json!({"turnId": "0"})),
+            copilot_event(
+                "session.shutdown",
+                0,
+                json!({"shutdownType": "routine", "totalPremiumRequests": 1,
+                    "totalNanoAiu": 6056400000u64, "currentModel": "gpt-5-mini",
+                    "modelMetrics": {"gpt-5-mini": {"requests": {"count": 2, "cost": 1},
+                        "usage": {"inputTokens": 5000, "outputTokens": 120, "cacheReadTokens": 3000,
+                            "cacheWriteTokens": 0, "reasoningTokens": 20}}}}),
+            ),
+        ],
+    );
+    let v = d.wait_item(&id, |v| v["status"] == "success");
+    assert_eq!(
+        v["usage"],
+        json!({"input_tokens": 2000, "output_tokens": 120, "cache_read_tokens": 3000, "cache_write_tokens": 0})
+    );
+    assert_eq!(v["credits"], 6.0564);
+    assert!(v["cost_usd"].as_f64().is_some_and(|c| c > 0.0), "{v}");
+    let log = d.agentctl(&["logs", &id]);
+    assert_eq!(
+        String::from_utf8_lossy(&log.stdout),
+        "[you] why is the connection pool exhausted\n[copilot] Let me look.\n  → bash\n  (asks for approval)\n[copilot] The poller leaks rows; close them in the scan loop.\n"
+    );
+    // Older builds' flat files are sessions too.
+    append_lines(
+        &d.home.join(".copilot/session-state/0b1c2d3e.jsonl"),
+        &[
+            copilot_event("session.start", 5, json!({"context": {"cwd": "/src/old"}})),
+            copilot_event("user.message", 5, json!({"content": "hello"})),
+        ],
+    );
+    d.wait_item("copilot:0b1c2d3e", |v| v["title"] == "hello");
+    let before = d.get(&format!("/v1/agents/{id}"));
+    assert_eq!(d.stop().code(), Some(0));
+    d.spawn();
+    d.wait_for("/v1/health", "the copilot scan", |h| {
+        source_in(h, "copilot").is_some_and(|s| s["scan_done"] == true && s["items"] == 2)
+    });
+    let after = d.get(&format!("/v1/agents/{id}"));
+    for k in ["usage", "credits", "cost_usd", "status", "title"] {
+        assert_eq!(after[k], before[k], "{k} after a restart");
+    }
+}
+
+#[test]
+fn kimi_sessions_of_both_generations_are_followed() {
+    let mut d = Daemon::start("kimi-live");
+    // kimi-cli: ~/.kimi/sessions/<md5 of the work dir>/<session>/wire.jsonl, the work dir in
+    // kimi.json.
+    let workdir = "/src/kimi-app";
+    let hash = "6f2c8d9a1b3e4f5a6b7c8d9e0f1a2b3c"; // not the MD5: found through session_to_workdir
+    let old_sid = "a1b2c3d4-0000-4000-8000-000000000001";
+    std::fs::create_dir_all(d.home.join(".kimi")).unwrap();
+    std::fs::write(
+        d.home.join(".kimi/kimi.json"),
+        json!({"work_dirs": [{"path": workdir, "last_session_id": old_sid}],
+            "thinking": false, "session_to_workdir": {old_sid: workdir}})
+        .to_string(),
+    )
+    .unwrap();
+    let t = |secs_ago: i64| {
+        (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as f64
+            - secs_ago as f64 * 1000.0)
+            / 1000.0
+    };
+    let wire = d
+        .home
+        .join(".kimi/sessions")
+        .join(hash)
+        .join(old_sid)
+        .join("wire.jsonl");
+    append_lines(
+        &wire,
+        &[
+            json!({"type": "metadata", "protocol_version": "1.10"}),
+            json!({"timestamp": t(5), "message": {"type": "TurnBegin", "payload": {"user_input": "list the files"}}}),
+            json!({"timestamp": t(4), "message": {"type": "StepBegin", "payload": {"n": 1}}}),
+            json!({"timestamp": t(3), "message": {"type": "StatusUpdate", "payload": {"context_usage": 0.1,
+                "token_usage": {"input_other": 1200, "output": 80, "input_cache_read": 4000,
+                    "input_cache_creation": 300}, "message_id": "m1"}}}),
+            json!({"timestamp": t(0), "message": {"type": "ApprovalRequest", "payload": {"id": "req_1",
+                "tool_call_id": "call_1", "sender": "Shell", "action": "run shell command",
+                "description": "ls -la", "display": []}}}),
+        ],
+    );
+    let old_id = format!("kimi:{old_sid}");
+    let v = d.wait_item(&old_id, |v| v["status"] == "blocked");
+    assert_eq!(
+        v["status_detail"],
+        "waiting for approval: run shell command"
+    );
+    assert_eq!(v["project"], workdir);
+    assert_eq!(v["title"], "list the files");
+    assert_eq!(v["harness"], "kimi");
+    assert_eq!(
+        v["usage"],
+        json!({"input_tokens": 1200, "output_tokens": 80, "cache_read_tokens": 4000, "cache_write_tokens": 300})
+    );
+    assert_eq!(
+        v["open"]["command"],
+        format!("cd {workdir} && kimi --session {old_sid}")
+    );
+    append_lines(
+        &wire,
+        &[
+            json!({"timestamp": t(0), "message": {"type": "ApprovalResponse", "payload": {"request_id": "req_1", "response": "approve"}}}),
+            json!({"timestamp": t(0), "message": {"type": "TurnEnd", "payload": {}}}),
+        ],
+    );
+    d.wait_item(&old_id, |v| v["status"] == "success");
+
+    // Kimi Code: ~/.kimi-code/sessions/<workDirKey>/<session>/agents/{main,agent-1}/wire.jsonl.
+    let new_sid = "b2c3d4e5-0000-4000-8000-000000000002";
+    let agents = d
+        .home
+        .join(".kimi-code/sessions/wd_app_0a1b2c3d4e5f")
+        .join(new_sid)
+        .join("agents");
+    let now_ms = |secs_ago: i64| (t(secs_ago) * 1000.0) as i64;
+    append_lines(
+        &agents.join("main/wire.jsonl"),
+        &[
+            json!({"type": "metadata", "protocol_version": "1.5", "created_at": now_ms(9)}),
+            json!({"type": "config.update", "agentId": "main", "environmentDisclosure": {"cwd": "/src/next"}, "time": now_ms(9)}),
+            json!({"type": "turn.prompt", "agentId": "main", "input": [{"type": "text", "text": "add a test"}], "origin": "user", "time": now_ms(8)}),
+            json!({"type": "usage.record", "agentId": "main", "model": "kimi-k2", "usage": {"inputOther": 100, "output": 50, "inputCacheRead": 900, "inputCacheCreation": 0}, "usageScope": "turn", "time": now_ms(7)}),
+            json!({"type": "context.append_message", "agentId": "main", "message": {"role": "assistant", "content": [{"type": "text", "text": "Added."}], "toolCalls": []}, "time": now_ms(6)}),
+            json!({"type": "turn.ended", "agentId": "main", "turnId": 1, "reason": "completed", "time": now_ms(6)}),
+        ],
+    );
+    append_lines(
+        &agents.join("agent-1/wire.jsonl"),
+        &[
+            json!({"type": "metadata", "protocol_version": "1.5", "created_at": now_ms(7)}),
+            json!({"type": "usage.record", "agentId": "agent-1", "model": "kimi-k2", "usage": {"inputOther": 10, "output": 5, "inputCacheRead": 0, "inputCacheCreation": 0}, "usageScope": "turn", "time": now_ms(7)}),
+        ],
+    );
+    let new_id = format!("kimi:{new_sid}");
+    let v = d.wait_item(&new_id, |v| {
+        v["status"] == "success" && v["usage"]["input_tokens"] == 110
+    });
+    assert_eq!(v["project"], "/src/next");
+    assert_eq!(v["model"], "kimi-k2");
+    assert_eq!(
+        v["usage"]["output_tokens"], 55,
+        "the sub-agent's tokens add: {v}"
+    );
+    assert_eq!(v["title"], "add a test");
+    let log = d.agentctl(&["logs", &new_id]);
+    assert_eq!(
+        String::from_utf8_lossy(&log.stdout),
+        "[you] add a test\n[kimi] Added.\n"
+    );
+    assert_eq!(
+        d.get("/v1/agents?tab=all&harness=kimi")["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let before = d.get("/v1/agents?tab=all&harness=kimi");
+    assert_eq!(d.stop().code(), Some(0));
+    d.spawn();
+    d.wait_for("/v1/health", "the kimi scan", |h| {
+        source_in(h, "kimi").is_some_and(|s| s["scan_done"] == true && s["items"] == 2)
+    });
+    assert_eq!(
+        d.get("/v1/agents?tab=all&harness=kimi")["items"],
+        before["items"]
+    );
+}

@@ -1,4 +1,4 @@
-//! `POST /v1/hooks/{agent}` (`claude-code`, `codex`, `gemini`): an agent CLI's hook payload,
+//! `POST /v1/hooks/{agent}` (the sources whose [`SourceKind::has_hooks`]): an agent CLI's hook payload,
 //! decoded by [`crate::ingest::hooks`] and handed to that source's follower, where it overrides
 //! the transcript's status until the transcript has a newer line. A hook that says nothing about
 //! status is accepted and ignored (`{"accepted":false}`), so a hook configured for more events
@@ -18,11 +18,18 @@ pub async fn hook(
     Path(agent): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let Some((kind, tx)) =
-        SourceKind::from_name(&agent).and_then(|k| s.hooks.get(&k).map(|tx| (k, tx)))
+    let Some((kind, tx)) = SourceKind::from_name(&agent)
+        .filter(|k| k.has_hooks())
+        .and_then(|k| s.hooks.get(&k).map(|tx| (k, tx)))
     else {
+        let known: Vec<&str> = SourceKind::ALL
+            .into_iter()
+            .filter(|k| k.has_hooks())
+            .map(SourceKind::name)
+            .collect();
         return Err(ApiError::not_found(format!(
-            "no hooks for {agent:?}; agentd takes claude-code, codex and gemini hooks"
+            "no hooks for {agent:?}; agentd takes hooks of {}",
+            known.join(", ")
         )));
     };
     let v: Value = serde_json::from_slice(&body)

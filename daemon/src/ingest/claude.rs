@@ -718,10 +718,9 @@ impl ConversationFold for ClaudeFold {
         let (status, detail) = match &self.last {
             Last::Canceled(d) => (Status::Canceled, Some(d.clone())),
             Last::ApiError(d) => (Status::Failed, Some(d.clone())),
-            _ if !self.pending.is_empty() && quiet >= ABANDONED_AFTER_MS => (
-                Status::Failed,
-                Some("no activity for 30 minutes; the agent may have been closed".into()),
-            ),
+            _ if !self.pending.is_empty() && quiet >= ABANDONED_AFTER_MS => {
+                (Status::Failed, Some(super::convo::ABANDONED.into()))
+            }
             _ if !self.pending.is_empty() => {
                 let waiting_on = |name: &str| self.pending.iter().any(|(_, n)| n == name);
                 if waiting_on("AskUserQuestion") {
@@ -744,10 +743,9 @@ impl ConversationFold for ClaudeFold {
             Last::TurnEnd | Last::Answer { done: true } => (Status::Success, None),
             Last::Answer { done: false } if quiet >= QUIET_DONE_MS => (Status::Success, None),
             Last::Nothing => (Status::Success, None),
-            _ if quiet >= ABANDONED_AFTER_MS => (
-                Status::Failed,
-                Some("no activity for 30 minutes; the agent may have been closed".into()),
-            ),
+            _ if quiet >= ABANDONED_AFTER_MS => {
+                (Status::Failed, Some(super::convo::ABANDONED.into()))
+            }
             Last::Retrying(d) => (Status::Working, Some(d.clone())),
             _ => (Status::Working, None),
         };
@@ -768,6 +766,7 @@ impl ConversationFold for ClaudeFold {
             status_detail: detail,
             usage: self.usage,
             cost_usd: self.cost.usd(),
+            credits: None,
             live: self.registry.as_ref().map(|r| LiveState {
                 pid: r.pid,
                 started_at: r.started_at,

@@ -63,7 +63,7 @@ pub const FALLBACK_MODEL: &str = "gpt-5";
 /// `status_detail` of a turn that completed with no assistant message at all.
 pub const NO_ANSWER: &str = "the turn ended without an answer";
 /// `status_detail` of a turn left open with no line for [`ABANDONED_AFTER_MS`].
-pub const ABANDONED: &str = "no activity for 30 minutes; the agent may have been closed";
+pub const ABANDONED: &str = super::convo::ABANDONED;
 /// `status_detail` of a turn the user interrupted.
 pub const INTERRUPTED: &str = "interrupted by the user";
 /// `status_detail` of a turn waiting on a `request_user_input` call.
@@ -427,6 +427,7 @@ impl ConversationFold for CodexFold {
             status_detail,
             usage: self.usage,
             cost_usd: self.cost.usd(),
+            credits: None,
             live: None,
         }
     }

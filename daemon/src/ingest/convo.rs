@@ -23,6 +23,24 @@ pub const QUIET_DONE_MS: i64 = 10_000;
 /// A conversation with an open turn and no line for this long is no longer `working`: its
 /// agent was closed or killed mid-turn (the store records no exit).
 pub const ABANDONED_AFTER_MS: i64 = 30 * 60_000;
+/// The status detail of a conversation taken as abandoned (see [`ABANDONED_AFTER_MS`]).
+pub const ABANDONED: &str = "no activity for 30 minutes; the agent may have been closed";
+
+/// Notes a line's time (epoch ms) as a fold's first and latest times; a time no clock gives
+/// (before 1970, or past [`crate::model::LATEST_MS`]) is ignored.
+pub fn note_time(first: &mut Option<Millis>, last: &mut Option<Millis>, ms: i64) {
+    if (0..=crate::model::LATEST_MS).contains(&ms) {
+        first.get_or_insert(Millis(ms));
+        *last = Some(last.map_or(Millis(ms), |l| l.max(Millis(ms))));
+    }
+}
+
+/// [`note_time`] of an RFC 3339 timestamp, when there is a readable one.
+pub fn note_rfc3339(first: &mut Option<Millis>, last: &mut Option<Millis>, ts: Option<&str>) {
+    if let Some(ms) = ts.and_then(agentd_wire::parse_rfc3339_ms) {
+        note_time(first, last, ms);
+    }
+}
 
 /// One conversation as its store describes it at some moment.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +62,8 @@ pub struct Conversation {
     pub usage: Usage,
     /// `None` when any response's model has no price (tokens still counted) or none was made.
     pub cost_usd: Option<f64>,
+    /// Credits the tool itself reports (GitHub Copilot's AI credits), when it does.
+    pub credits: Option<f64>,
     /// What the agent's own live registry says, when it keeps one (Claude Code's
     /// `sessions/<pid>.json`): exact where the transcript can only guess. The ingestor uses it
     /// only while that process is running.
@@ -74,6 +94,7 @@ impl Default for Conversation {
             status_detail: None,
             usage: Usage::default(),
             cost_usd: None,
+            credits: None,
             live: None,
         }
     }

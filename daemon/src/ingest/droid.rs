@@ -18,8 +18,8 @@
 //! `[Provider]` prefix stripped, as ccusage does).
 
 use super::convo::{
-    ABANDONED_AFTER_MS, BLOCKED_AFTER_MS, Conversation, ConversationFold, CostSum, QUIET_DONE_MS,
-    cut_title,
+    ABANDONED, ABANDONED_AFTER_MS, BLOCKED_AFTER_MS, Conversation, ConversationFold, CostSum,
+    QUIET_DONE_MS, cut_title, note_rfc3339,
 };
 use crate::model::Millis;
 use crate::prices::Prices;
@@ -106,15 +106,11 @@ impl ConversationFold for DroidFold {
     fn apply(&mut self, line: &[u8], _prices: &Prices) -> Result<(), String> {
         let v: Value =
             serde_json::from_slice(line).map_err(|e| format!("not a Droid record: {e}"))?;
-        if let Some(ts) = v
-            .get("timestamp")
-            .and_then(Value::as_str)
-            .and_then(agentd_wire::parse_rfc3339_ms)
-            .filter(|t| (0..=crate::model::LATEST_MS).contains(t))
-        {
-            self.first_ts.get_or_insert(Millis(ts));
-            self.last_ts = Some(self.last_ts.map_or(Millis(ts), |l| l.max(Millis(ts))));
-        }
+        note_rfc3339(
+            &mut self.first_ts,
+            &mut self.last_ts,
+            v.get("timestamp").and_then(Value::as_str),
+        );
         match v.get("type").and_then(Value::as_str) {
             Some("session_start") => {
                 let s = |k: &str| v.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
@@ -172,10 +168,7 @@ impl ConversationFold for DroidFold {
         let (status, status_detail) = match &self.last {
             Last::Answered if quiet >= QUIET_DONE_MS => (Status::Success, None),
             Last::Nothing => (Status::Working, None),
-            _ if quiet >= ABANDONED_AFTER_MS => (
-                Status::Failed,
-                Some("no activity for 30 minutes; the agent may have been closed".into()),
-            ),
+            _ if quiet >= ABANDONED_AFTER_MS => (Status::Failed, Some(ABANDONED.into())),
             Last::ToolPending(t) if quiet >= BLOCKED_AFTER_MS => {
                 (Status::Blocked, Some(format!("waiting for approval: {t}")))
             }
@@ -192,6 +185,7 @@ impl ConversationFold for DroidFold {
             status_detail,
             usage: self.usage,
             cost_usd: self.cost,
+            credits: None,
             live: None,
         }
     }

@@ -6,12 +6,15 @@
 //! | Codex (`codex`) | `sessions/`, `archived_sessions/` | `rollout-<ts>-<uuid>.jsonl` at any depth, or its compressed form `….jsonl.zst` (folded whole, decompressed a line at a time; the plain file wins while both exist) | |
 //! | Qwen Code (`qwen`) | `projects/` | `projects/<project>/chats/<sessionId>.jsonl` | sub-agents: `projects/<project>/subagents/**.jsonl` (tokens add to the session inside) |
 //! | Factory Droid (`droid`) | the sessions dir | `<workspace>/<uuid>.jsonl` | `<workspace>/<uuid>.settings.json`: the session's token totals |
+//! | GitHub Copilot CLI (`copilot`) | `session-state/` | `session-state/<sessionId>/events.jsonl` (older builds: `session-state/<sessionId>.jsonl`) | |
+//! | Kimi (`kimi`) | `sessions/` | kimi-cli: `sessions/<md5 of the work dir>/<sessionId>/wire.jsonl`; Kimi Code: `sessions/<workDirKey>/<sessionId>/agents/main/wire.jsonl` | Kimi Code sub-agents: `agents/<id>/wire.jsonl` (tokens add to the session) |
 //! | Gemini CLI (`gemini`) | `tmp/` | `tmp/<project>/chats/session-*.jsonl` (or legacy `.json`) | sub-agents: `chats/<parentSessionId>/*.jsonl` |
 //!
 //! The project directory names are lossy encodings of paths and are never decoded: the
 //! project comes from the lines themselves (Gemini CLI: from `.project_root` beside `chats/`,
 //! or, in a legacy dir named by the SHA-256 of the project's path, from the path in
-//! `projects.json` with that hash).
+//! `projects.json` with that hash; kimi-cli: from `kimi.json`'s `session_to_workdir`, or the
+//! work dir whose MD5 names the dir).
 
 use super::claude::ClaudeFold;
 use super::convo::Conversation;
@@ -336,9 +339,147 @@ impl Format for Droid {
     }
 }
 
+/// GitHub Copilot CLI session event logs.
+pub struct Copilot;
+
+impl Format for Copilot {
+    type Fold = super::copilot::CopilotFold;
+    const KIND: SourceKind = SourceKind::Copilot;
+
+    fn watch_dirs(root: &Path) -> Vec<PathBuf> {
+        vec![root.join("session-state")]
+    }
+
+    fn is_store_file(path: &Path) -> bool {
+        after(path, "session-state").is_some_and(|rel| match rel.len() {
+            1 => has_extension(path, "jsonl"),
+            2 => rel[1] == "events.jsonl",
+            _ => false,
+        })
+    }
+
+    fn session_of(path: &Path, c: &Conversation) -> Option<(String, bool)> {
+        let rel = after(path, "session-state")?;
+        let from_path = match rel.len() {
+            1 => stem(path)?,
+            _ => rel[0].clone(),
+        };
+        Some((c.session_id.clone().unwrap_or(from_path), true))
+    }
+
+    fn resume_command(session: &str, cwd: Option<&str>) -> Option<String> {
+        resume(cwd, &["copilot", "--resume", session])
+    }
+}
+
+/// Kimi's wire logs: kimi-cli (`~/.kimi`) and Kimi Code (`~/.kimi-code`).
+pub struct Kimi;
+
+impl Format for Kimi {
+    type Fold = super::kimi::KimiFold;
+    const KIND: SourceKind = SourceKind::Kimi;
+
+    fn watch_dirs(root: &Path) -> Vec<PathBuf> {
+        vec![root.join("sessions")]
+    }
+
+    fn is_store_file(path: &Path) -> bool {
+        path.file_name().is_some_and(|n| n == "wire.jsonl")
+            && after(path, "sessions")
+                .is_some_and(|rel| rel.len() == 3 || (rel.len() == 5 && rel[2] == "agents"))
+    }
+
+    fn session_of(path: &Path, _c: &Conversation) -> Option<(String, bool)> {
+        let rel = after(path, "sessions")?;
+        match rel.len() {
+            3 => Some((rel[1].clone(), true)),
+            5 => Some((rel[1].clone(), rel[3] == "main")),
+            _ => None,
+        }
+    }
+
+    fn resume_command(session: &str, cwd: Option<&str>) -> Option<String> {
+        resume(cwd, &["kimi", "--session", session])
+    }
+
+    fn project_of(path: &Path) -> Option<String> {
+        // kimi-cli: sessions/<md5 of the work dir>/<sessionId>/wire.jsonl, the work dirs listed
+        // in kimi.json beside sessions/. (Kimi Code's log names its work dir itself.)
+        let rel = after(path, "sessions")?;
+        if rel.len() != 3 {
+            return None;
+        }
+        let share = path
+            .ancestors()
+            .find(|a| a.ends_with("sessions"))?
+            .parent()?;
+        let meta = crate::fsread::read_text(
+            &share.join("kimi.json"),
+            crate::fsread::Trust::Found,
+            4 * 1024 * 1024,
+        )
+        .ok()?;
+        let v: serde_json::Value = serde_json::from_str(&meta).ok()?;
+        if let Some(dir) = v
+            .pointer(&format!("/session_to_workdir/{}", rel[1]))
+            .and_then(serde_json::Value::as_str)
+        {
+            return Some(dir.to_owned());
+        }
+        let hash = rel[0].to_ascii_lowercase();
+        v.get("work_dirs")?
+            .as_array()?
+            .iter()
+            .filter_map(|w| w.get("path").and_then(serde_json::Value::as_str))
+            .find(|p| md5_hex(p.as_bytes()) == hash)
+            .map(str::to_owned)
+    }
+}
+
+/// Lower-case hex MD5, as kimi-cli names its session dirs.
+fn md5_hex(bytes: &[u8]) -> String {
+    use md5::Digest;
+    md5::Md5::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn md5_names_as_kimi_cli_does() {
+        assert_eq!(md5_hex(b"abc"), "900150983cd24fb0d6963f7d28e17f72");
+    }
+
+    #[test]
+    fn copilot_and_kimi_files_map_to_their_sessions() {
+        let none = Conversation::default();
+        let ev = Path::new("/h/.copilot/session-state/7cf44517/events.jsonl");
+        let flat = Path::new("/h/.copilot/session-state/7cf44517.jsonl");
+        for p in [ev, flat] {
+            assert!(Copilot::is_store_file(p));
+            assert_eq!(
+                Copilot::session_of(p, &none),
+                Some(("7cf44517".into(), true))
+            );
+        }
+        assert!(!Copilot::is_store_file(Path::new(
+            "/h/.copilot/session-state/7cf44517/plan.md"
+        )));
+        let cli = Path::new("/h/.kimi/sessions/0a1b/s1/wire.jsonl");
+        let main = Path::new("/h/.kimi-code/sessions/wd_app_0a1b/s2/agents/main/wire.jsonl");
+        let sub = Path::new("/h/.kimi-code/sessions/wd_app_0a1b/s2/agents/agent-1/wire.jsonl");
+        assert!([cli, main, sub].iter().all(|p| Kimi::is_store_file(p)));
+        assert_eq!(Kimi::session_of(cli, &none), Some(("s1".into(), true)));
+        assert_eq!(Kimi::session_of(main, &none), Some(("s2".into(), true)));
+        assert_eq!(Kimi::session_of(sub, &none), Some(("s2".into(), false)));
+        assert!(!Kimi::is_store_file(Path::new(
+            "/h/.kimi/sessions/0a1b/s1/context.jsonl"
+        )));
+    }
 
     #[test]
     fn sha256_names_as_gemini_cli_does() {

@@ -71,7 +71,7 @@ use std::fmt;
 /// `status_detail` of a pending tool call that has been quiet for [`BLOCKED_AFTER_MS`].
 pub const WAITING_FOR_APPROVAL: &str = "waiting for approval";
 /// `status_detail` of an open turn with no line for [`ABANDONED_AFTER_MS`].
-pub const NO_ACTIVITY: &str = "no activity for 30 minutes; the agent may have been closed";
+pub const NO_ACTIVITY: &str = super::convo::ABANDONED;
 /// The texts of the `info` message Gemini CLI records when the user cancels a request.
 pub const CANCELLED_TEXTS: [&str; 2] = ["Request cancelled.", "User cancelled the request."];
 
@@ -202,6 +202,7 @@ impl ConversationFold for GeminiFold {
             status_detail,
             usage: self.usage,
             cost_usd: self.cost.usd(),
+            credits: None,
             live: None,
         }
     }

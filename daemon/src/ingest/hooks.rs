@@ -38,6 +38,18 @@
 //! | `AfterAgent` | success (it fires only when no tool call is pending) |
 //! | `SessionEnd` | the signal ends |
 //!
+//! GitHub Copilot CLI (`copilot`; `notification` payloads are camelCase with `sessionId`, the
+//! PascalCase events snake_case with `session_id`):
+//!
+//! | hook | status |
+//! |---|---|
+//! | `Notification` `permission_prompt` | blocked (its message) |
+//! | `Notification` `elicitation_dialog` | blocked: waiting for your answer |
+//! | `UserPromptSubmit`, `PreToolUse`, `PostToolUse` | working |
+//! | `Stop` | success |
+//! | `ErrorOccurred` that is not recoverable | failed (its message) |
+//! | `SessionEnd` | the signal ends |
+//!
 //! Other hooks are accepted and ignored, so a hook configured for more events never fails.
 
 use crate::sources::SourceKind;
@@ -92,9 +104,11 @@ fn failed(v: &Value) -> Option<Decoded> {
     )
 }
 
-/// The conversation a payload is about (its `session_id`), checked to be an id.
+/// The conversation a payload is about (its `session_id`, or Copilot CLI's camelCase
+/// `sessionId`), checked to be an id.
 pub fn session_of(v: &Value) -> Result<String, String> {
     text(v, "session_id")
+        .or_else(|| text(v, "sessionId"))
         .filter(|id| {
             id.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
@@ -112,7 +126,8 @@ pub fn decode(kind: SourceKind, v: &Value) -> Result<Option<Decoded>, String> {
         SourceKind::ClaudeCode | SourceKind::Qwen | SourceKind::Droid => claude_code(&event, v),
         SourceKind::Codex => codex(&event, v),
         SourceKind::Gemini => gemini(&event, v),
-        SourceKind::Runs | SourceKind::Cloud => None,
+        SourceKind::Copilot => copilot(&event, v),
+        SourceKind::Kimi | SourceKind::Runs | SourceKind::Cloud => None,
     })
 }
 
@@ -174,6 +189,33 @@ fn codex(event: &str, v: &Value) -> Option<Decoded> {
         "Stop" => signal(Status::Success, None),
         "StopFailure" => failed(v),
         "Interrupt" => signal(Status::Canceled, Some("interrupted by the user".into())),
+        "SessionEnd" => end(),
+        _ => None,
+    }
+}
+
+fn copilot(event: &str, v: &Value) -> Option<Decoded> {
+    match event {
+        "Notification" => match text(v, "notification_type").as_deref() {
+            Some("permission_prompt") => signal(
+                Status::Blocked,
+                text(v, "message").or_else(|| Some("waiting for approval".into())),
+            ),
+            Some("elicitation_dialog") => {
+                signal(Status::Blocked, Some("waiting for your answer".into()))
+            }
+            // Background shells and agents finishing: nothing about this conversation's turn.
+            _ => None,
+        },
+        "UserPromptSubmit" | "PreToolUse" | "PostToolUse" => signal(Status::Working, None),
+        "Stop" => signal(Status::Success, None),
+        "ErrorOccurred" if v.get("recoverable").and_then(Value::as_bool) != Some(true) => signal(
+            Status::Failed,
+            v.pointer("/error/message")
+                .and_then(Value::as_str)
+                .map(|m| m.chars().take(200).collect())
+                .or_else(|| Some("an error occurred".into())),
+        ),
         "SessionEnd" => end(),
         _ => None,
     }
@@ -291,6 +333,56 @@ mod tests {
             Some((Some(Status::Success), None, false, 0)),
         );
         check(X, json!({"hook_event_name": "PreCompact"}), None);
+    }
+
+    #[test]
+    fn copilot_hooks() {
+        use SourceKind::Copilot as P;
+        let note = json!({"sessionId": "7cf4", "timestamp": 1784000000000u64, "cwd": "/src",
+            "hook_event_name": "Notification", "title": "Permission needed",
+            "message": "Copilot wants to run bash", "notification_type": "permission_prompt"});
+        assert_eq!(session_of(&note).unwrap(), "7cf4");
+        check(
+            P,
+            note,
+            Some((
+                Some(Status::Blocked),
+                Some("Copilot wants to run bash"),
+                false,
+                0,
+            )),
+        );
+        check(
+            P,
+            json!({"hook_event_name": "Notification", "notification_type": "agent_idle"}),
+            None,
+        );
+        check(
+            P,
+            json!({"hook_event_name": "PostToolUse", "session_id": "s", "tool_name": "bash"}),
+            Some((Some(Status::Working), None, false, 0)),
+        );
+        check(
+            P,
+            json!({"hook_event_name": "Stop", "stop_reason": "end_turn"}),
+            Some((Some(Status::Success), None, false, 0)),
+        );
+        check(
+            P,
+            json!({"hook_event_name": "ErrorOccurred", "error": {"message": "model overloaded", "name": "E"},
+                "error_context": "model_call", "recoverable": false}),
+            Some((Some(Status::Failed), Some("model overloaded"), false, 0)),
+        );
+        check(
+            P,
+            json!({"hook_event_name": "ErrorOccurred", "error": {"message": "retrying"}, "recoverable": true}),
+            None,
+        );
+        check(
+            P,
+            json!({"hook_event_name": "SessionEnd", "reason": "user_exit"}),
+            Some((None, None, false, 0)),
+        );
     }
 
     #[test]

@@ -9,10 +9,12 @@
 pub mod claude;
 pub mod codex;
 pub mod convo;
+pub mod copilot;
 pub mod droid;
 pub mod formats;
 pub mod gemini;
 pub mod hooks;
+pub mod kimi;
 pub mod qwen;
 pub mod runlog;
 pub mod runs;

@@ -18,8 +18,8 @@
 //! Title: the latest `custom_title`, else the first prompt.
 
 use super::convo::{
-    ABANDONED_AFTER_MS, BLOCKED_AFTER_MS, Conversation, ConversationFold, CostSum, QUIET_DONE_MS,
-    cut_title,
+    ABANDONED, ABANDONED_AFTER_MS, BLOCKED_AFTER_MS, Conversation, ConversationFold, CostSum,
+    QUIET_DONE_MS, cut_title, note_rfc3339,
 };
 use crate::model::Millis;
 use crate::prices::Prices;
@@ -186,15 +186,11 @@ impl ConversationFold for QwenFold {
     fn apply(&mut self, line: &[u8], prices: &Prices) -> Result<(), String> {
         let r: Record =
             serde_json::from_slice(line).map_err(|e| format!("not a Qwen Code record: {e}"))?;
-        if let Some(ts) = r
-            .timestamp
-            .as_deref()
-            .and_then(agentd_wire::parse_rfc3339_ms)
-            .filter(|t| (0..=crate::model::LATEST_MS).contains(t))
-        {
-            self.first_ts.get_or_insert(Millis(ts));
-            self.last_ts = Some(self.last_ts.map_or(Millis(ts), |l| l.max(Millis(ts))));
-        }
+        note_rfc3339(
+            &mut self.first_ts,
+            &mut self.last_ts,
+            r.timestamp.as_deref(),
+        );
         if let Some(s) = &r.session_id {
             self.session_id = Some(s.clone());
         }
@@ -221,12 +217,7 @@ impl ConversationFold for QwenFold {
 
     fn conversation(&self, now: Millis) -> Conversation {
         let quiet = self.last_ts.map_or(0, |t| now.0.saturating_sub(t.0));
-        let abandoned = || {
-            (
-                Status::Failed,
-                Some("no activity for 30 minutes; the agent may have been closed".to_owned()),
-            )
-        };
+        let abandoned = || (Status::Failed, Some(ABANDONED.to_owned()));
         let (status, status_detail) = match &self.last {
             Last::Ended(s, d) => (*s, d.clone()),
             Last::Nothing => (Status::Working, None),
@@ -252,6 +243,7 @@ impl ConversationFold for QwenFold {
             status_detail,
             usage: self.usage,
             cost_usd: self.cost.usd(),
+            credits: None,
             live: None,
         }
     }

@@ -794,7 +794,7 @@ impl<F: Format> StoreSource<F> {
             updated_at: updated,
             finished_at: None,
             duration_ms: None,
-            credits: None,
+            credits: c.credits,
             cost_usd: c.cost_usd,
             usage: c.usage,
             open: Open {

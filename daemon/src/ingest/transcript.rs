@@ -138,6 +138,92 @@ fn droid_line(v: &Value, out: &mut String) {
     }
 }
 
+fn copilot_line(v: &Value, out: &mut String) {
+    let d = v.get("data").unwrap_or(&Value::Null);
+    let s = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("");
+    match v.get("type").and_then(Value::as_str).unwrap_or("") {
+        "user.message" => say(out, "you", s("content")),
+        "assistant.message" => {
+            say(out, "copilot", s("content"));
+            for r in d
+                .get("toolRequests")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let name = r.get("name").and_then(Value::as_str).unwrap_or("tool");
+                out.push_str(&format!("  → {name}\n"));
+            }
+        }
+        "permission.requested" => out.push_str("  (asks for approval)\n"),
+        "abort" => out.push_str("  (interrupted)\n"),
+        "session.error" => say(out, "error", s("message")),
+        _ => {}
+    }
+}
+
+fn kimi_line(v: &Value, out: &mut String) {
+    // kimi-cli wraps each record in `message`; Kimi Code writes it at the top level.
+    if let Some(m) = v.get("message").filter(|m| m.get("type").is_some()) {
+        let p = m.get("payload").unwrap_or(&Value::Null);
+        match m.get("type").and_then(Value::as_str).unwrap_or("") {
+            "TurnBegin" => {
+                if let Some(t) = p.get("user_input").and_then(text_of) {
+                    say(out, "you", &t);
+                }
+            }
+            "ContentPart" if p.get("type").and_then(Value::as_str) == Some("text") => say(
+                out,
+                "kimi",
+                p.get("text").and_then(Value::as_str).unwrap_or(""),
+            ),
+            "ToolCall" => {
+                let name = p
+                    .pointer("/function/name")
+                    .or_else(|| p.get("name"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("tool");
+                out.push_str(&format!("  → {name}\n"));
+            }
+            "ApprovalRequest" => out.push_str("  (asks for approval)\n"),
+            "StepInterrupted" => out.push_str("  (interrupted)\n"),
+            _ => {}
+        }
+        return;
+    }
+    match v.get("type").and_then(Value::as_str).unwrap_or("") {
+        "turn.prompt" => {
+            if let Some(t) = v.get("input").and_then(text_of) {
+                say(out, "you", &t);
+            }
+        }
+        "context.append_message"
+            if v.pointer("/message/role").and_then(Value::as_str) == Some("assistant") =>
+        {
+            let m = &v["message"];
+            if let Some(t) = m.get("content").and_then(text_of) {
+                say(out, "kimi", &t);
+            }
+            for c in m
+                .get("toolCalls")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let name = c
+                    .pointer("/function/name")
+                    .or_else(|| c.get("name"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("tool");
+                out.push_str(&format!("  → {name}\n"));
+            }
+        }
+        "interaction.request" => out.push_str("  (asks for approval)\n"),
+        "turn.cancel" => out.push_str("  (interrupted)\n"),
+        _ => {}
+    }
+}
+
 fn codex_line(v: &Value, out: &mut String) {
     let p = v.get("payload").unwrap_or(&Value::Null);
     let s = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("");
@@ -158,6 +244,8 @@ pub enum Transcript {
     Codex,
     Qwen,
     Droid,
+    Copilot,
+    Kimi,
     /// Gemini CLI re-appends a message when it changes and rewinds by id: the last version of
     /// each message counts, so its text is only known once the file has been read.
     Gemini(Vec<(String, String)>),
@@ -183,6 +271,8 @@ impl Transcript {
             Transcript::Codex => codex_line(&v, &mut out),
             Transcript::Qwen => qwen_line(&v, &mut out),
             Transcript::Droid => droid_line(&v, &mut out),
+            Transcript::Copilot => copilot_line(&v, &mut out),
+            Transcript::Kimi => kimi_line(&v, &mut out),
             Transcript::Gemini(messages) => {
                 if let Some(target) = v.get("$rewindTo").and_then(Value::as_str) {
                     if let Some(i) = messages.iter().position(|(id, _)| id == target) {
@@ -314,6 +404,31 @@ mod tests {
                 r#"{"type":"assistant","message":{"content":[{"type":"text","text":"Fixed.\nAll green."}]}}"#,
             ],
             "[you] fix the test\n[claude] Looking.\n  → Bash\n[claude] Fixed.\n  All green.\n",
+        );
+        check(
+            "copilot",
+            "events.jsonl",
+            &[
+                r#"{"type":"session.start","data":{"sessionId":"s"},"id":"1","timestamp":"t"}"#,
+                r#"{"type":"user.message","data":{"content":"why is the pool exhausted"},"id":"2","timestamp":"t"}"#,
+                r#"{"type":"assistant.message","data":{"content":"Checking.","toolRequests":[{"toolCallId":"c","name":"bash"}]},"id":"3","timestamp":"t"}"#,
+                r#"{"type":"permission.requested","data":{"requestId":"r","permissionRequest":{"kind":"shell"}},"id":"4","timestamp":"t"}"#,
+                r#"{"type":"abort","data":{"reason":"user_initiated"},"id":"5","timestamp":"t"}"#,
+            ],
+            "[you] why is the pool exhausted\n[copilot] Checking.\n  → bash\n  (asks for approval)\n  (interrupted)\n",
+        );
+        check(
+            "kimi",
+            "wire.jsonl",
+            &[
+                r#"{"type":"metadata","protocol_version":"1.10"}"#,
+                r#"{"timestamp":1.0,"message":{"type":"TurnBegin","payload":{"user_input":"list files"}}}"#,
+                r#"{"timestamp":1.1,"message":{"type":"ContentPart","payload":{"type":"text","text":"Sure."}}}"#,
+                r#"{"timestamp":1.2,"message":{"type":"ToolCall","payload":{"type":"function","id":"t","function":{"name":"Shell","arguments":"{}"}}}}"#,
+                r#"{"type":"turn.prompt","input":[{"type":"text","text":"hi"}],"origin":{"kind":"user"},"time":1}"#,
+                r#"{"type":"context.append_message","message":{"role":"assistant","content":[{"type":"text","text":"hello"}],"toolCalls":[]},"time":2}"#,
+            ],
+            "[you] list files\n[kimi] Sure.\n  → Shell\n[you] hi\n[kimi] hello\n",
         );
         check(
             "codex",
