@@ -40,6 +40,11 @@ pub struct Config {
     /// Kimi dirs: kimi-cli's share dir (`~/.kimi`) and Kimi Code's home (`~/.kimi-code`),
     /// sessions under `sessions/` in both.
     pub kimi_roots: Vec<PathBuf>,
+    /// OpenCode data dirs (`~/.local/share/opencode`), or database files: `opencode.db` and
+    /// `opencode-<channel>.db`.
+    pub opencode_roots: Vec<PathBuf>,
+    /// Goose data dirs (`~/.local/share/goose`): `sessions/sessions.db`.
+    pub goose_roots: Vec<PathBuf>,
     /// A JSON price file whose entries add to or replace the built-in table (config `prices`).
     pub prices_file: Option<PathBuf>,
     /// The cloud source; `None` when no API key is configured.
@@ -145,6 +150,8 @@ struct FileSources {
     droid: FileRoots,
     copilot: FileRoots,
     kimi: FileRoots,
+    opencode: FileRoots,
+    goose: FileRoots,
 }
 
 /// `[sources.<store>] roots = [...]`: replaces the store's default locations.
@@ -294,6 +301,50 @@ impl Config {
                 share.into_iter().chain(code).collect()
             })
         });
+        let data_home = || {
+            env("XDG_DATA_HOME")
+                .filter(|v| v.starts_with('/'))
+                .map(PathBuf::from)
+                .or_else(|| in_home(".local/share"))
+        };
+        // OpenCode: `OPENCODE_DATA_DIR` (a comma list, as ccusage reads it), else its data dir,
+        // `$XDG_DATA_HOME/opencode` (macOS too); `OPENCODE_DB` names another database (absolute,
+        // or relative to the data dir).
+        let opencode_roots = configured(file.sources.opencode.roots).unwrap_or_else(|| {
+            let dirs = dir_list("OPENCODE_DATA_DIR").unwrap_or_else(|| {
+                data_home()
+                    .map(|d| d.join("opencode"))
+                    .into_iter()
+                    .collect()
+            });
+            let db = env("OPENCODE_DB")
+                .filter(|v| !v.is_empty() && v != ":memory:")
+                .and_then(|v| {
+                    let p = PathBuf::from(&v);
+                    if p.is_absolute() {
+                        Some(p)
+                    } else {
+                        dirs.first().map(|d| d.join(p))
+                    }
+                });
+            dirs.into_iter().chain(db).collect()
+        });
+        // Goose: `$GOOSE_PATH_ROOT/data` (the CLI's own), else `$XDG_DATA_HOME/goose`, and on
+        // macOS `~/Library/Application Support/goose` too.
+        let goose_roots = configured(file.sources.goose.roots).unwrap_or_else(|| {
+            match env("GOOSE_PATH_ROOT").filter(|v| !v.is_empty()) {
+                Some(root) => vec![PathBuf::from(root).join("data")],
+                None => data_home()
+                    .map(|d| d.join("goose"))
+                    .into_iter()
+                    .chain(if cfg!(target_os = "macos") {
+                        in_home("Library/Application Support/goose")
+                    } else {
+                        None
+                    })
+                    .collect(),
+            }
+        });
         let prices_file = file.prices.map(|p| expand_home(&p, env));
         let key = env("WARP_API_KEY")
             .filter(|k| !k.trim().is_empty())
@@ -338,6 +389,8 @@ impl Config {
             droid_roots,
             copilot_roots,
             kimi_roots,
+            opencode_roots,
+            goose_roots,
             prices_file,
             cloud,
             activated_socket: env("LISTEN_PID")

@@ -111,7 +111,9 @@ impl Control {
                 | SourceKind::Qwen
                 | SourceKind::Droid
                 | SourceKind::Copilot
-                | SourceKind::Kimi,
+                | SourceKind::Kimi
+                | SourceKind::OpenCode
+                | SourceKind::Goose,
             )
             | None => Err(not_visible(&item)),
         }

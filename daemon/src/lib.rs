@@ -176,6 +176,30 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     start_store!(ingest::formats::Droid, config.droid_roots);
     start_store!(ingest::formats::Copilot, config.copilot_roots);
     start_store!(ingest::formats::Kimi, config.kimi_roots);
+    // Stores kept in SQLite databases: the same shape of follower, over a database.
+    macro_rules! start_database {
+        ($db:ty, $roots:expr) => {{
+            let roots: Vec<std::path::PathBuf> = $roots.clone();
+            let kind = <$db as ingest::databases::Database>::KIND;
+            let stats = Arc::new(ingest::SourceStats::new(kind, &roots));
+            sources.push(stats.clone());
+            store_threads.push((
+                kind,
+                ingest::databases::spawn::<$db>(
+                    roots,
+                    prices.clone(),
+                    store.clone(),
+                    writer.clone(),
+                    stats,
+                    published.resync.clone(),
+                    stop_ingest.clone(),
+                )
+                .map_err(DaemonError::Thread)?,
+            ));
+        }};
+    }
+    start_database!(ingest::opencode::OpenCode, config.opencode_roots);
+    start_database!(ingest::goose::Goose, config.goose_roots);
     // Hook signals go to the follower of the source whose hooks they are.
     let hooks = store_threads
         .iter()

@@ -12,12 +12,17 @@
 //! | `Droid` | `droid` | `droid` | Factory Droid sessions |
 //! | `Copilot` | `copilot` | `copilot` | GitHub Copilot CLI session event logs |
 //! | `Kimi` | `kimi` | `kimi` | kimi-cli and Kimi Code wire logs |
+//! | `OpenCode` | `opencode` | `opencode` | OpenCode's SQLite database |
+//! | `Goose` | `goose` | `goose` | Goose's SQLite database |
 //! | `Cloud` | `cloud` | `cloud` | Warp's Oz Agent API |
 //!
 //! Adding an agent CLI adds a variant here (its names), a `Format` in `ingest::formats`, and a
 //! line in `lib.rs` that starts its follower.
 
 use crate::ingest::transcript::Transcript;
+
+/// Renders a session's log from the database it lives in (its path) and the session id.
+pub type DatabaseLog = fn(&std::path::Path, &str) -> Result<String, String>;
 
 /// One kind of source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -30,12 +35,14 @@ pub enum SourceKind {
     Droid,
     Copilot,
     Kimi,
+    OpenCode,
+    Goose,
     Cloud,
 }
 
 impl SourceKind {
     /// Every source, in the order `/v1/health` lists them.
-    pub const ALL: [SourceKind; 9] = [
+    pub const ALL: [SourceKind; 11] = [
         SourceKind::Runs,
         SourceKind::ClaudeCode,
         SourceKind::Codex,
@@ -44,6 +51,8 @@ impl SourceKind {
         SourceKind::Droid,
         SourceKind::Copilot,
         SourceKind::Kimi,
+        SourceKind::OpenCode,
+        SourceKind::Goose,
         SourceKind::Cloud,
     ];
 
@@ -58,6 +67,8 @@ impl SourceKind {
             SourceKind::Droid => "droid",
             SourceKind::Copilot => "copilot",
             SourceKind::Kimi => "kimi",
+            SourceKind::OpenCode => "opencode",
+            SourceKind::Goose => "goose",
             SourceKind::Cloud => "cloud",
         }
     }
@@ -73,6 +84,8 @@ impl SourceKind {
             SourceKind::Droid => "Factory Droid",
             SourceKind::Copilot => "GitHub Copilot CLI",
             SourceKind::Kimi => "Kimi",
+            SourceKind::OpenCode => "OpenCode",
+            SourceKind::Goose => "Goose",
             SourceKind::Cloud => "the cloud",
         }
     }
@@ -109,7 +122,17 @@ impl SourceKind {
             SourceKind::Droid => Some(Transcript::Droid),
             SourceKind::Copilot => Some(Transcript::Copilot),
             SourceKind::Kimi => Some(Transcript::Kimi),
-            SourceKind::Runs | SourceKind::Cloud => None,
+            SourceKind::Runs | SourceKind::Cloud | SourceKind::OpenCode | SourceKind::Goose => None,
+        }
+    }
+
+    /// How its items' logs are read when they live in a database rather than a file: a
+    /// renderer from the database (the item's origin) and the session id.
+    pub fn database_log(self) -> Option<DatabaseLog> {
+        match self {
+            SourceKind::OpenCode => Some(crate::ingest::opencode::render_log),
+            SourceKind::Goose => Some(crate::ingest::goose::render_log),
+            _ => None,
         }
     }
 

@@ -4,7 +4,7 @@
 //! through the same checked, non-blocking reader as ingestion (a FIFO or device planted in its
 //! place is refused, and nothing is read whole). With `follow=true` the answer stays open and
 //! streams new output until the agent finishes (Gemini CLI chats, which rewrite messages, are
-//! rendered once).
+//! rendered once; so are sessions kept in a database, read from it).
 
 use super::params::Params;
 use super::{ApiError, AppState};
@@ -60,6 +60,15 @@ pub async fn agent_log(
     let Some(path) = s.store.origin(&id)? else {
         return Err(ApiError::not_found(format!("{id} has no log")));
     };
+    if let Some(render) = kind.and_then(SourceKind::database_log) {
+        // A session kept in a database (OpenCode, Goose): rendered from it, once.
+        let session = id.split_once(':').map_or("", |(_, s)| s).to_owned();
+        let text = tokio::task::spawn_blocking(move || render(&path, &session))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::not_found)?;
+        return text_response(Body::from(text));
+    }
     let transcript = kind.and_then(SourceKind::transcript);
     if kind.is_some_and(|k| k.is_whole_document(&path)) {
         // A legacy chat is one JSON document: read whole, with a bound.

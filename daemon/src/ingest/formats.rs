@@ -25,7 +25,7 @@ use crate::sources::SourceKind;
 use std::path::{Component, Path, PathBuf};
 
 /// `cd DIR && PROGRAM ARGS…`, quoted for a POSIX shell.
-fn resume(cwd: Option<&str>, words: &[&str]) -> Option<String> {
+pub(crate) fn resume(cwd: Option<&str>, words: &[&str]) -> Option<String> {
     let cmd: Vec<String> = words.iter().map(|w| shell_quote(w)).collect();
     Some(match cwd {
         Some(dir) => format!("cd {} && {}", shell_quote(dir), cmd.join(" ")),

@@ -127,7 +127,11 @@ pub fn decode(kind: SourceKind, v: &Value) -> Result<Option<Decoded>, String> {
         SourceKind::Codex => codex(&event, v),
         SourceKind::Gemini => gemini(&event, v),
         SourceKind::Copilot => copilot(&event, v),
-        SourceKind::Kimi | SourceKind::Runs | SourceKind::Cloud => None,
+        SourceKind::Kimi
+        | SourceKind::OpenCode
+        | SourceKind::Goose
+        | SourceKind::Runs
+        | SourceKind::Cloud => None,
     })
 }
 

@@ -778,38 +778,16 @@ impl<F: Format> StoreSource<F> {
                 None => gone,
             });
         }
-        let item = Item {
-            id: format!("{}:{id}", F::NAME),
-            kind: Kind::Interactive,
-            source: Source::Interactive,
-            status: c.status,
-            status_detail: detail,
-            harness: Some(F::NAME.to_owned()),
-            title: c.title.clone(),
-            creator: None,
-            mine: false,
-            project: c.cwd.clone(),
-            model: c.model.clone(),
-            created_at: created,
-            updated_at: updated,
-            finished_at: None,
-            duration_ms: None,
-            credits: c.credits,
-            cost_usd: c.cost_usd,
-            usage: c.usage,
-            open: Open {
-                url: None,
-                command: F::resume_command(id, c.cwd.as_deref()),
-            },
-            status_source: Some(source),
-            blocked_ms: 0,
-            blocked_since: None,
-        };
-        Some(ItemUpdate {
-            item,
-            mine: MineRule::Creator,
-            origin: Some(path.display().to_string()),
-        })
+        Some(conversation_item(
+            F::KIND,
+            id,
+            &c,
+            (created, updated),
+            detail,
+            source,
+            F::resume_command(id, c.cwd.as_deref()),
+            path,
+        ))
     }
 
     fn batch(&self) -> IngestBatch {
@@ -820,10 +798,59 @@ impl<F: Format> StoreSource<F> {
     }
 
     fn send(&self, batch: IngestBatch) -> Result<(), ()> {
-        if batch.updates.is_empty() && batch.cursors.is_empty() && batch.errors == 0 {
-            return Ok(());
-        }
-        self.writer.send(WriteOp::Ingest(batch)).map_err(|_| ())
+        send_batch(&self.writer, batch)
+    }
+}
+
+/// Sends `batch` to the writer unless it says nothing; `Err` when the writer has stopped.
+pub(crate) fn send_batch(writer: &WriterHandle, batch: IngestBatch) -> Result<(), ()> {
+    if batch.updates.is_empty() && batch.cursors.is_empty() && batch.errors == 0 {
+        return Ok(());
+    }
+    writer.send(WriteOp::Ingest(batch)).map_err(|_| ())
+}
+
+/// The item of conversation `session` of a conversation store, as `c` describes it; `origin`
+/// is the file (or database) its log is read from.
+#[allow(clippy::too_many_arguments)]
+pub fn conversation_item(
+    kind: crate::sources::SourceKind,
+    session: &str,
+    c: &Conversation,
+    (created, updated): (Millis, Millis),
+    detail: Option<String>,
+    source: StatusSource,
+    command: Option<String>,
+    origin: &Path,
+) -> ItemUpdate {
+    let item = Item {
+        id: format!("{}:{session}", kind.id_scheme()),
+        kind: Kind::Interactive,
+        source: Source::Interactive,
+        status: c.status,
+        status_detail: detail,
+        harness: Some(kind.name().to_owned()),
+        title: c.title.clone(),
+        creator: None,
+        mine: false,
+        project: c.cwd.clone(),
+        model: c.model.clone(),
+        created_at: created,
+        updated_at: updated,
+        finished_at: None,
+        duration_ms: None,
+        credits: c.credits,
+        cost_usd: c.cost_usd,
+        usage: c.usage,
+        open: Open { url: None, command },
+        status_source: Some(source),
+        blocked_ms: 0,
+        blocked_since: None,
+    };
+    ItemUpdate {
+        item,
+        mine: MineRule::Creator,
+        origin: Some(origin.display().to_string()),
     }
 }
 

@@ -27,7 +27,7 @@ fn text_of(content: &Value) -> Option<String> {
     }
 }
 
-fn say(out: &mut String, who: &str, text: &str) {
+pub(crate) fn say(out: &mut String, who: &str, text: &str) {
     let text = text.trim();
     if text.is_empty() {
         return;
