@@ -206,7 +206,8 @@ fn an_opencode_session_is_followed_in_its_database_without_locking_opencode_out(
     let v = d.wait_item(id, |v| v["status"] == "success");
     assert_eq!(
         v["usage"],
-        json!({"input_tokens": 1500, "output_tokens": 120, "cache_read_tokens": 4000, "cache_write_tokens": 200})
+        json!({"input_tokens": 1500, "output_tokens": 150, "cache_read_tokens": 4000, "cache_write_tokens": 200}),
+        "reasoning is output"
     );
     assert_eq!(v["cost_usd"], 0.0375, "OpenCode's own cost");
     assert_eq!(v["model"], "claude-sonnet-4-5");

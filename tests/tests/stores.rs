@@ -440,8 +440,8 @@ fn a_gemini_chat_becomes_an_item_with_its_project() {
         v["usage"],
         json!({"input_tokens": 2000, "output_tokens": 400, "cache_read_tokens": 10000, "cache_write_tokens": 0})
     );
-    // gemini-2.5-pro: 2000*1.25 + 400*10 + 10000*0.31 = 9600 micro-dollars
-    assert_eq!(v["cost_usd"], 0.0096);
+    // gemini-2.5-pro: 2000*1.25 + 400*10 + 10000*0.125 = 7750 micro-dollars
+    assert_eq!(v["cost_usd"], 0.00775);
     assert_eq!(v["model"], "gemini-2.5-pro");
 }
 

@@ -19,6 +19,8 @@
 
 #[path = "bench/cloud.rs"]
 mod cloud;
+#[path = "bench/formats.rs"]
+mod formats;
 #[path = "bench/stores.rs"]
 mod stores;
 
@@ -36,6 +38,8 @@ struct Args {
     cli_runs: bool,
     /// Also measure the conversation stores: backfill, cost today, line-to-event latency.
     stores: bool,
+    /// Also measure every store format on its own and all together, against ccusage's costs.
+    formats: bool,
     /// A `ccusage` binary to compare the stores backfill with.
     ccusage: Option<PathBuf>,
     /// Also measure the cloud sync against a local server.
@@ -49,6 +53,7 @@ fn parse_args() -> Args {
         dir: std::env::temp_dir().join("agentd-bench"),
         cli_runs: false,
         stores: false,
+        formats: false,
         ccusage: None,
         cloud: false,
     };
@@ -71,6 +76,7 @@ fn parse_args() -> Args {
             "--dir" => a.dir = PathBuf::from(value()),
             "--cli-runs" => a.cli_runs = true,
             "--stores" => a.stores = true,
+            "--formats" => a.formats = true,
             "--cloud" => a.cloud = true,
             "--ccusage" => a.ccusage = Some(PathBuf::from(value())),
             "--no-items" => a.items.clear(),
@@ -87,7 +93,7 @@ fn usage(msg: &str) -> ! {
     }
     eprintln!(
         "usage: agentd-bench [--items N[,N…] | --no-items] [--requests R] [--dir DIR] [--cli-runs]\n\
-         \x20                   [--stores [--ccusage PATH]] [--cloud]"
+         \x20                   [--stores] [--formats] [--ccusage PATH] [--cloud]"
     );
     std::process::exit(2)
 }
@@ -265,6 +271,18 @@ fn start_with_env(dir: &Path, home: &Path, env: &[(&str, &str)]) -> (Daemon, Dur
         .env_remove("CODEX_HOME")
         .env_remove("GEMINI_CLI_HOME")
         .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("QWEN_DATA_DIR")
+        .env_remove("QWEN_RUNTIME_DIR")
+        .env_remove("DROID_SESSIONS_DIR")
+        .env_remove("FACTORY_DIR")
+        .env_remove("COPILOT_HOME")
+        .env_remove("KIMI_DATA_DIR")
+        .env_remove("KIMI_SHARE_DIR")
+        .env_remove("KIMI_CODE_HOME")
+        .env_remove("OPENCODE_DATA_DIR")
+        .env_remove("OPENCODE_DB")
+        .env_remove("GOOSE_PATH_ROOT")
         .env_remove("WARP_API_KEY")
         .envs(env.iter().copied())
         .stdin(Stdio::null())
@@ -540,6 +558,9 @@ fn main() {
     }
     if args.stores {
         stores::bench(&args.dir.join("stores"), args.ccusage.as_deref());
+    }
+    if args.formats {
+        formats::bench(&args.dir.join("formats"), args.ccusage.as_deref());
     }
     if args.cli_runs {
         bench_cli_runs(&args.dir.join("cli-runs"));

@@ -819,8 +819,9 @@ mod tests {
         cache_read_tokens: 20_480,
         cache_write_tokens: 0,
     };
-    /// gemini-2.5-pro: 5250 × 1.25 + 774 × 10 + 20480 × 0.31 = 20651.3 micro-dollars.
-    const EXCHANGE_COST: f64 = 0.020_651;
+    /// gemini-2.5-pro: 5250 × 1.25 + 774 × 10 + 20480 × 0.125 = 16862.5 micro-dollars, kept to
+    /// the micro-dollar (the half rounds up).
+    const EXCHANGE_COST: f64 = 0.016_863;
 
     /// The expected outcome of one table row.
     struct Want<'a> {

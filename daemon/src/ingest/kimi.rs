@@ -23,8 +23,9 @@
 //! `usage.record` (every record adds to the session's totals, whatever its `usageScope`, as
 //! Kimi Code itself folds them; `step.end` repeats the same call's usage and is not counted).
 //! Model: Kimi Code's `usage.record`/`llm.request` `model`; kimi-cli's log does not say (its
-//! config file holds API keys and is not read). Cost: the built-in price table has no Kimi
-//! models, so cost is shown when a `prices` file adds them. Title: the first prompt.
+//! config file holds API keys and is not read), so its usage is priced as `kimi-for-coding`,
+//! the model of a Kimi Code plan (as ccusage prices it) and no model is shown. Title: the first
+//! prompt.
 
 use super::convo::{
     ABANDONED, ABANDONED_AFTER_MS, Conversation, ConversationFold, CostSum, cut_title, note_time,
@@ -35,6 +36,9 @@ use agentd_wire::{Status, Usage};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
+
+/// The model kimi-cli's usage is priced as: its log does not name one.
+const KIMI_CLI_MODEL: &str = "kimi-for-coding";
 
 /// kimi-cli usage records counted, kept to count each once (a bound for memory).
 const COUNTED_KEYS: usize = 4096;
@@ -166,7 +170,7 @@ impl KimiFold {
                     self.counted.remove(0);
                 }
                 self.counted.push(key);
-                self.add_usage(usage, None, prices);
+                self.add_usage(usage, Some(KIMI_CLI_MODEL), prices);
             }
             _ => {}
         }

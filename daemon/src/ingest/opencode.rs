@@ -16,9 +16,9 @@
 //! | an open turn with no row written for 30 minutes | failed | no activity for 30 minutes; the agent may have been closed |
 //!
 //! Tokens, as ccusage counts them: each assistant message with `tokens`, `modelID` and
-//! `providerID` once: input `tokens.input`, output `tokens.output`, cache reads and writes
-//! `tokens.cache.read`/`write` (`tokens.total` as input when the parts are all zero; reasoning is
-//! not added). Cost: the message's own `cost` when it is above zero (OpenCode prices each
+//! `providerID` once: input `tokens.input`, output `tokens.output` + `tokens.reasoning` (billed
+//! as output, as for every other CLI), cache reads and writes `tokens.cache.read`/`write`
+//! (`tokens.total` as input when the parts are all zero). Cost: the message's own `cost` when it is above zero (OpenCode prices each
 //! response), else the built-in price of its model. Title: the session's, unless it is still
 //! OpenCode's placeholder ("New session - …"), then the first prompt.
 
@@ -90,7 +90,8 @@ fn message_usage(m: &Value) -> Option<(Usage, &str)> {
     let n = |p: &str| t.pointer(p).and_then(Value::as_u64).unwrap_or(0);
     let mut u = Usage {
         input_tokens: n("/input"),
-        output_tokens: n("/output"),
+        // Reasoning is billed as output (and priced so by ccusage, which shows it apart).
+        output_tokens: n("/output") + n("/reasoning"),
         cache_read_tokens: n("/cache/read"),
         cache_write_tokens: n("/cache/write"),
     };
@@ -584,7 +585,7 @@ mod tests {
                 c.usage.cache_read_tokens,
                 c.usage.cache_write_tokens
             ),
-            (3000, 40, 200, 20)
+            (3000, 50, 200, 20)
         );
         let priced = Prices::builtin()
             .cost(

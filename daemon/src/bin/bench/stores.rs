@@ -18,7 +18,7 @@ const SESSIONS: usize = 2000;
 const CLAUDE_SHARE: usize = 70; // percent
 
 /// Filler for tool results and reasoning, so files have realistic sizes.
-fn filler(rng: &mut Lcg, len: usize) -> String {
+pub(super) fn filler(rng: &mut Lcg, len: usize) -> String {
     const WORDS: &[&str] = &[
         "fn",
         "let",
@@ -51,7 +51,7 @@ fn filler(rng: &mut Lcg, len: usize) -> String {
     s
 }
 
-fn uuid(rng: &mut Lcg) -> String {
+pub(super) fn uuid(rng: &mut Lcg) -> String {
     let h = |rng: &mut Lcg, n: usize| -> String {
         (0..n)
             .map(|_| char::from_digit((rng.next() % 16) as u32, 16).unwrap_or('0'))
@@ -68,7 +68,7 @@ fn uuid(rng: &mut Lcg) -> String {
 }
 
 /// One Claude Code transcript of `turns` turns starting at `t0` (ms); returns its bytes.
-fn claude_session(rng: &mut Lcg, sid: &str, t0: i64, turns: usize) -> String {
+pub(super) fn claude_session(rng: &mut Lcg, sid: &str, t0: i64, turns: usize) -> String {
     let models = [
         "claude-sonnet-4-5-20250929",
         "claude-sonnet-4-5-20250929",
@@ -142,7 +142,7 @@ fn claude_session(rng: &mut Lcg, sid: &str, t0: i64, turns: usize) -> String {
 }
 
 /// One Codex rollout of `turns` turns; returns its bytes.
-fn codex_session(rng: &mut Lcg, id: &str, t0: i64, turns: usize) -> String {
+pub(super) fn codex_session(rng: &mut Lcg, id: &str, t0: i64, turns: usize) -> String {
     let model = if rng.next().is_multiple_of(2) {
         "gpt-5-codex"
     } else {
