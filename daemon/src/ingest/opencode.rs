@@ -592,7 +592,8 @@ mod tests {
                 "claude-sonnet-4-5",
                 &Usage {
                     input_tokens: 1000,
-                    output_tokens: 20,
+                    // 20 output and 5 reasoning tokens.
+                    output_tokens: 25,
                     cache_read_tokens: 100,
                     cache_write_tokens: 10,
                 },

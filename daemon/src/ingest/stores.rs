@@ -20,7 +20,7 @@ use crate::model::{Millis, MineRule};
 use crate::prices::Prices;
 use crate::store::Store;
 use crate::store::writer::{IngestBatch, ItemUpdate, WriteOp, WriterHandle};
-use agentd_wire::{Item, Kind, Open, Source, Status, StatusSource, Usage};
+use agentd_wire::{Item, Kind, Open, Source, Status, StatusSource};
 use notify::{EventKind, RecursiveMode, Watcher};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -659,9 +659,7 @@ impl<F: Format> StoreSource<F> {
     fn render(&self, id: &str, now: Millis) -> Option<ItemUpdate> {
         let files = self.sessions.get(id)?;
         let mut main: Option<(&PathBuf, &FileEntry<F::Fold>, Conversation)> = None;
-        let mut extra_usage = Usage::default();
-        let mut extra_cost: Option<f64> = Some(0.0);
-        let mut any_extra = false;
+        let mut parts = Vec::new();
         let mut live = None;
         for p in files {
             let Some(f) = self.files.get(p) else { continue };
@@ -685,79 +683,28 @@ impl<F: Format> StoreSource<F> {
                     live = Some(l);
                 }
             } else {
-                any_extra = true;
-                extra_usage.add(&c.usage);
-                extra_cost = match (extra_cost, c.cost_usd) {
-                    (Some(a), Some(b)) => Some(a + b),
-                    (Some(a), None) if c.usage == Usage::default() => Some(a),
-                    _ => None,
-                };
+                parts.push(c);
             }
         }
         let (path, entry, mut c) = main?;
         if c.cwd.is_none() {
             c.cwd = F::project_of(path);
         }
-        // The transcript's own lines decide, unless time alone moved the status on since its
-        // last line (a quiet-time rule): then it is a guess.
+        // The agent's own registry counts only while its process runs.
+        let live = live.filter(|l| self.liveness.borrow_mut().is_running(l.pid, l.started_at));
         let at_last_line = c
             .updated_at
             .map_or(c.status, |u| entry.state.fold.conversation(u).status);
-        let mut source = if at_last_line == c.status {
-            StatusSource::Transcript
-        } else {
-            StatusSource::Inferred
-        };
-        // The agent's own registry, while its process runs, says exactly what the transcript
-        // can only guess: busy, waiting for the user, or idle at the prompt.
-        if let Some(live) = live
-            && self
-                .liveness
-                .borrow_mut()
-                .is_running(live.pid, live.started_at)
-        {
-            match live.status {
-                Status::Blocked => {
-                    c.status = Status::Blocked;
-                    c.status_detail = live.detail.clone();
-                    source = StatusSource::Registry;
-                }
-                Status::Working if c.status != Status::Working => {
-                    c.status = Status::Working;
-                    c.status_detail = None;
-                    source = StatusSource::Registry;
-                }
-                Status::Success if c.status.is_active() => {
-                    c.status = Status::Success;
-                    c.status_detail = None;
-                    source = StatusSource::Registry;
-                }
-                // The registry agrees with what the transcript shows: it confirms it.
-                s if s == c.status => source = StatusSource::Registry,
-                _ => {}
-            }
-        }
-        if any_extra {
-            c.usage.add(&extra_usage);
-            c.cost_usd = match (c.cost_usd, extra_cost) {
-                (Some(a), Some(b)) => Some(((a + b) * 1e6).round() / 1e6),
-                (None, Some(b)) if b > 0.0 => Some(b),
-                (a, _) => a.filter(|_| extra_cost.is_some()),
-            };
-        }
-        // A hook is the agent saying exactly what it does; it holds until the transcript has
-        // something newer to say.
-        if let Some(h) = self.hooks.get(id)
-            && let Some(status) = h.status
-            && (!h.if_active || c.status.is_active())
-            && now.0 >= h.at.0.saturating_add(h.settle_ms)
-            && c.updated_at.is_none_or(|u| u <= h.at)
-            && now.0.saturating_sub(h.at.0) < ABANDONED_AFTER_MS
-        {
-            c.status = status;
-            c.status_detail = h.detail.clone();
-            source = StatusSource::Hook;
-        }
+        let (c, source) = super::convo::merge(
+            c,
+            super::convo::Signals {
+                at_last_line,
+                parts: &parts,
+                live: live.as_ref(),
+                hook: self.hooks.get(id),
+                now,
+            },
+        );
         let mtime = std::fs::metadata(path).ok().map(|m| {
             use std::os::unix::fs::MetadataExt;
             Millis(m.mtime() * 1000 + m.mtime_nsec() / 1_000_000)
