@@ -21,6 +21,9 @@ pub struct Config {
     pub http: Option<SocketAddr>,
     /// Who "me" is: items created by this user are in the Personal tab.
     pub user: String,
+    /// This machine's name in a fleet's metrics (`AGENTD_HOST`, config `host`, else the
+    /// hostname): the `host` label of `agentd_build_info`.
+    pub host: String,
     /// Directories of CLI run logs (contract section 6): `<state dir>/runs` first, then config.
     pub runs_dirs: Vec<PathBuf>,
     /// Free space the database's disk must keep; below it ingestion pauses (config `min_free_mb`).
@@ -94,6 +97,7 @@ pub enum ConfigError {
 #[serde(default)]
 struct FileConfig {
     user: Option<String>,
+    host: Option<String>,
     http: Option<String>,
     min_free_mb: Option<u64>,
     prices: Option<PathBuf>,
@@ -200,6 +204,11 @@ impl Config {
         let user = env("AGENTD_USER")
             .or(file.user)
             .unwrap_or_else(os_user_name);
+        let host = env("AGENTD_HOST")
+            .or(file.host)
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(crate::metrics::hostname);
 
         let mut runs_dirs = vec![state_dir.join("runs")];
         for d in file.sources.runs.dirs {
@@ -380,6 +389,7 @@ impl Config {
             socket,
             http,
             user,
+            host,
             runs_dirs,
             min_free_bytes,
             claude_roots,

@@ -29,6 +29,7 @@ pub mod ingest;
 pub mod instance;
 pub mod listen;
 pub mod liveness;
+pub mod metrics;
 pub mod model;
 pub mod prices;
 pub mod sources;
@@ -94,8 +95,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             tz,
         },
     )?;
+    let metrics = metrics::Metrics::new(config.host.clone());
     let (writer, published, writer_thread) =
-        store::writer::spawn(store.clone(), config.min_free_bytes)?;
+        store::writer::spawn(store.clone(), config.min_free_bytes, metrics.clone())?;
 
     let unix = if config.activated_socket {
         tracing::info!("using the socket passed by the service manager");
@@ -237,6 +239,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     );
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let state = api::AppState {
+        metrics,
+        db_path: config.db_path(),
         history: history.clone(),
         control,
         store: store.clone(),

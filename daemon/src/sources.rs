@@ -156,6 +156,33 @@ impl SourceKind {
     }
 }
 
+/// Agent CLIs recorded runs commonly name as their harness, beside the ones agentd reads.
+const OTHER_HARNESSES: [&str; 10] = [
+    "aider",
+    "amp",
+    "cline",
+    "crush",
+    "cursor",
+    "openhands",
+    "oz",
+    "pi",
+    "roo",
+    "warp",
+];
+
+/// The harness as a metric label: a known agent CLI's name, `other` for any other text (a run
+/// log's harness is free text: a label must not take unbounded values), `none` for none.
+pub fn harness_label(harness: Option<&str>) -> &'static str {
+    let Some(h) = harness else { return "none" };
+    SourceKind::ALL
+        .into_iter()
+        .filter(|k| !matches!(k, SourceKind::Runs | SourceKind::Cloud))
+        .map(SourceKind::name)
+        .chain(OTHER_HARNESSES)
+        .find(|name| *name == h)
+        .unwrap_or("other")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,5 +196,15 @@ mod tests {
         assert_eq!(SourceKind::of_id("cli:7f3a"), Some(SourceKind::Runs));
         assert_eq!(SourceKind::of_id("runs:7f3a"), None);
         assert_eq!(SourceKind::of_id("7f3a"), None);
+    }
+
+    #[test]
+    fn harness_labels_are_bounded() {
+        assert_eq!(harness_label(Some("claude-code")), "claude-code");
+        assert_eq!(harness_label(Some("goose")), "goose");
+        assert_eq!(harness_label(Some("aider")), "aider");
+        assert_eq!(harness_label(Some("my own script 42")), "other");
+        assert_eq!(harness_label(Some("runs")), "other");
+        assert_eq!(harness_label(None), "none");
     }
 }

@@ -54,6 +54,10 @@ pub struct AppState {
         crate::sources::SourceKind,
         std::sync::mpsc::SyncSender<crate::ingest::IngestEvent>,
     >,
+    /// What `/metrics` reports of this process.
+    pub metrics: crate::metrics::Metrics,
+    /// The database file (`agentd_database_size_bytes`).
+    pub db_path: std::path::PathBuf,
 }
 
 /// The routes, shared by both listeners.
@@ -69,11 +73,77 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", get(events::events))
         .route("/v1/sync", post(sync))
         .route("/v1/hooks/{agent}", post(hooks::hook))
+        .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such route; see /v1/health") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(catch_panics))
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            count_requests,
+        ))
         .with_state(state)
+}
+
+/// Counts every answered request by its route pattern and status code, with its latency
+/// (`agentd_http_requests_total`, `agentd_http_request_duration_seconds`). A path that matched
+/// no route counts as `unmatched`, so that random paths cannot make new series.
+async fn count_requests(
+    State(metrics): State<crate::metrics::Metrics>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    metrics.request(&route, resp.status().as_u16(), started.elapsed());
+    resp
+}
+
+/// `GET /metrics`: Prometheus' text format, or OpenMetrics when the scraper asks for it.
+async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let openmetrics = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    let errors = s
+        .published
+        .errors
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let rendered = tokio::task::spawn_blocking(move || {
+        crate::metrics::render(
+            &crate::metrics::Scrape {
+                metrics: &s.metrics,
+                store: &s.store,
+                sources: &s.sources,
+                errors: &errors,
+                db_path: &s.db_path,
+            },
+            openmetrics,
+        )
+    })
+    .await;
+    match rendered {
+        Ok(Ok(text)) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                if openmetrics {
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8"
+                } else {
+                    "text/plain; version=0.0.4; charset=utf-8"
+                },
+            )],
+            text,
+        )
+            .into_response(),
+        Ok(Err(e)) => ApiError::internal(format!("cannot read the metrics: {e}")).into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
 }
 
 /// Turns a panic inside a handler into a `500` answer instead of a dropped connection, and any

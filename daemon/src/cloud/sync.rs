@@ -364,6 +364,10 @@ impl Sync {
                 r = self.client.get_json(&path, &key) => r,
                 _ = self.stop.notified() => return Err(SyncError::Stopped),
             };
+            self.stats.requests.fetch_add(1, Ordering::Relaxed);
+            if fetched.is_err() {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+            }
             let page = match fetched {
                 Ok(v) => v,
                 Err(FetchError::Unauthorized(code)) => {

@@ -32,6 +32,22 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 
+/// A file's modification time (the time of its last append).
+pub fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The older of two optional times.
+pub fn oldest(
+    a: Option<std::time::SystemTime>,
+    b: Option<std::time::SystemTime>,
+) -> Option<std::time::SystemTime> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Takes `paths` off the set of files with a queued data event: their next change gets an event
 /// of its own (called as the ingestor takes an event, before it reads the files).
 pub fn unqueue(queued: &Mutex<HashSet<PathBuf>>, paths: &[PathBuf]) {
@@ -130,6 +146,13 @@ pub struct SourceStats {
     pub scanned: std::sync::atomic::AtomicBool,
     /// Files the latest scan found (its progress is `files` of this).
     pub scan_total: AtomicU64,
+    /// Lines read since start (`agentd_ingest_lines_total`).
+    pub lines: AtomicU64,
+    /// Bytes read since start (`agentd_ingest_bytes_total`).
+    pub bytes: AtomicU64,
+    /// Requests made to a remote source (the cloud API) since start, and how many failed.
+    pub requests: AtomicU64,
+    pub failures: AtomicU64,
 }
 
 impl SourceStats {
@@ -142,11 +165,21 @@ impl SourceStats {
             files: AtomicU64::new(0),
             scanned: AtomicBool::new(false),
             scan_total: AtomicU64::new(0),
+            lines: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
         }
     }
 
     /// The number of files known.
     pub fn files(&self) -> u64 {
         self.files.load(Ordering::Relaxed)
+    }
+
+    /// Counts what one read took in: `lines` lines over `bytes` bytes.
+    pub fn read(&self, lines: u64, bytes: u64) {
+        self.lines.fetch_add(lines, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 }

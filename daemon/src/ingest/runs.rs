@@ -468,6 +468,7 @@ impl RunsSource {
             // is often empty when its first event arrives, and its content must not wait.
             if r.update.is_some() {
                 self.last_read.insert(path.clone(), now);
+                batch.appended_at = super::oldest(batch.appended_at, super::modified(&path));
             } else {
                 self.last_read.remove(&path);
             }
@@ -553,10 +554,15 @@ impl RunsSource {
         }
         let mtime = Millis(opened.mtime_ms);
         let fold = &mut state.fold;
+        let read_from = if opened.reset { 0 } else { state.cursor.offset };
+        let mut lines = 0u64;
         let skipped = opened.read_counted(path, &mut state.cursor, MAX_LINE, &mut |line| {
+            lines += 1;
             fold.apply(runlog::parse_line(line).map_err(|e| e.to_string())?);
             Ok(())
         });
+        self.stats
+            .read(lines, state.cursor.offset.saturating_sub(read_from));
         result.errors = skipped.count;
         result.last_error = skipped.last;
         let writer_gone = match (state.fold.live_pid(), state.fold.start.as_ref()) {

@@ -494,7 +494,11 @@ impl<F: Format> StoreSource<F> {
                 continue;
             }
             if F::is_store_file(&path) {
+                let before = touched.len();
                 self.read_file(&path, &mut batch, &mut touched);
+                if touched.len() > before {
+                    batch.appended_at = super::oldest(batch.appended_at, super::modified(&path));
+                }
             }
         }
         self.render_into(&mut batch, touched);
@@ -572,11 +576,16 @@ impl<F: Format> StoreSource<F> {
                         self.history.reset(path);
                     }
                     let read_from = state.cursor.offset;
+                    let counted_from = if opened.reset { 0 } else { read_from };
                     let fold = &mut state.fold;
+                    let mut lines = 0u64;
                     let skipped =
                         opened.read_counted(path, &mut state.cursor, MAX_LINE, &mut |line| {
+                            lines += 1;
                             fold.apply(line, &prices)
                         });
+                    self.stats
+                        .read(lines, state.cursor.offset.saturating_sub(counted_from));
                     errors += skipped.count;
                     last_error = skipped.last;
                     // New data, or the first look at the file in this run (the copy may lag

@@ -47,7 +47,8 @@ pub(crate) const TOTALS: TableDefinition<&str, &[u8]> = TableDefinition::new("to
 ///   version 1 could save an offset inside a line longer than one read (counting lines after
 ///   it twice): version-1 file cursors are dropped, so every file is read again whole and its
 ///   item replaced by a fresh fold.
-pub const SCHEMA_VERSION: u32 = 2;
+/// - 3: `counts` gained the fleet tallies (see [`tallies`]); the indexes are rebuilt once.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The first schema whose file cursors can be trusted (see [`SCHEMA_VERSION`]).
 pub(crate) const TRUSTED_CURSORS_SINCE: u32 = 2;
@@ -318,6 +319,23 @@ impl Store {
         Ok(t.get(partition.key().as_str())?
             .map(|v| v.value())
             .unwrap_or(0))
+    }
+
+    /// Every fleet tally (see [`tallies`]) as committed: a few hundred keys at most.
+    pub fn tallies(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rx = self.db()?.begin_read()?;
+        let t = rx.open_table(COUNTS)?;
+        let mut out = Vec::new();
+        for prefix in TALLY_PREFIXES {
+            // `x:` up to `x;`, the next character: every key of the prefix.
+            let end = format!("{};", &prefix[..1]);
+            let start: &str = prefix;
+            for entry in t.range::<&str>(start..end.as_str())? {
+                let (k, v) = entry?;
+                out.push((k.value().to_owned(), v.value()));
+            }
+        }
+        Ok(out)
     }
 
     /// Both tabs' summaries as committed: active counts from partition sizes, today's totals
@@ -591,6 +609,47 @@ pub fn partitions(item: &Item, tz: &TimeZone) -> Vec<String> {
         p.push(Partition::Harness(h));
     }
     p.iter().map(Partition::key).collect()
+}
+
+/// The key prefixes of the fleet tallies (see [`tallies`]).
+pub const TALLY_PREFIXES: [&str; 6] = ["x:", "t:", "u:", "k:", "w:", "f:"];
+
+/// The fleet tallies an item adds to, kept in `counts` beside the partition sizes (count-only:
+/// no index entries) so that `/metrics` reads a few hundred keys rather than the items:
+/// `x:<status>|<source>|<harness>` (agents now, 1 each), `t:<harness>|<kind>` (tokens by kind:
+/// `input`, `output`, `cache_read`, `cache_write`), `u:<harness>` (cost, micro-USD),
+/// `k:<harness>` (credits, micro-credits), `w:<harness>` (milliseconds spent blocked in finished
+/// waits). Label values are bounded: the harness is one of
+/// [`crate::sources::harness_label`]'s. `f:<status>|<harness>` (finishes so far) is kept by the
+/// writer on transitions, not here.
+pub fn tallies(item: &Item) -> Vec<(String, i64)> {
+    let h = crate::sources::harness_label(item.harness.as_deref());
+    let micros = |v: Option<f64>| v.map_or(0, |v| (v * 1e6).round() as i64);
+    let u = &item.usage;
+    let mut out = vec![(
+        format!("x:{}|{}|{h}", item.status.as_str(), item.source.as_str()),
+        1,
+    )];
+    for (kind, n) in [
+        ("input", u.input_tokens),
+        ("output", u.output_tokens),
+        ("cache_read", u.cache_read_tokens),
+        ("cache_write", u.cache_write_tokens),
+    ] {
+        if n > 0 {
+            out.push((format!("t:{h}|{kind}"), n as i64));
+        }
+    }
+    for (key, v) in [
+        (format!("u:{h}"), micros(item.cost_usd)),
+        (format!("k:{h}"), micros(item.credits)),
+        (format!("w:{h}"), item.blocked_ms as i64),
+    ] {
+        if v > 0 {
+            out.push((key, v));
+        }
+    }
+    out
 }
 
 /// The day-totals buckets an item counts in: its tab(s) on the local day of its last update.

@@ -65,6 +65,10 @@ pub struct IngestBatch {
     /// Lines or files skipped since the previous batch.
     pub errors: u64,
     pub last_error: Option<String>,
+    /// When the oldest change read into this batch as it happened was written (its file's
+    /// modification time): the writer measures append-to-visible latency from it. `None` for
+    /// scans and backfills.
+    pub appended_at: Option<std::time::SystemTime>,
 }
 
 /// The writer's closed set of messages.
@@ -101,6 +105,8 @@ pub struct Published {
 #[derive(Clone)]
 pub struct WriterHandle {
     tx: SyncSender<WriteOp>,
+    /// Ops sent and not yet taken by the writer (`agentd_writer_queue`).
+    queued: Arc<AtomicU64>,
 }
 
 /// The writer has stopped; the daemon is shutting down.
@@ -111,7 +117,11 @@ pub struct WriterClosed;
 impl WriterHandle {
     /// Sends an op, waiting while the channel is full.
     pub fn send(&self, op: WriteOp) -> Result<(), WriterClosed> {
-        self.tx.send(op).map_err(|_| WriterClosed)
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        self.tx.send(op).map_err(|_| {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            WriterClosed
+        })
     }
 
     /// Blocks until everything sent before this call is committed.
@@ -229,6 +239,9 @@ fn rebuild_indexes(store: &Store) -> Result<(), StoreError> {
                 }
                 items.insert(id.as_str(), super::encode_item(&item).as_slice())?;
                 deltas.index(&item, &store.ctx.tz, &mut index, 1)?;
+                if !item.status.is_active() {
+                    deltas.finished(&item);
+                }
             }
             deltas.flush(&mut counts, &mut totals)?;
         }
@@ -267,10 +280,22 @@ impl Deltas {
             }
             *self.counts.entry(p).or_default() += sign;
         }
+        for (key, v) in super::tallies(item) {
+            *self.counts.entry(key).or_default() += sign * v;
+        }
         for key in totals_keys(item, tz) {
             self.totals.entry(key).or_default().apply(item, sign);
         }
         Ok(())
+    }
+
+    /// Counts an item reaching a final status (`f:` tally: finishes so far, never taken back).
+    fn finished(&mut self, item: &Item) {
+        let h = crate::sources::harness_label(item.harness.as_deref());
+        *self
+            .counts
+            .entry(format!("f:{}|{h}", item.status.as_str()))
+            .or_default() += 1;
     }
 
     fn flush(
@@ -314,6 +339,7 @@ impl Deltas {
 pub fn spawn(
     store: Store,
     min_free_bytes: u64,
+    metrics: crate::metrics::Metrics,
 ) -> Result<(WriterHandle, Published, std::thread::JoinHandle<()>), StoreError> {
     let (summary_tx, summary_rx) = watch::channel(store.summaries(Millis::now())?);
     let (changes, _) = broadcast::channel(CHANGE_BUS_CAPACITY);
@@ -336,7 +362,9 @@ pub fn spawn(
         resync: Arc::new(AtomicU64::new(0)),
     };
     let (tx, rx) = std::sync::mpsc::sync_channel(CHANNEL_CAPACITY);
+    let queued = metrics.writer_queue.clone();
     let state = WriterState {
+        metrics,
         store,
         summary: summary_tx,
         published: published.clone(),
@@ -349,7 +377,7 @@ pub fn spawn(
         .name("agentd-writer".into())
         .spawn(crate::supervised("database writer", move || state.run(rx)))
         .map_err(|e| StoreError::Decode(format!("cannot start the writer thread: {e}")))?;
-    Ok((WriterHandle { tx }, published, thread))
+    Ok((WriterHandle { tx, queued }, published, thread))
 }
 
 /// A transaction at least this large is a burst (a backfill); when the queue is empty after it,
@@ -373,6 +401,8 @@ fn op_updates(op: &WriteOp) -> usize {
 }
 
 struct WriterState {
+    /// Commit and append-to-visible latencies, the queue depth.
+    metrics: crate::metrics::Metrics,
     store: Store,
     summary: watch::Sender<Summaries>,
     published: Published,
@@ -463,6 +493,13 @@ impl WriterState {
             let mut barriers = Vec::new();
             let mut batches = Vec::new();
             let mut shutdown = false;
+            let taken = ops.len() as u64;
+            let _ =
+                self.metrics
+                    .writer_queue
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+                        Some(q.saturating_sub(taken))
+                    });
             for op in ops {
                 match op {
                     WriteOp::Ingest(b) => batches.push(b),
@@ -598,8 +635,20 @@ impl WriterState {
             return;
         }
         let mut health_delta: HashMap<&'static str, SourceErrors> = HashMap::new();
+        let started = std::time::Instant::now();
         match self.apply(&batches, &mut health_delta) {
             Ok(changed) => {
+                self.metrics
+                    .commit_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                let now = std::time::SystemTime::now();
+                for b in &batches {
+                    if let Some(t) = b.appended_at
+                        && let Ok(d) = now.duration_since(t)
+                    {
+                        self.metrics.visible_seconds.observe(d.as_secs_f64());
+                    }
+                }
                 self.recovered();
                 self.published_committed(changed, health_delta);
             }
@@ -648,6 +697,7 @@ impl WriterState {
                         "{} item(s) could not be stored and were skipped: {e}",
                         batch.updates.len()
                     )),
+                    appended_at: None,
                 };
                 tracing::error!("{}", skipped.last_error.as_deref().unwrap_or_default());
                 let mut health_delta = HashMap::new();
@@ -723,6 +773,11 @@ impl WriterState {
                     }
                     if let Some(old) = &old_item {
                         deltas.index(old, &ctx.tz, &mut index, -1)?;
+                    }
+                    if !item.status.is_active()
+                        && old_item.as_ref().is_none_or(|o| o.status.is_active())
+                    {
+                        deltas.finished(&item);
                     }
                     items.insert(item.id.as_str(), bytes.as_slice())?;
                     deltas.index(&item, &ctx.tz, &mut index, 1)?;
