@@ -109,12 +109,7 @@ async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> R
         .get(axum::http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/openmetrics-text"));
-    let errors = s
-        .published
-        .errors
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let errors = s.published.errors_now();
     let rendered = tokio::task::spawn_blocking(move || {
         crate::metrics::render(
             &crate::metrics::Scrape {
@@ -217,12 +212,7 @@ fn json<T: serde::Serialize>(value: &T) -> Response {
 }
 
 async fn health(State(s): State<AppState>) -> Result<Response, ApiError> {
-    let errors = s
-        .published
-        .errors
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let errors = s.published.errors_now();
     let mut sources = Vec::new();
     for src in &s.sources {
         let e = errors.get(src.name).cloned().unwrap_or_default();

@@ -101,6 +101,16 @@ pub struct Published {
     pub resync: Arc<AtomicU64>,
 }
 
+impl Published {
+    /// The persisted error counts per source, as of now.
+    pub fn errors_now(&self) -> HashMap<String, SourceErrors> {
+        self.errors
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
 /// The sending side, held by every ingestor.
 #[derive(Clone)]
 pub struct WriterHandle {
