@@ -89,7 +89,18 @@ impl ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> ApiError {
-        ApiError::internal(e)
+        use crate::store::StoreError;
+        match e {
+            // The writer hit an I/O error (a full disk, say) and the database is being
+            // reopened: a state that passes, said as such (`/v1/health` says why).
+            StoreError::Reopening
+            | StoreError::Db(redb::Error::PreviousIo | redb::Error::Io(_)) => ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "unavailable",
+                message: "the database cannot be read right now (a write failed, the disk may be full); /v1/health says why; try again shortly".into(),
+            },
+            e => ApiError::internal(e),
+        }
     }
 }
 

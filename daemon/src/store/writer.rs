@@ -426,6 +426,9 @@ struct WriterState {
     unsynced: bool,
 }
 
+/// Below this much free space a failed write is reported as a full disk.
+const FULL_BELOW: u64 = 1 << 20;
+
 /// How often a degraded writer checks whether it can write again.
 const RECOVERY_PROBE: Duration = Duration::from_secs(1);
 
@@ -584,8 +587,24 @@ impl WriterState {
         })
     }
 
-    /// Records a dropped write: the error is shown in `/v1/health` and logged once.
-    fn fail(&mut self, msg: String) {
+    /// Records a dropped write: the error is shown in `/v1/health` and logged once. When the
+    /// disk is (nearly) out of space the message says so, whatever error redb reported (after a
+    /// first `ENOSPC` it only says "Previous I/O error").
+    fn fail(&mut self, mut msg: String) {
+        if let Some(free) = self
+            .store
+            .path()
+            .parent()
+            .and_then(free_bytes)
+            .filter(|f| *f < FULL_BELOW)
+            && !msg.contains("nearly full")
+        {
+            msg = format!(
+                "{msg}; the disk holding {} is full ({} KiB free): free some space, ingestion resumes by itself",
+                self.store.path().display(),
+                free >> 10
+            );
+        }
         let mut slot = self
             .published
             .store_error
