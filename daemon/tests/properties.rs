@@ -1,0 +1,438 @@
+//! Property tests (fuzzing on the stable toolchain) of every parser agentd runs on data it did
+//! not write: the run-log parser and fold, each conversation store's fold, the query-parameter
+//! parser and the hook payload decoders.
+//!
+//! For every store fold two properties hold over generated sessions, made of realistic records
+//! with random counts, ids and texts, mixed with garbage, truncated and oversized records:
+//! - **never panics**: a line is applied or refused with a reason, whatever its bytes;
+//! - **a restart changes nothing**: folding a prefix, saving the fold as a cursor does
+//!   (postcard), loading it and folding the rest gives the same conversation as folding
+//!   everything at once, at any split point.
+//!
+//! `cargo test` runs each target for `AGENTD_FUZZ_CASES` cases (64 by default); `scripts/fuzz`
+//! runs them for a fixed time and prints the cases run per target. A failure prints the
+//! minimised input; it becomes a regression test beside the parser's unit tests.
+
+use agentd::ingest::convo::ConversationFold;
+use agentd::model::Millis;
+use agentd::prices::Prices;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use serde_json::{Value, json};
+
+fn cases() -> u32 {
+    std::env::var("AGENTD_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64)
+}
+
+/// Runs `test` over `strategy` and prints how many cases ran (for `scripts/fuzz`).
+fn run<S: Strategy>(name: &str, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
+where
+    S::Value: std::fmt::Debug,
+{
+    let started = std::time::Instant::now();
+    let mut runner = TestRunner::new(Config {
+        cases: cases(),
+        failure_persistence: None,
+        ..Config::default()
+    });
+    if let Err(e) = runner.run(&strategy, test) {
+        panic!("{name}: {e}");
+    }
+    eprintln!(
+        "fuzz {name}: {} cases in {:.2}s",
+        cases(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// A timestamp within a day of 2026-11-30.
+fn ts() -> impl Strategy<Value = String> {
+    (0i64..86_400_000).prop_map(|ms| agentd_wire::format_rfc3339_ms(1_796_000_000_000 + ms))
+}
+
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z ]{0,40}",
+        "\\PC{0,20}",
+        Just(String::new()),
+        (1usize..5).prop_map(|n| "x".repeat(n * 70_000)),
+    ]
+}
+
+fn id() -> impl Strategy<Value = String> {
+    prop_oneof![Just("a".to_owned()), Just("b".to_owned()), "[a-f0-9]{8}"]
+}
+
+/// A line as it may reach a parser: a record, a record cut short, or bytes.
+fn line_from(records: BoxedStrategy<Value>) -> BoxedStrategy<Vec<u8>> {
+    prop_oneof![
+        8 => records.clone().prop_map(|v| v.to_string().into_bytes()),
+        1 => (records, 0usize..200).prop_map(|(v, cut)| {
+            let s = v.to_string().into_bytes();
+            s[..s.len().saturating_sub(cut + 1)].to_vec()
+        }),
+        1 => proptest::collection::vec(any::<u8>(), 0..64),
+    ]
+    .boxed()
+}
+
+fn claude() -> BoxedStrategy<Value> {
+    let usage = (0u64..50_000, 0u64..5_000, 0u64..100_000, 0u64..10_000);
+    prop_oneof![
+        (ts(), text()).prop_map(|(t, p)| json!({"type": "user", "timestamp": t, "sessionId": "s",
+            "cwd": "/src/app", "uuid": "u", "message": {"role": "user", "content": p}})),
+        (ts(), id(), usage, prop::option::of(prop_oneof![Just("end_turn"), Just("tool_use")]), any::<bool>())
+            .prop_map(|(t, mid, (i, o, r, w), stop, tool)| {
+                let content = if tool {
+                    json!([{"type": "tool_use", "id": "t1", "name": "Bash", "input": {}}])
+                } else {
+                    json!([{"type": "text", "text": "done"}])
+                };
+                json!({"type": "assistant", "timestamp": t, "sessionId": "s", "requestId": format!("r{mid}"),
+                    "message": {"id": mid, "role": "assistant", "model": "claude-sonnet-4-5-20250929",
+                        "content": content, "stop_reason": stop,
+                        "usage": {"input_tokens": i, "output_tokens": o,
+                            "cache_read_input_tokens": r, "cache_creation_input_tokens": w}}})
+            }),
+        (ts(), text()).prop_map(|(t, r)| json!({"type": "user", "timestamp": t, "sessionId": "s",
+            "message": {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": r}]}})),
+        text().prop_map(|s| json!({"type": "summary", "summary": s, "leafUuid": "u"})),
+        text().prop_map(|s| json!({"type": "custom-title", "customTitle": s, "sessionId": "s"})),
+    ]
+    .boxed()
+}
+
+fn codex() -> BoxedStrategy<Value> {
+    prop_oneof![
+        ts().prop_map(|t| json!({"timestamp": t, "type": "session_meta", "payload": {"id": "019c8bfe-ec25-79e0-97d7-bda6a9c575ff", "cwd": "/src/shop"}})),
+        (ts(), text()).prop_map(|(t, m)| json!({"timestamp": t, "type": "event_msg", "payload": {"type": "user_message", "message": m}})),
+        (ts(), 0u64..100_000, 0u64..10_000, 0u64..50_000).prop_map(|(t, i, o, c)| json!({"timestamp": t, "type": "event_msg",
+            "payload": {"type": "token_count", "info": {"total_token_usage": {"input_tokens": i, "cached_input_tokens": c.min(i),
+                "output_tokens": o, "reasoning_output_tokens": 0, "total_tokens": i + o},
+                "last_token_usage": {"input_tokens": i, "cached_input_tokens": c.min(i), "output_tokens": o}}}})),
+        ts().prop_map(|t| json!({"timestamp": t, "type": "turn_context", "payload": {"cwd": "/src/shop", "approval_policy": "on-request", "model": "gpt-5-codex"}})),
+        ts().prop_map(|t| json!({"timestamp": t, "type": "response_item", "payload": {"type": "function_call", "name": "exec_command", "arguments": "{}", "call_id": "c1"}})),
+        ts().prop_map(|t| json!({"timestamp": t, "type": "response_item", "payload": {"type": "function_call_output", "call_id": "c1", "output": "ok"}})),
+        (ts(), text()).prop_map(|(t, m)| json!({"timestamp": t, "type": "event_msg", "payload": {"type": "task_complete", "last_agent_message": m}})),
+        ts().prop_map(|t| json!({"timestamp": t, "type": "event_msg", "payload": {"type": "turn_aborted", "reason": "interrupted"}})),
+    ]
+    .boxed()
+}
+
+fn gemini() -> BoxedStrategy<Value> {
+    prop_oneof![
+        ts().prop_map(|t| json!({"sessionId": "s", "projectHash": "h", "startTime": t, "lastUpdated": t, "kind": "main"})),
+        (id(), ts(), text()).prop_map(|(i, t, p)| json!({"id": i, "timestamp": t, "type": "user", "content": [{"text": p}]})),
+        (id(), ts(), 0u64..50_000, 0u64..5_000, 0u64..20_000, any::<bool>()).prop_map(|(i, t, inp, out, cached, tool)| {
+            let mut m = json!({"id": i, "timestamp": t, "type": "gemini", "content": "ok", "model": "gemini-2.5-pro",
+                "tokens": {"input": inp + cached, "output": out, "cached": cached, "thoughts": 3, "tool": 0, "total": 0}});
+            if tool {
+                m["toolCalls"] = json!([{"id": "c", "name": "read_file", "status": "success"}]);
+            }
+            m
+        }),
+        id().prop_map(|i| json!({"$rewindTo": i})),
+        ts().prop_map(|t| json!({"$set": {"lastUpdated": t, "summary": "s"}})),
+        (id(), ts()).prop_map(|(i, t)| json!({"id": i, "timestamp": t, "type": "error", "content": "quota"})),
+    ]
+    .boxed()
+}
+
+fn qwen() -> BoxedStrategy<Value> {
+    prop_oneof![
+        (id(), ts(), text()).prop_map(|(u, t, p)| json!({"uuid": u, "sessionId": "s", "timestamp": t, "type": "user",
+            "cwd": "/src", "message": {"role": "user", "parts": [{"text": p}]}})),
+        (id(), ts(), 0u64..50_000, 0u64..5_000, 0u64..20_000).prop_map(|(u, t, p, c, k)| json!({"uuid": u, "sessionId": "s",
+            "timestamp": t, "type": "assistant", "model": "qwen3-coder-plus", "message": {"role": "model", "parts": [{"text": "ok"}]},
+            "usageMetadata": {"promptTokenCount": p + k, "candidatesTokenCount": c, "cachedContentTokenCount": k}})),
+        (ts(), prop_oneof![Just("completed"), Just("cancelled"), Just("error")]).prop_map(|(t, s)| json!({"uuid": "r",
+            "sessionId": "s", "timestamp": t, "type": "system", "subtype": "turn_result", "systemPayload": {"state": s}})),
+    ]
+    .boxed()
+}
+
+fn copilot() -> BoxedStrategy<Value> {
+    let ev = |kind: &'static str, data: Value, t: String| json!({"type": kind, "data": data, "id": "e", "timestamp": t, "parentId": null});
+    prop_oneof![
+        ts().prop_map(move |t| ev("session.start", json!({"sessionId": "s", "context": {"cwd": "/src"}}), t)),
+        (ts(), text()).prop_map(move |(t, c)| ev("user.message", json!({"content": c}), t)),
+        (ts(), 0u64..5000, any::<bool>()).prop_map(move |(t, o, tools)| ev("assistant.message",
+            json!({"model": "claude-sonnet-4.5", "content": "x", "outputTokens": o,
+                "toolRequests": if tools { json!([{"name": "bash"}]) } else { json!([]) }}), t)),
+        (ts(), id()).prop_map(move |(t, r)| ev("permission.requested", json!({"requestId": r, "permissionRequest": {"kind": "shell"}}), t)),
+        (ts(), id()).prop_map(move |(t, r)| ev("permission.completed", json!({"requestId": r}), t)),
+        ts().prop_map(move |t| ev("assistant.turn_end", json!({}), t)),
+        (ts(), 0u64..100_000, 0u64..5_000, 0u64..50_000).prop_map(move |(t, i, o, r)| ev("session.shutdown",
+            json!({"shutdownType": "routine", "totalNanoAiu": i * 1000, "modelMetrics": {"claude-sonnet-4.5":
+                {"usage": {"inputTokens": i + r, "outputTokens": o, "cacheReadTokens": r, "cacheWriteTokens": 0}}}}), t)),
+        ts().prop_map(move |t| ev("abort", json!({"reason": "user_initiated"}), t)),
+    ]
+    .boxed()
+}
+
+fn kimi() -> BoxedStrategy<Value> {
+    let t = || 1_796_000_000.0f64..1_796_086_400.0;
+    prop_oneof![
+        (t(), text()).prop_map(|(t, p)| json!({"timestamp": t, "message": {"type": "TurnBegin", "payload": {"user_input": p}}})),
+        (t(), 0u64..20_000, 0u64..2_000, 0u64..50_000, id()).prop_map(|(t, i, o, r, m)| json!({"timestamp": t,
+            "message": {"type": "StatusUpdate", "payload": {"token_usage": {"input_other": i, "output": o,
+                "input_cache_read": r, "input_cache_creation": 0}, "message_id": m}}})),
+        (t(), id()).prop_map(|(t, i)| json!({"timestamp": t, "message": {"type": "ApprovalRequest", "payload": {"id": i, "action": "run"}}})),
+        (t(), id()).prop_map(|(t, i)| json!({"timestamp": t, "message": {"type": "ApprovalResponse", "payload": {"request_id": i, "response": "approve"}}})),
+        t().prop_map(|t| json!({"timestamp": t, "message": {"type": "TurnEnd", "payload": {}}})),
+        (1_796_000_000_000i64..1_796_086_400_000, 0u64..20_000).prop_map(|(t, i)| json!({"type": "usage.record",
+            "model": "kimi-k2.6", "usage": {"inputOther": i, "output": 3, "inputCacheRead": 0, "inputCacheCreation": 0}, "time": t})),
+        (1_796_000_000_000i64..1_796_086_400_000, prop_oneof![Just("completed"), Just("cancelled"), Just("failed")])
+            .prop_map(|(t, r)| json!({"type": "turn.ended", "reason": r, "time": t})),
+    ]
+    .boxed()
+}
+
+fn droid() -> BoxedStrategy<Value> {
+    prop_oneof![
+        text().prop_map(|s| json!({"type": "session_start", "id": "s", "title": s, "cwd": "/src"})),
+        (ts(), text(), prop_oneof![Just("user"), Just("assistant")])
+            .prop_map(|(t, c, r)| json!({"type": "message", "timestamp": t, "message": {"role": r, "content": c}})),
+    ]
+    .boxed()
+}
+
+/// A session: lines, and where a restart cuts it.
+fn session(records: BoxedStrategy<Value>) -> impl Strategy<Value = (Vec<Vec<u8>>, usize)> {
+    proptest::collection::vec(line_from(records), 0..30).prop_flat_map(|lines| {
+        let n = lines.len();
+        (Just(lines), 0..=n)
+    })
+}
+
+/// Folds `lines` whole, and again with a save and load (as a cursor) at `cut`: the same.
+fn restart_changes_nothing<F: ConversationFold + std::fmt::Debug>(
+    (lines, cut): (Vec<Vec<u8>>, usize),
+) -> Result<(), TestCaseError> {
+    let prices = Prices::builtin();
+    let mut whole = F::default();
+    for l in &lines {
+        let _ = whole.apply(l, &prices);
+    }
+    let mut first = F::default();
+    for l in &lines[..cut] {
+        let _ = first.apply(l, &prices);
+    }
+    let saved = agentd::store::encode(&first);
+    let mut resumed: F = agentd::store::decode(&saved)
+        .map_err(|e| TestCaseError::fail(format!("the saved fold does not load: {e}")))?;
+    for l in &lines[cut..] {
+        let _ = resumed.apply(l, &prices);
+    }
+    for now in [0, 1_796_000_000_000, 1_796_100_000_000] {
+        prop_assert_eq!(
+            whole.conversation(Millis(now)),
+            resumed.conversation(Millis(now))
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn fuzz_claude_code_fold() {
+    run(
+        "claude-code",
+        session(claude()),
+        restart_changes_nothing::<agentd::ingest::claude::ClaudeFold>,
+    );
+}
+
+#[test]
+fn fuzz_codex_fold() {
+    run(
+        "codex",
+        session(codex()),
+        restart_changes_nothing::<agentd::ingest::codex::CodexFold>,
+    );
+}
+
+#[test]
+fn fuzz_gemini_fold() {
+    run(
+        "gemini",
+        session(gemini()),
+        restart_changes_nothing::<agentd::ingest::gemini::GeminiFold>,
+    );
+}
+
+#[test]
+fn fuzz_qwen_fold() {
+    run(
+        "qwen",
+        session(qwen()),
+        restart_changes_nothing::<agentd::ingest::qwen::QwenFold>,
+    );
+}
+
+#[test]
+fn fuzz_copilot_fold() {
+    run(
+        "copilot",
+        session(copilot()),
+        restart_changes_nothing::<agentd::ingest::copilot::CopilotFold>,
+    );
+}
+
+#[test]
+fn fuzz_kimi_fold() {
+    run(
+        "kimi",
+        session(kimi()),
+        restart_changes_nothing::<agentd::ingest::kimi::KimiFold>,
+    );
+}
+
+#[test]
+fn fuzz_droid_fold() {
+    run(
+        "droid",
+        session(droid()),
+        restart_changes_nothing::<agentd::ingest::droid::DroidFold>,
+    );
+}
+
+fn runlog() -> BoxedStrategy<Value> {
+    prop_oneof![
+        (ts(), text()).prop_map(
+            |(t, s)| json!({"type": "start", "ts": t, "title": s, "harness": "codex", "pid": 1})
+        ),
+        (ts(), text())
+            .prop_map(|(t, d)| json!({"type": "output", "ts": t, "stream": "stdout", "data": d})),
+        (
+            ts(),
+            prop_oneof![Just("working"), Just("blocked"), Just("nonsense")]
+        )
+            .prop_map(|(t, s)| json!({"type": "status", "ts": t, "status": s, "detail": "d"})),
+        (ts(), 0u64..100_000, 0.0f64..10.0).prop_map(
+            |(t, i, c)| json!({"type": "usage", "ts": t, "input_tokens": i, "cost_usd": c})
+        ),
+        (
+            ts(),
+            prop_oneof![
+                Just("success"),
+                Just("failed"),
+                Just("canceled"),
+                Just("odd")
+            ]
+        )
+            .prop_map(|(t, s)| json!({"type": "end", "ts": t, "status": s, "exit_code": 0})),
+    ]
+    .boxed()
+}
+
+#[test]
+fn fuzz_run_log_parser_and_fold() {
+    run("runs", session(runlog()), |(lines, cut)| {
+        use agentd::ingest::runlog::{RunFold, parse_line};
+        let fold = |lines: &[Vec<u8>], mut f: RunFold| {
+            for l in lines {
+                if let Ok(r) = parse_line(l) {
+                    f.apply(r);
+                }
+            }
+            f
+        };
+        let whole = fold(&lines, RunFold::default());
+        let first = fold(&lines[..cut], RunFold::default());
+        let loaded: RunFold = agentd::store::decode(&agentd::store::encode(&first))
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let resumed = fold(&lines[cut..], loaded);
+        prop_assert_eq!(
+            whole.item("r", Millis(0), false),
+            resumed.item("r", Millis(0), false)
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn fuzz_query_parameters() {
+    let names = [
+        "tab",
+        "source",
+        "status",
+        "creator",
+        "harness",
+        "day",
+        "updated_day",
+        "since",
+        "until",
+        "q",
+        "limit",
+        "cursor",
+        "id_prefix",
+    ];
+    let value = prop_oneof![
+        "[a-z0-9,:_-]{0,12}",
+        "\\PC{0,12}",
+        Just("9999-12-31".to_owned()),
+        Just("-1".to_owned())
+    ];
+    let query = proptest::collection::vec((prop::sample::select(names.to_vec()), value), 0..6)
+        .prop_map(|pairs| {
+            pairs
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.replace(['&', '#'], "")))
+                .collect::<Vec<_>>()
+                .join("&")
+        });
+    let raw = "\\PC{0,60}";
+    run("query", (query, raw), |(q, raw)| {
+        let tz = jiff::tz::TimeZone::UTC;
+        for q in [q.as_str(), raw.as_str()] {
+            // Refused with a named parameter, or parsed into a filter: never a panic.
+            if let Ok(p) = agentd::api::params::Params::parse(Some(q), &names) {
+                let _ = agentd::api::params::filter(&p, &tz);
+            }
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn fuzz_hook_payloads() {
+    use agentd::sources::SourceKind;
+    let event = prop_oneof![
+        Just("Notification"),
+        Just("PreToolUse"),
+        Just("Stop"),
+        Just("StopFailure"),
+        Just("PermissionRequest"),
+        Just("AfterAgent"),
+        Just("ErrorOccurred"),
+        Just("SessionEnd"),
+        Just("Other"),
+    ];
+    let payload = (
+        event,
+        text(),
+        text(),
+        any::<bool>(),
+        prop::option::of(any::<i64>()),
+    )
+        .prop_map(|(e, m, k, rec, n)| {
+            json!({"session_id": "s-1", "hook_event_name": e, "message": m, "notification_type": k,
+                "recoverable": rec, "error": {"message": m}, "n": n})
+        });
+    let junk = prop_oneof![
+        Just(Value::Null),
+        any::<i64>().prop_map(Value::from),
+        "\\PC{0,20}".prop_map(Value::from)
+    ];
+    run("hooks", (payload, junk), |(p, junk)| {
+        for kind in SourceKind::ALL {
+            let _ = agentd::ingest::hooks::decode(kind, &p);
+            let _ = agentd::ingest::hooks::decode(kind, &junk);
+            let _ = agentd::ingest::hooks::session_of(&junk);
+        }
+        Ok(())
+    });
+}
