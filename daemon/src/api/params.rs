@@ -180,7 +180,8 @@ pub fn filter(p: &Params, tz: &TimeZone) -> Result<Filter, ApiError> {
     })
 }
 
-/// Cursors are the index position in lower-case hex: 8 bytes of recency, then the id.
+/// Cursors are the index position in lower-case hex: 8 bytes of recency, then the id. Any such
+/// position is valid (a page starts after it).
 pub fn encode_cursor(pos: &[u8]) -> String {
     pos.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -193,9 +194,8 @@ fn decode_cursor(s: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
         .collect();
-    let bytes = bytes?;
-    std::str::from_utf8(&bytes[8..]).ok()?;
-    Some(bytes)
+    // A position in the index: compared as bytes, whatever they are.
+    bytes
 }
 
 #[cfg(test)]

@@ -107,12 +107,13 @@ fn failed(v: &Value) -> Option<Decoded> {
 /// The conversation a payload is about (its `session_id`, or Copilot CLI's camelCase
 /// `sessionId`), checked to be an id.
 pub fn session_of(v: &Value) -> Result<String, String> {
+    let is_id = |id: &String| {
+        id.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
     text(v, "session_id")
-        .or_else(|| text(v, "sessionId"))
-        .filter(|id| {
-            id.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        })
+        .filter(is_id)
+        .or_else(|| text(v, "sessionId").filter(is_id))
         .ok_or_else(|| "`session_id`: missing or not a session id in the hook payload".into())
 }
 
