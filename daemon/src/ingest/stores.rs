@@ -434,25 +434,35 @@ impl<F: Format> StoreSource<F> {
         let mut touched = BTreeSet::new();
         let mut group: Option<PathBuf> = None;
         let mut in_batch = 0usize;
-        for (n, path) in found.into_iter().enumerate() {
+        let mut n = 0usize;
+        for chunk in found.chunks(READ_CHUNK) {
             if self.stop.load(Ordering::Relaxed) {
                 return Err(());
             }
-            let same_group = group.as_ref().is_some_and(|g| path.starts_with(g));
-            if in_batch >= SCAN_BATCH && !same_group {
-                self.stats
-                    .files
-                    .store(self.files.len() as u64, Ordering::Relaxed);
-                self.render_into(&mut batch, std::mem::take(&mut touched));
-                self.send(std::mem::replace(&mut batch, self.batch()))?;
-                tracing::info!("{}: scanned {n} of {total} files", F::NAME);
-                in_batch = 0;
+            // The files are read and folded on several threads; what they gave is taken in
+            // here, in order, on this one.
+            let jobs = chunk
+                .iter()
+                .map(|p| (p.clone(), self.files.get(p).map(|e| e.state.clone())))
+                .collect();
+            for read in read_many::<F>(jobs, &self.store, &self.prices) {
+                let same_group = group.as_ref().is_some_and(|g| read.path.starts_with(g));
+                if in_batch >= SCAN_BATCH && !same_group {
+                    self.stats
+                        .files
+                        .store(self.files.len() as u64, Ordering::Relaxed);
+                    self.render_into(&mut batch, std::mem::take(&mut touched));
+                    self.send(std::mem::replace(&mut batch, self.batch()))?;
+                    tracing::info!("{}: scanned {n} of {total} files", F::NAME);
+                    in_batch = 0;
+                }
+                if !same_group {
+                    group = Some(read.path.with_extension(""));
+                }
+                self.take(read, &mut batch, &mut touched);
+                in_batch += 1;
+                n += 1;
             }
-            if !same_group {
-                group = Some(path.with_extension(""));
-            }
-            self.read_file(&path, &mut batch, &mut touched);
-            in_batch += 1;
         }
         self.render_into(&mut batch, touched);
         self.send(batch)?;
@@ -512,27 +522,36 @@ impl<F: Format> StoreSource<F> {
     /// anything changed, or when it is seen for the first time since start and is (or was
     /// stored as) active: time may have moved it on while agentd was down.
     fn read_file(&mut self, path: &Path, batch: &mut IngestBatch, touched: &mut BTreeSet<String>) {
-        let key = format!("{}:{}", F::NAME, path.display());
+        let prior = self.files.get(path).map(|e| e.state.clone());
+        let read = read_path::<F>(path, prior, &self.store, &self.prices);
+        self.take(read, batch, touched);
+    }
+
+    /// Takes one file's read into the ingestor: its errors, history copy, cursor, conversation.
+    fn take(
+        &mut self,
+        read: FileRead<F::Fold>,
+        batch: &mut IngestBatch,
+        touched: &mut BTreeSet<String>,
+    ) {
+        let FileRead {
+            path,
+            key,
+            state,
+            before,
+            known,
+            outcome,
+        } = read;
+        let path = path.as_path();
         let loaded_now = !self.files.contains_key(path);
-        let (mut state, known) = match self.files.get(path) {
-            Some(e) => (e.state.clone(), true),
-            None => match self.store.cursor(&key) {
-                Ok(Some(bytes)) => (crate::store::decode(&bytes).unwrap_or_default(), true),
-                Ok(None) => (FileState::<F::Fold>::default(), false),
-                Err(e) => {
-                    tracing::error!("reading the cursor of {}: {e}", path.display());
-                    return;
-                }
-            },
-        };
-        let before = state.cursor.clone();
-        let mut errors = 0u64;
-        let mut last_error = None;
         let mut refolded = false;
-        match Opened::open(path, &mut state.cursor) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-            Err(e) => {
-                let msg = format!("cannot read {}: {e}", path.display());
+        match outcome {
+            ReadOutcome::Gone => return,
+            ReadOutcome::CursorError(e) => {
+                tracing::error!("reading the cursor of {}: {e}", path.display());
+                return;
+            }
+            ReadOutcome::Failed(msg) => {
                 if self.failing.get(path) != Some(&msg) {
                     tracing::warn!("{msg}");
                     batch.errors += 1;
@@ -541,65 +560,42 @@ impl<F: Format> StoreSource<F> {
                 }
                 return;
             }
-            Ok(opened) => {
+            ReadOutcome::Whole { error } => {
                 self.failing.remove(path);
-                if opened.reset {
-                    state.fold = F::Fold::default();
-                }
-                let prices = self.prices.clone();
-                if F::is_whole_file(path) {
-                    // Whole files are small and may be rewritten in place at the same length:
-                    // read again on every look.
-                    let folded = opened
-                        .read_whole(F::MAX_WHOLE_FILE)
-                        .map_err(|e| format!("cannot read {}: {e}", path.display()))
-                        .and_then(|bytes| {
-                            F::fold_whole_file(&bytes, &prices)
-                                .map(|fold| (fold, bytes.len()))
-                                .map_err(|e| format!("{}: {e}", path.display()))
-                        });
-                    match folded {
-                        Ok((fold, len)) => {
-                            state.fold = fold;
-                            state.cursor.offset = len as u64;
-                            refolded = true;
-                        }
-                        Err(msg) => {
-                            // A whole-file format caught mid-write: try again on the next change.
-                            tracing::warn!("{msg}");
-                            errors += 1;
-                            last_error = Some(msg);
-                        }
-                    }
-                } else {
-                    if opened.reset && before.offset > 0 {
-                        self.history.reset(path);
-                    }
-                    let read_from = state.cursor.offset;
-                    let counted_from = if opened.reset { 0 } else { read_from };
-                    let fold = &mut state.fold;
-                    let mut lines = 0u64;
-                    let skipped =
-                        opened.read_counted(path, &mut state.cursor, MAX_LINE, &mut |line| {
-                            lines += 1;
-                            fold.apply(line, &prices)
-                        });
-                    self.stats
-                        .read(lines, state.cursor.offset.saturating_sub(counted_from));
-                    errors += skipped.count;
-                    last_error = skipped.last;
-                    // New data, or the first look at the file in this run (the copy may lag
-                    // behind after a crash, or history was just turned on).
-                    if state.cursor.offset != read_from || loaded_now {
-                        self.history.grew(path, state.cursor.offset);
+                match error {
+                    None => refolded = true,
+                    Some(msg) => {
+                        // A whole-file format caught mid-write: try again on the next change.
+                        tracing::warn!("{msg}");
+                        batch.errors += 1;
+                        batch.last_error = Some(msg);
                     }
                 }
             }
+            ReadOutcome::Lines {
+                reset,
+                read_from,
+                lines,
+                bytes,
+                errors,
+                last_error,
+            } => {
+                self.failing.remove(path);
+                if reset && before.offset > 0 {
+                    self.history.reset(path);
+                }
+                self.stats.read(lines, bytes);
+                batch.errors += errors;
+                if last_error.is_some() {
+                    batch.last_error = last_error;
+                }
+                // New data, or the first look at the file in this run (the copy may lag
+                // behind after a crash, or history was just turned on).
+                if state.cursor.offset != read_from || loaded_now {
+                    self.history.grew(path, state.cursor.offset);
+                }
+            }
         }
-        if last_error.is_some() {
-            batch.last_error = last_error;
-        }
-        batch.errors += errors;
         let changed = state.cursor != before || !known || refolded;
         let session = F::session_of(path, &state.fold.conversation(Millis::now()));
         if changed {
@@ -756,6 +752,174 @@ impl<F: Format> StoreSource<F> {
     fn send(&self, batch: IngestBatch) -> Result<(), ()> {
         send_batch(&self.writer, batch)
     }
+}
+
+/// What reading one file gave, before the ingestor takes it in ([`StoreSource::take`]): the
+/// reading and folding, the expensive part, is done by [`read_path`] without the ingestor's
+/// state, so that a scan can read several files at once.
+struct FileRead<Fold> {
+    path: PathBuf,
+    /// Its cursor key.
+    key: String,
+    /// The state after the read.
+    state: FileState<Fold>,
+    /// The cursor before it.
+    before: FileCursor,
+    /// Whether a state was known (in memory or committed) before this read.
+    known: bool,
+    outcome: ReadOutcome,
+}
+
+enum ReadOutcome {
+    /// The file is gone.
+    Gone,
+    /// Its committed cursor could not be read.
+    CursorError(String),
+    /// It could not be opened (a FIFO, another user's file, …): the message.
+    Failed(String),
+    /// A whole file, folded again (or not, with why).
+    Whole { error: Option<String> },
+    /// Lines read from `read_from`.
+    Lines {
+        reset: bool,
+        read_from: u64,
+        lines: u64,
+        bytes: u64,
+        errors: u64,
+        last_error: Option<String>,
+    },
+}
+
+/// Files a scan reads at once, spread over the reader threads.
+const READ_CHUNK: usize = 64;
+/// Reader threads at most: parsing is the backfill's cost, and files are independent.
+const MAX_READERS: usize = 4;
+
+/// [`read_path`] for each job, the results in the jobs' order: on one reader thread per core
+/// beyond the first (the writer commits on a core of its own meanwhile; on two cores reading
+/// beside the writer already keeps both busy, and more readers only make them take turns), up
+/// to [`MAX_READERS`].
+fn read_many<F: Format>(
+    jobs: Vec<(PathBuf, Option<FileState<F::Fold>>)>,
+    store: &Store,
+    prices: &Prices,
+) -> Vec<FileRead<F::Fold>> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .saturating_sub(1)
+        .clamp(1, MAX_READERS)
+        .min(jobs.len());
+    if workers <= 1 {
+        return jobs
+            .into_iter()
+            .map(|(p, s)| read_path::<F>(&p, s, store, prices))
+            .collect();
+    }
+    let per = jobs.len().div_ceil(workers);
+    let mut parts = Vec::with_capacity(workers);
+    let mut jobs = jobs.into_iter();
+    loop {
+        let part: Vec<_> = jobs.by_ref().take(per).collect();
+        if part.is_empty() {
+            break;
+        }
+        parts.push(part);
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|part| {
+                scope.spawn(move || {
+                    part.into_iter()
+                        .map(|(p, s)| read_path::<F>(&p, s, store, prices))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a file reader thread panicked"))
+            .collect()
+    })
+}
+
+/// Reads what is new in `path` from `prior` (its state in memory, else its committed cursor)
+/// and folds it: no ingestor state is touched, so files can be read in parallel.
+fn read_path<F: Format>(
+    path: &Path,
+    prior: Option<FileState<F::Fold>>,
+    store: &Store,
+    prices: &Prices,
+) -> FileRead<F::Fold> {
+    let key = format!("{}:{}", F::NAME, path.display());
+    let (mut state, known, cursor_error) = match prior {
+        Some(s) => (s, true, None),
+        None => match store.cursor(&key) {
+            Ok(Some(bytes)) => (crate::store::decode(&bytes).unwrap_or_default(), true, None),
+            Ok(None) => (FileState::<F::Fold>::default(), false, None),
+            Err(e) => (FileState::default(), false, Some(e.to_string())),
+        },
+    };
+    let before = state.cursor.clone();
+    let done = |state, outcome| FileRead {
+        path: path.to_owned(),
+        key: key.clone(),
+        state,
+        before: before.clone(),
+        known,
+        outcome,
+    };
+    if let Some(e) = cursor_error {
+        return done(state, ReadOutcome::CursorError(e));
+    }
+    let outcome = match Opened::open(path, &mut state.cursor) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => ReadOutcome::Gone,
+        Err(e) => ReadOutcome::Failed(format!("cannot read {}: {e}", path.display())),
+        Ok(opened) => {
+            if opened.reset {
+                state.fold = F::Fold::default();
+            }
+            if F::is_whole_file(path) {
+                // Whole files are small and may be rewritten in place at the same length:
+                // read again on every look.
+                let folded = opened
+                    .read_whole(F::MAX_WHOLE_FILE)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))
+                    .and_then(|bytes| {
+                        F::fold_whole_file(&bytes, prices)
+                            .map(|fold| (fold, bytes.len()))
+                            .map_err(|e| format!("{}: {e}", path.display()))
+                    });
+                match folded {
+                    Ok((fold, len)) => {
+                        state.fold = fold;
+                        state.cursor.offset = len as u64;
+                        ReadOutcome::Whole { error: None }
+                    }
+                    Err(msg) => ReadOutcome::Whole { error: Some(msg) },
+                }
+            } else {
+                let reset = opened.reset;
+                let read_from = state.cursor.offset;
+                let counted_from = if reset { 0 } else { read_from };
+                let fold = &mut state.fold;
+                let mut lines = 0u64;
+                let skipped = opened.read_counted(path, &mut state.cursor, MAX_LINE, &mut |line| {
+                    lines += 1;
+                    fold.apply(line, prices)
+                });
+                ReadOutcome::Lines {
+                    reset,
+                    read_from,
+                    lines,
+                    bytes: state.cursor.offset.saturating_sub(counted_from),
+                    errors: skipped.count,
+                    last_error: skipped.last,
+                }
+            }
+        }
+    };
+    done(state, outcome)
 }
 
 /// Sends `batch` to the writer unless it says nothing; `Err` when the writer has stopped.
