@@ -445,7 +445,7 @@ impl<F: Format> StoreSource<F> {
                 .iter()
                 .map(|p| (p.clone(), self.files.get(p).map(|e| e.state.clone())))
                 .collect();
-            for read in read_many::<F>(jobs, &self.store, &self.prices) {
+            for read in read_many::<F>(jobs, &self.store, &self.prices, reader_threads()) {
                 let same_group = group.as_ref().is_some_and(|g| read.path.starts_with(g));
                 if in_batch >= SCAN_BATCH && !same_group {
                     self.stats
@@ -795,20 +795,24 @@ const READ_CHUNK: usize = 64;
 /// Reader threads at most: parsing is the backfill's cost, and files are independent.
 const MAX_READERS: usize = 4;
 
-/// [`read_path`] for each job, the results in the jobs' order: on one reader thread per core
-/// beyond the first (the writer commits on a core of its own meanwhile; on two cores reading
-/// beside the writer already keeps both busy, and more readers only make them take turns), up
-/// to [`MAX_READERS`].
+/// Reader threads for a scan: one per core beyond the first (the writer commits on a core of
+/// its own meanwhile; on two cores reading beside the writer already keeps both busy, and more
+/// readers only make them take turns), up to [`MAX_READERS`].
+fn reader_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .saturating_sub(1)
+        .clamp(1, MAX_READERS)
+}
+
+/// [`read_path`] for each job, on `workers` threads, the results in the jobs' order.
 fn read_many<F: Format>(
     jobs: Vec<(PathBuf, Option<FileState<F::Fold>>)>,
     store: &Store,
     prices: &Prices,
+    workers: usize,
 ) -> Vec<FileRead<F::Fold>> {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .saturating_sub(1)
-        .clamp(1, MAX_READERS)
-        .min(jobs.len());
+    let workers = workers.min(jobs.len());
     if workers <= 1 {
         return jobs
             .into_iter()
@@ -1007,4 +1011,65 @@ pub fn has_extension(p: &Path, ext: &str) -> bool {
     p.extension().is_some_and(|e| e == ext)
         && p.file_name()
             .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reading_on_several_threads_gives_what_reading_on_one_gives() {
+        let dir = std::env::temp_dir().join(format!("agentd-read-many-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let chats = dir.join("projects/-src/chats");
+        std::fs::create_dir_all(&chats).unwrap();
+        let mut jobs = Vec::new();
+        for i in 0..23 {
+            let path = chats.join(format!("s{i:02}.jsonl"));
+            let lines: String = (0..=i)
+                .map(|k| {
+                    format!(
+                        "{{\"uuid\":\"a{k}\",\"sessionId\":\"s{i}\",\"timestamp\":\"2026-11-30T10:00:{k:02}Z\",\"type\":\"assistant\",\"model\":\"qwen3-coder-plus\",\"message\":{{\"parts\":[{{\"text\":\"ok\"}}]}},\"usageMetadata\":{{\"promptTokenCount\":{},\"candidatesTokenCount\":1}}}}\n",
+                        100 * (k + 1)
+                    )
+                })
+                .collect();
+            std::fs::write(&path, lines).unwrap();
+            jobs.push((path, None));
+        }
+        let store = Store::open(
+            &dir.join("agentd.redb"),
+            crate::store::IndexContext {
+                me: "me".into(),
+                tz: jiff::tz::TimeZone::UTC,
+            },
+        )
+        .unwrap();
+        let prices = Prices::builtin();
+        let summary = |reads: Vec<FileRead<<super::super::formats::Qwen as Format>::Fold>>| {
+            reads
+                .into_iter()
+                .map(|r| {
+                    let c = r.state.fold.conversation(Millis(0));
+                    (r.path, r.state.cursor.offset, c.usage, c.session_id)
+                })
+                .collect::<Vec<_>>()
+        };
+        let one = summary(read_many::<super::super::formats::Qwen>(
+            jobs.clone(),
+            &store,
+            &prices,
+            1,
+        ));
+        let three = summary(read_many::<super::super::formats::Qwen>(
+            jobs, &store, &prices, 3,
+        ));
+        assert_eq!(one.len(), 23);
+        assert_eq!(one, three);
+        assert_eq!(
+            one[22].2.input_tokens,
+            (1..=23).map(|k| 100 * k).sum::<u64>()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
