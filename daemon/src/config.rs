@@ -61,6 +61,8 @@ pub struct Config {
     pub desktop_notify: Option<crate::desktop::NotifyConfig>,
     /// Compressed copies of transcripts (config `[history]`); on by default.
     pub history: crate::history::HistoryConfig,
+    /// OpenTelemetry export (config `[otel]`, or `OTEL_EXPORTER_OTLP_ENDPOINT`); off by default.
+    pub otel: Option<crate::otel::OtelConfig>,
 }
 
 /// Default of `min_free_mb`: room for the largest transaction, with a margin for other programs.
@@ -105,6 +107,20 @@ struct FileConfig {
     cloud: FileCloud,
     notify: FileNotify,
     history: FileHistory,
+    otel: FileOtel,
+}
+
+/// `[otel]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct FileOtel {
+    /// The collector's OTLP/HTTP base URL.
+    endpoint: Option<String>,
+    /// Request headers (authentication).
+    headers: std::collections::HashMap<String, String>,
+    include_titles: bool,
+    /// Seconds between metric exports (15).
+    interval_secs: Option<u64>,
 }
 
 /// `[history]`.
@@ -410,6 +426,35 @@ impl Config {
                     .and_then(|n| n.trim().parse::<u32>().ok())
                     .is_some_and(|n| n >= 1),
             notify_socket: env("NOTIFY_SOCKET").filter(|s| !s.is_empty()),
+            otel: {
+                // The config's endpoint, else the standard variable; headers from both.
+                let endpoint = file
+                    .otel
+                    .endpoint
+                    .clone()
+                    .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"))
+                    .map(|e| e.trim().to_owned())
+                    .filter(|e| !e.is_empty());
+                endpoint.map(|endpoint| {
+                    let mut headers: std::collections::HashMap<String, String> =
+                        env("OTEL_EXPORTER_OTLP_HEADERS")
+                            .unwrap_or_default()
+                            .split(',')
+                            .filter_map(|kv| kv.split_once('='))
+                            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                            .filter(|(k, _)| !k.is_empty())
+                            .collect();
+                    headers.extend(file.otel.headers.clone());
+                    crate::otel::OtelConfig {
+                        endpoint,
+                        headers,
+                        include_titles: file.otel.include_titles,
+                        interval: std::time::Duration::from_secs(
+                            file.otel.interval_secs.unwrap_or(15).max(1),
+                        ),
+                    }
+                })
+            },
             desktop_notify: file.notify.enabled.then(|| crate::desktop::NotifyConfig {
                 command: file.notify.command.clone(),
                 min_interval: std::time::Duration::from_secs(

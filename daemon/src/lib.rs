@@ -31,6 +31,7 @@ pub mod listen;
 pub mod liveness;
 pub mod metrics;
 pub mod model;
+pub mod otel;
 pub mod prices;
 pub mod sources;
 pub mod store;
@@ -222,6 +223,23 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         None => None,
     };
 
+    // OpenTelemetry export, when a collector is configured.
+    let otel = match config.otel.clone() {
+        Some(cfg) => match otel::start(
+            cfg,
+            &config.host,
+            store.clone(),
+            published.changes.subscribe(),
+        ) {
+            Ok(o) => Some(o),
+            Err(e) => {
+                tracing::error!("{e}; OpenTelemetry export is off");
+                None
+            }
+        },
+        None => None,
+    };
+
     if let Some(cfg) = config.desktop_notify.clone() {
         tokio::spawn(desktop::run(cfg, published.changes.subscribe()));
     }
@@ -239,6 +257,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     );
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let state = api::AppState {
+        otel: otel.as_ref().map(|o| o.stats.clone()),
         metrics,
         db_path: config.db_path(),
         history: history.clone(),
@@ -310,6 +329,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
         let _ = writer_for_stop.send(store::writer::WriteOp::Shutdown);
         let _ = writer_thread.join();
+        // What is queued for the collector goes out (bounded by the exporters' timeouts).
+        if let Some(o) = otel {
+            o.shutdown();
+        }
     })
     .await;
     drop(lock);

@@ -80,6 +80,8 @@ pub struct Scrape<'a> {
     /// Persisted error counts per source name.
     pub errors: &'a std::collections::HashMap<String, crate::store::writer::SourceErrors>,
     pub db_path: &'a std::path::Path,
+    /// The OpenTelemetry exporter's counts, when it runs.
+    pub otel: Option<&'a crate::otel::OtelStats>,
 }
 
 /// The exposition, OpenMetrics text (`openmetrics`) or Prometheus text 0.0.4.
@@ -246,6 +248,23 @@ pub fn render(s: &Scrape<'_>, openmetrics: bool) -> Result<String, String> {
     let size = Gauge::<i64>::default();
     size.set(std::fs::metadata(s.db_path).map_or(0, |m| m.len() as i64));
     r.register_with_unit("database_size", "Size of agentd.redb", Unit::Bytes, size);
+
+    if let Some(o) = s.otel {
+        let exported = Counter::<u64>::default();
+        exported.inc_by(o.exported.load(Ordering::Relaxed));
+        r.register(
+            "otel_exported",
+            "Log records the OpenTelemetry collector took",
+            exported,
+        );
+        let dropped = Counter::<u64>::default();
+        dropped.inc_by(o.dropped.load(Ordering::Relaxed));
+        r.register(
+            "otel_dropped",
+            "Log records dropped on the way to the OpenTelemetry collector (queue full, or the collector down)",
+            dropped,
+        );
+    }
 
     let mut process = Registry::with_prefix("process");
     if let Some(p) = ProcessStats::read() {

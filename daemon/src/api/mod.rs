@@ -58,6 +58,8 @@ pub struct AppState {
     pub metrics: crate::metrics::Metrics,
     /// The database file (`agentd_database_size_bytes`).
     pub db_path: std::path::PathBuf,
+    /// The OpenTelemetry exporter's counts, when it runs.
+    pub otel: Option<Arc<crate::otel::OtelStats>>,
 }
 
 /// The routes, shared by both listeners.
@@ -118,6 +120,7 @@ async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> R
                 sources: &s.sources,
                 errors: &errors,
                 db_path: &s.db_path,
+                otel: s.otel.as_deref(),
             },
             openmetrics,
         )
