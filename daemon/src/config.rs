@@ -61,6 +61,9 @@ pub struct Config {
     pub desktop_notify: Option<crate::desktop::NotifyConfig>,
     /// Compressed copies of transcripts (config `[history]`); on by default.
     pub history: crate::history::HistoryConfig,
+    /// A listener of its own for `/metrics` with its own token (config `metrics`, e.g.
+    /// `0.0.0.0:9464`), for a scraper on another machine; off by default.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// OpenTelemetry export (config `[otel]`, or `OTEL_EXPORTER_OTLP_ENDPOINT`); off by default.
     pub otel: Option<crate::otel::OtelConfig>,
 }
@@ -91,6 +94,10 @@ pub enum ConfigError {
         "invalid HTTP listener {value:?}: expected ADDRESS:PORT such as 127.0.0.1:7431, or `off`"
     )]
     Http { value: String },
+    #[error(
+        "invalid metrics listener {value:?}: expected ADDRESS:PORT such as 0.0.0.0:9464, or `off`"
+    )]
+    Metrics { value: String },
 }
 
 /// The optional TOML file. Unknown keys are ignored so that a newer config keeps working with an
@@ -100,6 +107,7 @@ pub enum ConfigError {
 struct FileConfig {
     user: Option<String>,
     host: Option<String>,
+    metrics: Option<String>,
     http: Option<String>,
     min_free_mb: Option<u64>,
     prices: Option<PathBuf>,
@@ -426,6 +434,12 @@ impl Config {
                     .and_then(|n| n.trim().parse::<u32>().ok())
                     .is_some_and(|n| n >= 1),
             notify_socket: env("NOTIFY_SOCKET").filter(|s| !s.is_empty()),
+            metrics_addr: match file.metrics.as_deref().map(str::trim) {
+                None | Some("") | Some("off") => None,
+                Some(a) => Some(a.parse().map_err(|_| ConfigError::Metrics {
+                    value: a.to_owned(),
+                })?),
+            },
             otel: {
                 // The config's endpoint, else the standard variable; headers from both.
                 let endpoint = file

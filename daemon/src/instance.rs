@@ -81,7 +81,18 @@ impl Drop for Lock {
 
 /// Reads the TCP token, or makes one (32 random bytes, hex) in a new `0600` file.
 pub fn load_or_create_token(state_dir: &Path) -> Result<String, InstanceError> {
-    let path = agentd_wire::paths::token_path(state_dir);
+    load_or_create_secret(agentd_wire::paths::token_path(state_dir))
+}
+
+/// The token of the separate metrics listener (config `metrics`): `<state dir>/metrics-token`,
+/// made like the API token, and a different secret, so that a scraper elsewhere never holds
+/// the API's.
+pub fn load_or_create_metrics_token(state_dir: &Path) -> Result<String, InstanceError> {
+    load_or_create_secret(state_dir.join("metrics-token"))
+}
+
+/// Reads the 0600 secret at `path` (narrowing its mode if needed), or makes a new one.
+fn load_or_create_secret(path: std::path::PathBuf) -> Result<String, InstanceError> {
     let io_err = |source| InstanceError::Io {
         path: path.clone(),
         source,

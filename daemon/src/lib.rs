@@ -272,6 +272,26 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         http_addr: http_addr.clone(),
         shutdown: shutdown_rx.clone(),
     };
+    // The separate metrics listener, when configured: `/metrics` only, its own token.
+    let metrics_server = match config.metrics_addr {
+        Some(addr) => {
+            let token: Arc<str> = instance::load_or_create_metrics_token(&config.state_dir)?.into();
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| listen::ListenError::Tcp { addr, source })?;
+            tracing::info!("serving /metrics on {addr} (token in metrics-token)");
+            let router = api::metrics_router(state.clone(), token);
+            let mut stop = shutdown_rx.clone();
+            Some(tokio::spawn(async move {
+                let _ = axum::serve(listener, router)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await;
+            }))
+        }
+        None => None,
+    };
     let unix_router = api::router(state.clone());
     let tcp_router = api::router(state).layer(axum::middleware::from_fn_with_state(
         Arc::<str>::from(token),
@@ -308,6 +328,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     let _ = shutdown_tx.send(true);
     let _ = server.await;
+    if let Some(m) = metrics_server {
+        let _ = m.await;
+    }
     // Ingestors stop between files (a long backfill does not hold shutdown up); the event only
     // wakes an idle one. `try_send`: never block a runtime thread on a full queue.
     stop_ingest.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -380,3 +380,71 @@ fn ten_thousand_agents_make_no_more_series_than_ten() {
         "{text}"
     );
 }
+
+/// A plain HTTP GET with headers: (status, body).
+fn get_with(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    let _ = write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: scraper.example:{port}\r\n{extra}Connection: close\r\n\r\n"
+    );
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    let code = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, buf)
+}
+
+#[test]
+fn a_separate_metrics_listener_serves_metrics_only_with_its_own_token() {
+    let port = free_port();
+    let scratch = agentd_tests::Scratch::new("metrics-listener-cfg");
+    let cfg = scratch.0.join("config.toml");
+    std::fs::write(&cfg, format!("metrics = \"127.0.0.1:{port}\"\n")).unwrap();
+    let d = Daemon::start_with(
+        "metrics-listener",
+        Options {
+            http: Some("127.0.0.1:0".into()),
+            env: vec![("AGENTD_CONFIG".into(), cfg.display().to_string())],
+            ..Options::default()
+        },
+    );
+    let token = std::fs::read_to_string(d.state.join("metrics-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_ne!(token, d.token(), "a secret of its own");
+    let bearer = format!("Bearer {token}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (code, body) = loop {
+        let r = get_with(port, "/metrics", &[("Authorization", &bearer)]);
+        if r.0 != 0 || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("agentd_build_info"), "{body}");
+    // Any Host (a scraper elsewhere), but never without the token, nor with the API's.
+    assert_eq!(get_with(port, "/metrics", &[]).0, 401);
+    let api = format!("Bearer {}", d.token());
+    assert_eq!(
+        get_with(port, "/metrics", &[("Authorization", &api)]).0,
+        401
+    );
+    // And nothing but the metrics.
+    assert_eq!(
+        get_with(port, "/v1/agents?tab=all", &[("Authorization", &bearer)]).0,
+        404
+    );
+}

@@ -94,6 +94,18 @@ fn refuse(e: ApiError) -> Response {
 }
 
 /// The TCP listener's guard. State: the token.
+/// The separate metrics listener (config `metrics`): its own token, and no Host check (a
+/// scraper on another machine names this one as it likes).
+pub async fn metrics_guard(State(token): State<Arc<str>>, req: Request, next: Next) -> Response {
+    match presented_token(req.headers()) {
+        Some(t) if same_secret(t.as_bytes(), token.as_bytes()) => next.run(req).await,
+        _ => refuse(ApiError {
+            message: "send `Authorization: Bearer <token>` with the token in the state dir's `metrics-token` file".into(),
+            ..ApiError::unauthorized()
+        }),
+    }
+}
+
 pub async fn tcp_guard(State(token): State<Arc<str>>, req: Request, next: Next) -> Response {
     let headers = req.headers();
     let host = headers

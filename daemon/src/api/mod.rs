@@ -87,6 +87,18 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The separate metrics listener's routes: `/metrics` only, behind its own token.
+pub fn metrics_router(state: AppState, token: Arc<str>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::not_found("this listener serves /metrics only") })
+        .layer(axum::middleware::from_fn_with_state(
+            token,
+            auth::metrics_guard,
+        ))
+        .with_state(state)
+}
+
 /// Counts every answered request by its route pattern and status code, with its latency
 /// (`agentd_http_requests_total`, `agentd_http_request_duration_seconds`). A path that matched
 /// no route counts as `unmatched`, so that random paths cannot make new series.
