@@ -13,7 +13,7 @@
 //!
 //! Resource attributes: `service.name=agentd`, `service.version`, `host.name` (the `host` of
 //! `/metrics`). A collector that is down costs failed exports, counted; exports resume when it
-//! returns.
+//! returns (log exports back off from 1 s to a minute while it fails).
 
 use crate::model::Item;
 use crate::store::Store;
@@ -71,21 +71,55 @@ impl Otel {
     }
 }
 
-/// The OTLP log exporter, counting what it could and could not deliver.
+/// The first wait after a failed export; it doubles with each failure, up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// The OTLP log exporter, counting what it could and could not deliver, and backing off while
+/// the collector is down: after a failure, batches are dropped (counted) without a request until
+/// the wait is over, then one is tried again.
 #[derive(Debug)]
 struct Counting<E> {
     inner: E,
     stats: Arc<OtelStats>,
+    /// (no request before this, the current wait).
+    backoff: std::sync::Mutex<(Option<std::time::Instant>, Duration)>,
 }
 
 impl<E: LogExporter> LogExporter for Counting<E> {
     async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
         let n = batch.iter().count() as u64;
+        let waiting = self
+            .backoff
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .is_some_and(|until| std::time::Instant::now() < until);
+        if waiting {
+            self.stats.dropped.fetch_add(n, Ordering::Relaxed);
+            return Ok(());
+        }
         let result = self.inner.export(batch).await;
+        let mut backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
         match &result {
-            Ok(()) => self.stats.exported.fetch_add(n, Ordering::Relaxed),
-            Err(_) => self.stats.dropped.fetch_add(n, Ordering::Relaxed),
-        };
+            Ok(()) => {
+                self.stats.exported.fetch_add(n, Ordering::Relaxed);
+                *backoff = (None, FIRST_BACKOFF);
+            }
+            Err(e) => {
+                self.stats.dropped.fetch_add(n, Ordering::Relaxed);
+                let wait = backoff.1;
+                if backoff.0.is_none() {
+                    tracing::warn!(
+                        "the OpenTelemetry collector did not take {n} record(s) ({e}); retrying in {wait:?}, dropped records are counted"
+                    );
+                }
+                *backoff = (
+                    Some(std::time::Instant::now() + wait),
+                    (wait * 2).min(MAX_BACKOFF),
+                );
+            }
+        }
         result
     }
 
@@ -126,6 +160,7 @@ pub fn start(
     let processor = BatchLogProcessor::builder(Counting {
         inner: log_exporter,
         stats: stats.clone(),
+        backoff: std::sync::Mutex::new((None, FIRST_BACKOFF)),
     })
     .with_batch_config(
         BatchConfigBuilder::default()

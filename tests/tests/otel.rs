@@ -278,13 +278,31 @@ fn agent_state_changes_and_metrics_reach_an_otlp_collector_that_may_go_down() {
         })
     });
 
-    // It comes back: export resumes.
+    // It comes back: export resumes once the exporter's back-off (1 s after the first failure,
+    // doubling) is over. New agents keep coming meanwhile; one of them reaches it.
     let r2 = Receiver::start(port);
-    run(&d, "r3", true);
-    wait("cli:r3 after the collector came back", || {
-        records(&r2)
-            .iter()
-            .any(|(id, st, _, _)| id == "cli:r3" && st == "success")
-    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut n = 0;
+    loop {
+        n += 1;
+        let name = format!("r3-{n}");
+        run(&d, &name, true);
+        let id = format!("cli:{name}");
+        let until = Instant::now() + Duration::from_secs(2);
+        let mut arrived = false;
+        while !arrived && Instant::now() < until {
+            arrived = records(&r2)
+                .iter()
+                .any(|(i, st, _, _)| *i == id && st == "success");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if arrived {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no record reached the collector after it came back"
+        );
+    }
     let _ = std::fs::remove_file(&cfg);
 }
