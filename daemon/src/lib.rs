@@ -230,6 +230,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             &config.host,
             store.clone(),
             published.changes.subscribe(),
+            otel::Ingest {
+                sources: sources.clone(),
+                errors: published.errors.clone(),
+                db_path: config.db_path(),
+            },
         ) {
             Ok(o) => Some(o),
             Err(e) => {

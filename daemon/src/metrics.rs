@@ -346,9 +346,9 @@ pub fn to_prometheus_text(openmetrics: &str) -> String {
 }
 
 /// This process's figures, read from `/proc/self` (Linux; elsewhere there are none).
-struct ProcessStats {
-    cpu_seconds: f64,
-    resident_bytes: f64,
+pub(crate) struct ProcessStats {
+    pub(crate) cpu_seconds: f64,
+    pub(crate) resident_bytes: f64,
     virtual_bytes: f64,
     open_fds: f64,
     max_fds: Option<f64>,
@@ -357,7 +357,7 @@ struct ProcessStats {
 
 impl ProcessStats {
     #[cfg(target_os = "linux")]
-    fn read() -> Option<ProcessStats> {
+    pub(crate) fn read() -> Option<ProcessStats> {
         let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
         // Fields after the command name, which is in parentheses and may hold spaces.
         let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
@@ -389,7 +389,7 @@ impl ProcessStats {
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn read() -> Option<ProcessStats> {
+    pub(crate) fn read() -> Option<ProcessStats> {
         None
     }
 }

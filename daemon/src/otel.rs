@@ -132,13 +132,21 @@ impl<E: LogExporter> LogExporter for Counting<E> {
     }
 }
 
+/// What the ingest and process metrics are read from.
+pub struct Ingest {
+    pub sources: Vec<Arc<crate::ingest::SourceStats>>,
+    pub errors: Arc<std::sync::RwLock<HashMap<String, crate::store::writer::SourceErrors>>>,
+    pub db_path: std::path::PathBuf,
+}
+
 /// Starts exporting to `cfg.endpoint`: log records for the changes on `changes`, metrics from
-/// `store`'s tallies.
+/// `store`'s tallies and from `ingest`.
 pub fn start(
     cfg: OtelConfig,
     host: &str,
     store: Store,
     changes: tokio::sync::broadcast::Receiver<Arc<Item>>,
+    ingest: Ingest,
 ) -> Result<Otel, String> {
     let base = cfg.endpoint.trim_end_matches('/').to_owned();
     let resource = Resource::builder()
@@ -190,6 +198,7 @@ pub fn start(
         .with_reader(reader)
         .build();
     register_instruments(&metrics, store, stats.clone());
+    register_ingest(&metrics, ingest);
 
     // The change bus → a bounded queue → the exporter thread.
     let (tx, rx) = std::sync::mpsc::sync_channel::<Arc<Item>>(QUEUE);
@@ -400,5 +409,78 @@ fn register_instruments(
         .u64_observable_counter("agentd.otel.dropped")
         .with_description("Log records the exporter dropped (queue full or collector down)")
         .with_callback(move |o| o.observe(stats.dropped.load(Ordering::Relaxed), &[]))
+        .build();
+}
+
+/// Per-source ingest counters, the database's size and the process's CPU and memory, as in
+/// `/metrics`.
+fn register_ingest(provider: &opentelemetry_sdk::metrics::SdkMeterProvider, ingest: Ingest) {
+    let meter = provider.meter("agentd");
+    let sources = Arc::new(ingest.sources);
+    for (name, unit, description, read) in [
+        (
+            "agentd.ingest.lines",
+            "{line}",
+            "Lines read, per source",
+            (|s: &crate::ingest::SourceStats| s.lines.load(Ordering::Relaxed))
+                as fn(&crate::ingest::SourceStats) -> u64,
+        ),
+        ("agentd.ingest.bytes", "By", "Data read, per source", |s| {
+            s.bytes.load(Ordering::Relaxed)
+        }),
+    ] {
+        let sources = sources.clone();
+        meter
+            .u64_observable_counter(name)
+            .with_description(description)
+            .with_unit(unit)
+            .with_callback(move |o| {
+                for s in sources.iter() {
+                    o.observe(read(s), &[KeyValue::new("source", s.name)]);
+                }
+            })
+            .build();
+    }
+    let errors = ingest.errors;
+    let names: Vec<&'static str> = sources.iter().map(|s| s.name).collect();
+    meter
+        .u64_observable_counter("agentd.ingest.errors")
+        .with_description("Lines, files or requests that could not be read, per source")
+        .with_callback(move |o| {
+            let errors = errors.read().unwrap_or_else(|p| p.into_inner());
+            for name in &names {
+                let n = errors.get(*name).map_or(0, |e| e.errors);
+                o.observe(n, &[KeyValue::new("source", *name)]);
+            }
+        })
+        .build();
+    let db = ingest.db_path;
+    meter
+        .u64_observable_gauge("agentd.database.size")
+        .with_description("Size of agentd.redb")
+        .with_unit("By")
+        .with_callback(move |o| {
+            o.observe(std::fs::metadata(&db).map_or(0, |m| m.len()), &[]);
+        })
+        .build();
+    meter
+        .f64_observable_gauge("process.memory.usage")
+        .with_description("Resident memory of agentd")
+        .with_unit("By")
+        .with_callback(|o| {
+            if let Some(p) = crate::metrics::ProcessStats::read() {
+                o.observe(p.resident_bytes, &[]);
+            }
+        })
+        .build();
+    meter
+        .f64_observable_counter("process.cpu.time")
+        .with_description("CPU time of agentd")
+        .with_unit("s")
+        .with_callback(|o| {
+            if let Some(p) = crate::metrics::ProcessStats::read() {
+                o.observe(p.cpu_seconds, &[]);
+            }
+        })
         .build();
 }

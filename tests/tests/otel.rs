@@ -252,15 +252,25 @@ fn agent_state_changes_and_metrics_reach_an_otlp_collector_that_may_go_down() {
         2,
         "one record per state change"
     );
-    // Metrics: the agents gauge, with its labels.
-    wait("the agents gauge", || {
-        r1.metrics().iter().any(|m| {
-            m.resource_metrics.iter().any(|rm| {
-                rm.scope_metrics
-                    .iter()
-                    .any(|sm| sm.metrics.iter().any(|m| m.name == "agentd.agents"))
-            })
-        })
+    // Metrics: the agent tallies and the ingest counters, as in /metrics.
+    let names = |r: &Receiver| -> Vec<String> {
+        r.metrics()
+            .iter()
+            .flat_map(|m| m.resource_metrics.iter())
+            .flat_map(|rm| rm.scope_metrics.iter())
+            .flat_map(|sm| sm.metrics.iter().map(|m| m.name.clone()))
+            .collect()
+    };
+    wait("the agents gauge and the ingest counters", || {
+        let n = names(&r1);
+        [
+            "agentd.agents",
+            "agentd.tokens",
+            "agentd.cost",
+            "agentd.ingest.lines",
+        ]
+        .iter()
+        .all(|want| n.iter().any(|m| m == want))
     });
 
     // The collector goes down: ingestion goes on, and what could not be sent is counted.
