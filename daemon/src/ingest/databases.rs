@@ -485,6 +485,7 @@ impl<D: Database> DbFollower<D> {
         let now = Millis::now();
         let mut batch = self.batch();
         let mut errors = 0u64;
+        let sessions = ids.len() as u64;
         for id in ids {
             if self.stop.load(Ordering::Relaxed) {
                 return Err(());
@@ -522,6 +523,8 @@ impl<D: Database> DbFollower<D> {
             }
         }
         batch.errors += errors;
+        // A database's "lines" are the sessions read from it.
+        self.stats.read(sessions, 0);
         let followed = self.databases.get_mut(db).expect("inserted above");
         if followed.mark != mark {
             followed.mark = mark.clone();
