@@ -21,6 +21,8 @@
 mod cloud;
 #[path = "bench/formats.rs"]
 mod formats;
+#[path = "bench/report.rs"]
+mod report;
 #[path = "bench/stores.rs"]
 mod stores;
 
@@ -93,7 +95,8 @@ fn usage(msg: &str) -> ! {
     }
     eprintln!(
         "usage: agentd-bench [--items N[,N…] | --no-items] [--requests R] [--dir DIR] [--cli-runs]\n\
-         \x20                   [--stores] [--formats] [--ccusage PATH] [--cloud]"
+         \x20                   [--stores] [--formats] [--ccusage PATH] [--cloud]\n\
+         \x20      agentd-bench report [--ccusage PATH] [--out FILE] [--large] [--quick]"
     );
     std::process::exit(2)
 }
@@ -325,6 +328,20 @@ impl Daemon {
         (field("VmRSS:"), field("VmHWM:"))
     }
 
+    /// User and system CPU time the daemon has used so far.
+    fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, r)| r.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks = |i: usize| -> f64 { fields.get(i).and_then(|v| v.parse().ok()).unwrap_or(0.0) };
+        // SAFETY: sysconf only reads a configuration value.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        (ticks(11) + ticks(12)) / hz
+    }
+
     /// Waits until the runs source has finished its scan and holds `items` items.
     fn wait_items(&self, items: usize) -> Duration {
         let started = Instant::now();
@@ -375,7 +392,9 @@ fn time_process(cmd: &mut Command) -> Duration {
     t.elapsed()
 }
 
-fn bench_prompt(dir: &Path, socket: &Path) {
+/// `agentctl prompt` against a hello-world binary: (prompt ms, hello ms, daemon-down ms),
+/// medians of 300 whole-process runs; `None` without rustc.
+fn bench_prompt(dir: &Path, socket: &Path) -> Option<(f64, f64, f64)> {
     let hello_src = dir.join("hello.rs");
     let hello = dir.join("hello");
     std::fs::write(&hello_src, "fn main() { println!(\"hello\"); }\n").unwrap();
@@ -386,7 +405,7 @@ fn bench_prompt(dir: &Path, socket: &Path) {
         .status();
     if !built.is_ok_and(|s| s.success()) {
         println!("  prompt: rustc not found, hello-world comparison skipped");
-        return;
+        return None;
     }
     let agentctl = sibling("agentctl");
     let (mut p, mut h, mut down) = (Vec::new(), Vec::new(), Vec::new());
@@ -411,6 +430,7 @@ fn bench_prompt(dir: &Path, socket: &Path) {
         "  agentctl prompt (whole process, median of 300): {pp:.2} ms  |  hello-world: {hp:.2} ms  |  ratio {:.2}x  |  daemon down: {dp:.2} ms",
         pp / hp
     );
+    Some((pp, hp, dp))
 }
 
 /// `agentctl run` against running the command directly, and how soon a run is visible.
@@ -552,6 +572,10 @@ fn bench_cli_runs(dir: &Path) {
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("report") {
+        report::main(std::env::args().skip(2).collect());
+        return;
+    }
     let args = parse_args();
     if args.cloud {
         cloud::bench(&args.dir.join("cloud"));
@@ -560,7 +584,7 @@ fn main() {
         stores::bench(&args.dir.join("stores"), args.ccusage.as_deref());
     }
     if args.formats {
-        formats::bench(&args.dir.join("formats"), args.ccusage.as_deref());
+        let _ = formats::bench(&args.dir.join("formats"), args.ccusage.as_deref());
     }
     if args.cli_runs {
         bench_cli_runs(&args.dir.join("cli-runs"));
@@ -617,7 +641,7 @@ fn main() {
                     rss as f64 / 1024.0,
                     hwm as f64 / 1024.0
                 );
-                bench_prompt(&dir, &d.socket);
+                let _ = bench_prompt(&dir, &d.socket);
             }
             d.stop();
         }

@@ -435,6 +435,24 @@ fn generate(dir: &Path, f: &Format) -> (PathBuf, u64) {
     (home, bytes)
 }
 
+/// Reads every file under `dir` once, so that agentd and ccusage both start from the page cache
+/// (a corpus generated on an earlier run may have been evicted by a larger one since).
+pub(super) fn warm(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_dir() => warm(&p),
+            Ok(t) if t.is_file() => {
+                let _ = std::fs::read(&p);
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Waits until every source has scanned and `items` items exist; the time it took.
 fn backfill(socket: &Path, items: usize, started: Instant) -> Duration {
     loop {
@@ -508,8 +526,11 @@ fn their_cost(bin: &Path, home: &Path, agent: &str) -> Option<(f64, f64)> {
     Some((total, twice))
 }
 
-pub fn bench(dir: &Path, ccusage: Option<&Path>) {
+/// Runs the per-format and mixed backfills; returns the table's rows (format, MB, backfill s,
+/// MB/s, agentd $, ccusage $, difference, note) and the mixed corpus's line.
+pub fn bench(dir: &Path, ccusage: Option<&Path>) -> (Vec<Vec<String>>, String) {
     println!("== every format ({SESSIONS} finished sessions each)");
+    let mut rows = Vec::new();
     println!(
         "  {:<12} {:>8} {:>9} {:>8} {:>12} {:>12} {:>9}  note",
         "format", "MB", "backfill", "MB/s", "agentd $", "ccusage $", "diff"
@@ -518,6 +539,7 @@ pub fn bench(dir: &Path, ccusage: Option<&Path>) {
     let mut total_bytes = 0;
     for f in FORMATS {
         let (home, bytes) = generate(&dir.join("homes"), f);
+        warm(&home);
         total_bytes += bytes;
         let run = dir.join("run").join(f.harness);
         let _ = std::fs::remove_dir_all(&run);
@@ -564,6 +586,16 @@ pub fn bench(dir: &Path, ccusage: Option<&Path>) {
             theirs_text,
             diff
         );
+        rows.push(vec![
+            f.harness.to_owned(),
+            format!("{:.1}", bytes as f64 / 1e6),
+            format!("{:.2}", took.as_secs_f64()),
+            format!("{:.0}", bytes as f64 / 1e6 / took.as_secs_f64()),
+            ours_text,
+            theirs_text,
+            diff,
+            note,
+        ]);
         homes.push((f, home));
     }
     // All nine at once: each store's roots from a config file.
@@ -591,8 +623,8 @@ pub fn bench(dir: &Path, ccusage: Option<&Path>) {
     let took = backfill(&d.socket, SESSIONS * FORMATS.len(), started);
     let (_, hwm) = d.rss_kib();
     d.stop();
-    println!(
-        "  mixed: all {} formats, {} sessions, {:.0} MB: backfill {:.2}s, {:.0} MB/s, peak RSS {:.1} MB",
+    let mixed = format!(
+        "all {} formats, {} sessions, {:.0} MB: backfill {:.2}s, {:.0} MB/s, peak RSS {:.1} MB",
         FORMATS.len(),
         SESSIONS * FORMATS.len(),
         total_bytes as f64 / 1e6,
@@ -600,4 +632,6 @@ pub fn bench(dir: &Path, ccusage: Option<&Path>) {
         total_bytes as f64 / 1e6 / took.as_secs_f64(),
         hwm as f64 / 1024.0
     );
+    println!("  mixed: {mixed}");
+    (rows, mixed)
 }

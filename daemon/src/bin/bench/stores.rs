@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const SESSIONS: usize = 2000;
+pub(super) const SESSIONS: usize = 2000;
 const CLAUDE_SHARE: usize = 70; // percent
 
 /// Filler for tool results and reasoning, so files have realistic sizes.
@@ -248,12 +248,13 @@ pub(super) fn codex_session(rng: &mut Lcg, id: &str, t0: i64, turns: usize) -> S
 
 /// Writes the corpus under `home` (once; reused while its marker matches). Returns its bytes
 /// and one Claude transcript to append to.
-fn generate(home: &Path) -> (u64, std::path::PathBuf) {
+pub(super) fn generate(home: &Path, sessions: usize) -> (u64, std::path::PathBuf) {
     let marker = home.join(".generated");
     let probe = home.join(".claude/projects/-home-dev-src-app/live.jsonl");
     if let Ok(text) = std::fs::read_to_string(&marker)
         && let Some((day, bytes)) = text.trim().split_once(' ')
         && day == &rfc3339(now_ms())[..10]
+        && home.join(format!(".sessions-{sessions}")).exists()
     {
         return (bytes.parse().unwrap_or(0), probe);
     }
@@ -267,11 +268,11 @@ fn generate(home: &Path) -> (u64, std::path::PathBuf) {
     let window_start = (now - 6 * 3_600_000).max(day_start + 60_000);
     let window = (now - 15 * 60_000 - window_start).max(60_000);
     let mut bytes = 0u64;
-    for i in 0..SESSIONS {
+    for i in 0..sessions {
         let t0 = window_start + (rng.next() as i64 % window).max(0);
         let turns = 2 + (rng.next() % 5) as usize;
         let id = uuid(&mut rng);
-        let (path, text) = if i * 100 < SESSIONS * CLAUDE_SHARE {
+        let (path, text) = if i * 100 < sessions * CLAUDE_SHARE {
             let proj = format!("-home-dev-src-app{}", i % 40);
             (
                 home.join(".claude/projects")
@@ -294,8 +295,9 @@ fn generate(home: &Path) -> (u64, std::path::PathBuf) {
     std::fs::create_dir_all(probe.parent().unwrap()).unwrap();
     std::fs::write(&probe, "").unwrap();
     std::fs::write(&marker, format!("{} {bytes}", &rfc3339(now)[..10])).unwrap();
+    std::fs::write(home.join(format!(".sessions-{sessions}")), "").unwrap();
     println!(
-        "  generated {SESSIONS} conversations ({:.0} MB) in {:.1}s",
+        "  generated {sessions} conversations ({:.0} MB) in {:.1}s",
         bytes as f64 / 1e6,
         started.elapsed().as_secs_f64()
     );
@@ -303,11 +305,27 @@ fn generate(home: &Path) -> (u64, std::path::PathBuf) {
 }
 
 /// Runs ccusage's daily report for one source; returns (today's cost, wall time, peak RSS KiB).
-fn ccusage_today(bin: &Path, home: &Path, args: &[&str]) -> Option<(f64, Duration, u64)> {
+pub(super) fn ccusage_today(
+    bin: &Path,
+    home: &Path,
+    args: &[&str],
+) -> Option<(f64, Duration, u64)> {
+    ccusage_run(bin, home, args).map(|r| (r.cost, r.wall, r.rss_kib))
+}
+
+/// One ccusage run: today's cost, wall and CPU time, peak RSS.
+pub(super) struct CcusageRun {
+    pub cost: f64,
+    pub wall: Duration,
+    pub cpu_seconds: f64,
+    pub rss_kib: u64,
+}
+
+pub(super) fn ccusage_run(bin: &Path, home: &Path, args: &[&str]) -> Option<CcusageRun> {
     let started = Instant::now();
     let out = Command::new("/usr/bin/time")
         .arg("-f")
-        .arg("MAXRSS %M")
+        .arg("MAXRSS %M CPU %U %S")
         .arg(bin)
         .args(args)
         .env("HOME", home)
@@ -319,13 +337,15 @@ fn ccusage_today(bin: &Path, home: &Path, args: &[&str]) -> Option<(f64, Duratio
         .output()
         .ok()?;
     let took = started.elapsed();
-    let rss = String::from_utf8_lossy(&out.stderr)
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
         .lines()
-        .find_map(|l| {
-            l.strip_prefix("MAXRSS ")
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .unwrap_or(0);
+        .find(|l| l.starts_with("MAXRSS "))
+        .unwrap_or("");
+    let w: Vec<&str> = line.split_whitespace().collect();
+    let rss = w.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let cpu = w.get(3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + w.get(4).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     let v: Value = serde_json::from_slice(&out.stdout).ok()?;
     let today = &rfc3339(now_ms())[..10];
     let cost = v["daily"]
@@ -334,10 +354,15 @@ fn ccusage_today(bin: &Path, home: &Path, args: &[&str]) -> Option<(f64, Duratio
         .filter(|d| d["date"].as_str().is_some_and(|s| s.starts_with(today)))
         .filter_map(|d| d["totalCost"].as_f64().or_else(|| d["costUSD"].as_f64()))
         .sum();
-    Some((cost, took, rss))
+    Some(CcusageRun {
+        cost,
+        wall: took,
+        cpu_seconds: cpu,
+        rss_kib: rss,
+    })
 }
 
-fn today_cost(socket: &Path) -> f64 {
+pub(super) fn today_cost(socket: &Path) -> f64 {
     let (_, body) = request(socket, "/v1/summary?tab=all").unwrap_or_default();
     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     v["today"]["cost_usd"].as_f64().unwrap_or(0.0)
@@ -346,7 +371,7 @@ fn today_cost(socket: &Path) -> f64 {
 pub fn bench(dir: &Path, ccusage: Option<&Path>) {
     println!("== conversation stores");
     let home = dir.join("home");
-    let (bytes, probe) = generate(&home);
+    let (bytes, probe) = generate(&home, SESSIONS);
     let _ = std::fs::remove_dir_all(dir.join("state"));
     let (d, _) = start_with_home(dir, &home);
     let started = Instant::now();
@@ -409,8 +434,15 @@ pub fn bench(dir: &Path, ccusage: Option<&Path>) {
             ),
         }
     }
+    let (p50, p99) = append_latency(&d.socket, &probe);
+    println!("  line appended → /v1/events update (200 lines): p50 {p50:.2} ms, p99 {p99:.2} ms");
+    d.stop();
+}
+
+/// A line appended to a transcript → its item's update on `/v1/events`: (p50, p99) ms over 200.
+pub(super) fn append_latency(socket: &Path, probe: &Path) -> (f64, f64) {
     // Line appended → the item's update on /v1/events.
-    let mut s = UnixStream::connect(&d.socket).expect("connect");
+    let mut s = UnixStream::connect(socket).expect("connect");
     s.write_all(b"GET /v1/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .expect("subscribe");
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
@@ -425,7 +457,7 @@ pub fn bench(dir: &Path, ccusage: Option<&Path>) {
         let t = Instant::now();
         let mut f = std::fs::OpenOptions::new()
             .append(true)
-            .open(&probe)
+            .open(probe)
             .expect("probe");
         writeln!(f, "{line}").expect("append");
         drop(f);
@@ -441,7 +473,5 @@ pub fn bench(dir: &Path, ccusage: Option<&Path>) {
         samples.push(t.elapsed());
         std::thread::sleep(Duration::from_millis(20));
     }
-    let (p50, p99) = percentiles(samples);
-    println!("  line appended → /v1/events update (200 lines): p50 {p50:.2} ms, p99 {p99:.2} ms");
-    d.stop();
+    percentiles(samples)
 }

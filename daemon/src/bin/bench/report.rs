@@ -1,0 +1,409 @@
+//! `agentd-bench report [--ccusage PATH] [--out FILE] [--large] [--quick]`: the whole benchmark
+//! in one run, written as a Markdown report (and an SVG chart beside it).
+//!
+//! - backfill of seeded conversation corpora (Claude Code 70 %, Codex 30 %, all today) of
+//!   2,000 and 10,000 conversations (and 50,000 with `--large`): agentd from start to every
+//!   item queryable, against `ccusage claude daily` + `ccusage codex daily` on the same files,
+//!   wall time, CPU time and peak RSS side by side, their ratios, agentd's RSS once settled,
+//!   and today's cost from both;
+//! - "cost today" again: agentd's `/v1/summary` against a ccusage rerun;
+//! - a line appended → its item's update on `/v1/events`;
+//! - agentd's CPU while idle for 60 s (10 s with `--quick`);
+//! - 100,000 run logs (and 1,000,000 with `--large`): backfill, database size per item, list and
+//!   summary latency, restart, cold start, `agentctl prompt` against a hello-world binary;
+//! - every store format on its own and all nine at once, costs against ccusage.
+//!
+//! The corpora are kept under `--dir` (default `$TMPDIR/agentd-bench`) and reused the same day.
+
+use super::stores::{self, ccusage_run};
+use super::{generate, health, measure, start, start_with_home};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+struct Options {
+    ccusage: Option<PathBuf>,
+    out: PathBuf,
+    dir: PathBuf,
+    large: bool,
+    quick: bool,
+}
+
+fn options(args: Vec<String>) -> Options {
+    let mut o = Options {
+        ccusage: None,
+        out: PathBuf::from("bench/REPORT.md"),
+        dir: std::env::temp_dir().join("agentd-bench"),
+        large: false,
+        quick: false,
+    };
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--ccusage" => o.ccusage = it.next().map(PathBuf::from),
+            "--out" => o.out = it.next().map(PathBuf::from).unwrap_or(o.out),
+            "--dir" => o.dir = it.next().map(PathBuf::from).unwrap_or(o.dir),
+            "--large" => o.large = true,
+            "--quick" => o.quick = true,
+            other => {
+                eprintln!(
+                    "agentd-bench report: unknown argument {other}\n\
+                     usage: agentd-bench report [--ccusage PATH] [--out FILE] [--dir DIR] [--large] [--quick]"
+                );
+                std::process::exit(2);
+            }
+        }
+    }
+    o
+}
+
+/// One corpus size: agentd's and ccusage's figures.
+struct Scale {
+    sessions: usize,
+    mb: f64,
+    wall: f64,
+    cpu: f64,
+    peak_mb: f64,
+    settled_mb: f64,
+    cost: f64,
+    ccusage: Option<(f64, f64, f64, f64)>, // wall, cpu, peak MB (larger of the two runs), cost
+}
+
+fn backfill_scale(dir: &Path, sessions: usize, ccusage: Option<&Path>) -> Scale {
+    let dir = dir.join(format!("scale-{sessions}"));
+    let home = dir.join("home");
+    let (bytes, _) = stores::generate(&home, sessions);
+    super::formats::warm(&home);
+    let _ = std::fs::remove_dir_all(dir.join("state"));
+    let (d, _) = start_with_home(&dir, &home);
+    let started = Instant::now();
+    loop {
+        if let Some(h) = health(&d.socket)
+            && h["items"].as_u64() >= Some(sessions as u64)
+            && h["sources"]
+                .as_array()
+                .is_some_and(|s| s.iter().all(|s| s["scan_done"] == true))
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3600),
+            "backfill did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = d.cpu_seconds();
+    let (_, hwm) = d.rss_kib();
+    std::thread::sleep(Duration::from_secs(2));
+    let (settled, _) = d.rss_kib();
+    let cost = stores::today_cost(&d.socket);
+    d.stop();
+    let theirs = ccusage.and_then(|bin| {
+        let args = |agent| [agent, "daily", "--json", "--offline", "-z", "UTC"];
+        let a = ccusage_run(bin, &home, &args("claude"))?;
+        let b = ccusage_run(bin, &home, &args("codex"))?;
+        Some((
+            (a.wall + b.wall).as_secs_f64(),
+            a.cpu_seconds + b.cpu_seconds,
+            a.rss_kib.max(b.rss_kib) as f64 / 1024.0,
+            a.cost + b.cost,
+        ))
+    });
+    let s = Scale {
+        sessions,
+        mb: bytes as f64 / 1e6,
+        wall,
+        cpu,
+        peak_mb: hwm as f64 / 1024.0,
+        settled_mb: settled as f64 / 1024.0,
+        cost,
+        ccusage: theirs,
+    };
+    println!(
+        "  {sessions} conversations: agentd {:.2}s (cpu {:.2}s, peak {:.0} MB){}",
+        s.wall,
+        s.cpu,
+        s.peak_mb,
+        s.ccusage.map_or(String::new(), |(w, c, r, _)| format!(
+            "; ccusage {w:.2}s (cpu {c:.2}s, peak {r:.0} MB)"
+        ))
+    );
+    s
+}
+
+/// The scaling chart: backfill wall time against conversations, agentd and ccusage.
+fn svg(scales: &[Scale]) -> String {
+    let (w, h, pad) = (560.0, 300.0, 50.0);
+    let max_x = scales.iter().map(|s| s.sessions).max().unwrap_or(1) as f64;
+    let max_y = scales
+        .iter()
+        .flat_map(|s| [Some(s.wall), s.ccusage.map(|c| c.0)])
+        .flatten()
+        .fold(0.1f64, f64::max)
+        * 1.1;
+    let x = |v: f64| pad + v / max_x * (w - 2.0 * pad);
+    let y = |v: f64| h - pad - v / max_y * (h - 2.0 * pad);
+    let line = |pts: Vec<(f64, f64)>, color: &str| {
+        let p: Vec<String> = pts
+            .iter()
+            .map(|(a, b)| format!("{:.1},{:.1}", x(*a), y(*b)))
+            .collect();
+        let dots: String = pts
+            .iter()
+            .map(|(a, b)| {
+                format!(
+                    "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{color}\"/>",
+                    x(*a),
+                    y(*b)
+                )
+            })
+            .collect();
+        format!(
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>{dots}",
+            p.join(" ")
+        )
+    };
+    let ours: Vec<(f64, f64)> = scales.iter().map(|s| (s.sessions as f64, s.wall)).collect();
+    let theirs: Vec<(f64, f64)> = scales
+        .iter()
+        .filter_map(|s| s.ccusage.map(|c| (s.sessions as f64, c.0)))
+        .collect();
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\
+         <line x1=\"{pad}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#444\"/>\
+         <line x1=\"{pad}\" y1=\"{pad}\" x2=\"{pad}\" y2=\"{}\" stroke=\"#444\"/>\
+         <text x=\"{}\" y=\"{}\" text-anchor=\"middle\">conversations</text>\
+         <text x=\"14\" y=\"{}\" transform=\"rotate(-90 14 {})\" text-anchor=\"middle\">backfill, seconds</text>",
+        h - pad,
+        w - pad,
+        h - pad,
+        h - pad,
+        w / 2.0,
+        h - 12.0,
+        h / 2.0,
+        h / 2.0
+    );
+    for s in scales {
+        let _ = write!(
+            out,
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+            x(s.sessions as f64),
+            h - pad + 16.0,
+            s.sessions
+        );
+    }
+    for k in 0..=4 {
+        let v = max_y * k as f64 / 4.0;
+        let _ = write!(
+            out,
+            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.1}</text>",
+            pad - 6.0,
+            y(v) + 4.0
+        );
+    }
+    out.push_str(&line(ours, "#1f77b4"));
+    if !theirs.is_empty() {
+        out.push_str(&line(theirs, "#d62728"));
+    }
+    let _ = writeln!(
+        out,
+        "<text x=\"{}\" y=\"{}\" fill=\"#1f77b4\">agentd</text><text x=\"{}\" y=\"{}\" fill=\"#d62728\">ccusage</text></svg>",
+        pad + 10.0,
+        pad,
+        pad + 70.0,
+        pad
+    );
+    out
+}
+
+/// Runs everything and writes the report.
+pub fn main(args: Vec<String>) {
+    let o = options(args);
+    let started = Instant::now();
+    let mut md = String::new();
+    let ccusage_version = o.ccusage.as_ref().and_then(|b| {
+        std::process::Command::new(b)
+            .arg("--version")
+            .output()
+            .ok()
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    });
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let _ = writeln!(md, "# agentd benchmark report\n");
+    let _ = writeln!(
+        md,
+        "Generated by `agentd-bench report{}{}` on {} ({cores} cores), agentd {}{}. Every ratio is paired within this one run; \
+         the machine may have been busy, so compare runs, not single figures.\n",
+        if o.large { " --large" } else { "" },
+        if o.ccusage.is_some() {
+            " --ccusage …"
+        } else {
+            ""
+        },
+        &super::rfc3339(super::now_ms())[..10],
+        env!("CARGO_PKG_VERSION"),
+        ccusage_version
+            .as_ref()
+            .map_or(String::new(), |v| format!(", {v}"))
+    );
+
+    println!("== backfill against ccusage");
+    let mut sizes = vec![2_000, 10_000];
+    if o.large {
+        sizes.push(50_000);
+    }
+    let scales: Vec<Scale> = sizes
+        .iter()
+        .map(|n| backfill_scale(&o.dir, *n, o.ccusage.as_deref()))
+        .collect();
+    let _ = writeln!(
+        md,
+        "## Backfill: conversation stores (Claude Code 70 % / Codex 30 %)\n"
+    );
+    let _ = writeln!(
+        md,
+        "| conversations | MB | agentd wall | ccusage wall | wall ratio | agentd CPU | ccusage CPU | CPU ratio | agentd peak RSS | ccusage peak RSS | agentd RSS settled | cost today agentd / ccusage |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for s in &scales {
+        let c = s.ccusage;
+        let f =
+            |v: Option<f64>, unit: &str| v.map_or("–".to_owned(), |v| format!("{v:.2}{unit}"));
+        let _ = writeln!(
+            md,
+            "| {} | {:.0} | {:.2} s | {} | {} | {:.2} s | {} | {} | {:.0} MB | {} | {:.0} MB | ${:.2} / {} |",
+            s.sessions,
+            s.mb,
+            s.wall,
+            f(c.map(|c| c.0), " s"),
+            f(c.map(|c| s.wall / c.0), ""),
+            s.cpu,
+            f(c.map(|c| c.1), " s"),
+            f(c.map(|c| s.cpu / c.1), ""),
+            s.peak_mb,
+            c.map_or("–".to_owned(), |c| format!("{:.0} MB", c.2)),
+            s.settled_mb,
+            s.cost,
+            c.map_or("–".to_owned(), |c| format!("${:.2}", c.3)),
+        );
+    }
+    let chart = o.out.with_extension("svg");
+    if let Some(parent) = chart.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    std::fs::write(&chart, svg(&scales)).expect("write the chart");
+    let _ = writeln!(
+        md,
+        "\n![backfill time against conversations, agentd and ccusage]({})\n",
+        chart.file_name().unwrap().to_string_lossy()
+    );
+
+    println!("== cost today, append → event, idle CPU");
+    let small = o.dir.join("scale-2000");
+    let home = small.join("home");
+    let (_, probe) = stores::generate(&home, 2_000);
+    let _ = std::fs::remove_dir_all(small.join("state"));
+    let (d, _) = start_with_home(&small, &home);
+    while health(&d.socket).is_none_or(|h| h["items"].as_u64() < Some(2_000)) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (sum50, sum99) = measure(&d.socket, "/v1/summary?tab=all", 2000);
+    let rerun = o.ccusage.as_ref().and_then(|bin| {
+        ccusage_run(
+            bin,
+            &home,
+            &["claude", "daily", "--json", "--offline", "-z", "UTC"],
+        )
+        .map(|r| r.wall)
+    });
+    let (ev50, ev99) = stores::append_latency(&d.socket, &probe);
+    let idle_for = Duration::from_secs(if o.quick { 10 } else { 60 });
+    let before = d.cpu_seconds();
+    std::thread::sleep(idle_for);
+    let idle = (d.cpu_seconds() - before) / idle_for.as_secs_f64() * 100.0;
+    d.stop();
+    let _ = writeln!(md, "## Everyday figures (2,000 conversations)\n");
+    let _ = writeln!(md, "| figure | value |\n|---|---|");
+    let _ = writeln!(
+        md,
+        "| cost today: `GET /v1/summary` p50 / p99 | {sum50:.3} / {sum99:.3} ms{} |",
+        rerun.map_or(String::new(), |r| format!(
+            " (a `ccusage claude daily` rerun: {:.0} ms, {:.0}× slower)",
+            r.as_secs_f64() * 1e3,
+            r.as_secs_f64() * 1e3 / sum50
+        ))
+    );
+    let _ = writeln!(
+        md,
+        "| a line appended → its `/v1/events` update, p50 / p99 (200 lines) | {ev50:.2} / {ev99:.2} ms |"
+    );
+    let _ = writeln!(
+        md,
+        "| CPU while idle over {} s | {idle:.2} % of a core |",
+        idle_for.as_secs()
+    );
+
+    println!("== run logs");
+    let _ = writeln!(md, "\n## Run logs and queries\n");
+    let _ = writeln!(
+        md,
+        "| items | backfill | files/s | database per item | list p50 / p99 | summary p50 / p99 | restart scan | cold start | `agentctl prompt` / hello world |\n|---|---|---|---|---|---|---|---|---|"
+    );
+    let mut counts = vec![100_000];
+    if o.large {
+        counts.push(1_000_000);
+    }
+    for n in counts {
+        let dir = o.dir.join(n.to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        let runs = dir.join("state").join("runs");
+        let db = dir.join("state").join("agentd.redb");
+        let _ = std::fs::remove_file(&db);
+        generate(&runs, n).expect("generate run logs");
+        let (d, _) = start(&dir);
+        let took = d.wait_items(n);
+        let size = std::fs::metadata(&db).map_or(0, |m| m.len());
+        let (l50, l99) = measure(&d.socket, "/v1/agents?tab=all&status=failed&limit=50", 2000);
+        let (s50, s99) = measure(&d.socket, "/v1/summary", 2000);
+        d.stop();
+        let (d, ready) = start(&dir);
+        let scan = d.wait_items(n);
+        let prompt = super::bench_prompt(&dir, &d.socket);
+        d.stop();
+        let _ = writeln!(
+            md,
+            "| {n} | {:.1} s | {:.0} | {:.2} KB | {l50:.3} / {l99:.3} ms | {s50:.3} / {s99:.3} ms | {:.2} s | {:.1} ms | {} |",
+            took.as_secs_f64(),
+            n as f64 / took.as_secs_f64(),
+            size as f64 / n as f64 / 1024.0,
+            scan.as_secs_f64(),
+            ready.as_secs_f64() * 1e3,
+            prompt.map_or("–".into(), |(p, h, _)| format!(
+                "{p:.2} / {h:.2} ms ({:.2}×)",
+                p / h
+            ))
+        );
+    }
+
+    let (rows, mixed) = super::formats::bench(&o.dir.join("formats"), o.ccusage.as_deref());
+    let _ = writeln!(md, "\n## Every store format (300 sessions each)\n");
+    let _ = writeln!(
+        md,
+        "| format | MB | backfill s | MB/s | agentd $ | ccusage $ | difference | note |\n|---|---|---|---|---|---|---|---|"
+    );
+    for r in rows {
+        let _ = writeln!(md, "| {} |", r.join(" | "));
+    }
+    let _ = writeln!(md, "\nAll nine at once: {mixed}.\n");
+    let _ = writeln!(
+        md,
+        "_Total run time {:.0} s._",
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(parent) = o.out.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    std::fs::write(&o.out, md).expect("write the report");
+    println!("wrote {} and {}", o.out.display(), chart.display());
+}
