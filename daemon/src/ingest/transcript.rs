@@ -274,7 +274,18 @@ impl Transcript {
             Transcript::Copilot => copilot_line(&v, &mut out),
             Transcript::Kimi => kimi_line(&v, &mut out),
             Transcript::Gemini(messages) => {
-                if let Some(target) = v.get("$rewindTo").and_then(Value::as_str) {
+                if let Some(list) = v.pointer("/$set/messages").and_then(Value::as_array) {
+                    // A checkpoint: the message list is replaced whole (as the fold does).
+                    *messages = list
+                        .iter()
+                        .filter_map(|m| {
+                            let id = m.get("id").and_then(Value::as_str)?;
+                            let mut text = String::new();
+                            gemini_message(m, &mut text);
+                            Some((id.to_owned(), text))
+                        })
+                        .collect();
+                } else if let Some(target) = v.get("$rewindTo").and_then(Value::as_str) {
                     if let Some(i) = messages.iter().position(|(id, _)| id == target) {
                         messages.truncate(i);
                     }
@@ -452,6 +463,20 @@ mod tests {
                 r#"{"$rewindTo":"u2"}"#,
             ],
             "[you] why slow?\n[gemini] Cold cache.\n  → read_file\n",
+        );
+        // Regression: a `$set` checkpoint replaces the message list (the transcript kept the
+        // messages the checkpoint had dropped).
+        check(
+            "gemini",
+            "c.jsonl",
+            &[
+                r#"{"sessionId":"s","startTime":"t"}"#,
+                r#"{"id":"u1","type":"user","content":[{"text":"old question"}]}"#,
+                r#"{"id":"g1","type":"gemini","content":"old answer"}"#,
+                r#"{"$set":{"messages":[{"id":"u9","type":"user","content":[{"text":"compressed"}]}]}}"#,
+                r#"{"id":"g9","type":"gemini","content":"after the checkpoint"}"#,
+            ],
+            "[you] compressed\n[gemini] after the checkpoint\n",
         );
     }
 }
