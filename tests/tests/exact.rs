@@ -499,3 +499,88 @@ fn restarts_and_appends_give_exactly_what_a_fresh_ingest_of_the_final_files_give
     scanned(&d);
     assert_eq!(health_errors(&d).0, 0, "{:?}", health_errors(&d));
 }
+
+/// Every item of a daemon, without what moves with the clock.
+fn items_of(d: &Daemon) -> Vec<Value> {
+    let page = d.get("/v1/agents?tab=all&limit=1000");
+    let mut items = page["items"].as_array().unwrap().clone();
+    items.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    items
+}
+
+#[test]
+fn quiet_conversations_let_go_of_their_folds_and_count_the_same_when_they_change_again() {
+    // More conversations than agentd keeps folds of (512), each with a sub-agent file: after a
+    // couple of quiet seconds most folds are let go of, and are loaded back from their cursors
+    // when their files change.
+    let mut d = Daemon::start("exact-resident");
+    let project = d.home.join(".claude/projects/-src-app");
+    let n = 700;
+    let session = |i: usize| format!("{:08x}-0000-4000-8000-00000000abcd", 0x2000_0000 + i);
+    for i in 0..n {
+        let s = session(i);
+        append(
+            &project.join(format!("{s}.jsonl")),
+            &claude_line(&s, &format!("m{i}"), 1, "ok"),
+        );
+        append(
+            &project.join(&s).join("subagents").join("agent-a1.jsonl"),
+            &sub_agent_line(&s, &format!("s{i}"), 10),
+        );
+    }
+    d.wait_for("/v1/agents?tab=all&limit=1000", "every conversation", |p| {
+        p["items"].as_array().unwrap().len() == n
+            && p["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|v| v["usage"]["input_tokens"] == 110)
+    });
+    // Quiet for a few ticks: folds are let go of.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(
+        d.log_text().contains("claude-code: let go of"),
+        "no fold was let go of"
+    );
+    // Old conversations change again: their main files and their sub-agents' files.
+    for i in (0..n).step_by(7) {
+        let s = session(i);
+        append(
+            &project.join(format!("{s}.jsonl")),
+            &claude_line(&s, &format!("m{i}b"), 2, "more"),
+        );
+        append(
+            &project.join(&s).join("subagents").join("agent-a1.jsonl"),
+            &sub_agent_line(&s, &format!("s{i}b"), 20),
+        );
+    }
+    let changed = (0..n).step_by(7).count();
+    d.wait_for(
+        "/v1/agents?tab=all&limit=1000",
+        "the changed conversations",
+        |p| {
+            p["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|v| v["usage"]["input_tokens"] == 230)
+                .count()
+                == changed
+        },
+    );
+    let live = items_of(&d);
+    assert_eq!(health_errors(&d).0, 0);
+    // A fresh ingest of the same files agrees, item for item.
+    assert_eq!(d.stop().code(), Some(0));
+    let mut fresh = Daemon::prepare("exact-resident-fresh", Options::default());
+    fresh.home = d.home.clone();
+    fresh.spawn();
+    scanned(&fresh);
+    let mut a = live;
+    let mut b = items_of(&fresh);
+    for v in a.iter_mut().chain(b.iter_mut()) {
+        v["duration_ms"] = Value::Null;
+    }
+    assert_eq!(a.len(), n);
+    assert_eq!(a, b);
+}

@@ -86,11 +86,28 @@ struct FileState<F> {
 
 /// One file as the ingestor holds it.
 struct FileEntry<F> {
-    state: FileState<F>,
+    /// Where reading stands and the fold; `None` when it was let go of (a quiet file of a
+    /// finished conversation): it is then loaded from its committed cursor when needed.
+    state: Option<FileState<F>>,
     session: Option<(String, bool)>,
     /// The file is gone (the agent's cleanup); its conversation stays, marked as such.
     deleted: bool,
+    /// When it was last read (in ticks of [`StoreSource::clock`]).
+    read_at: u64,
 }
+
+/// A conversation's main file while it is rendered: its path, entry, conversation and fold.
+type MainFile<'a, Fold> = (
+    &'a PathBuf,
+    &'a FileEntry<Fold>,
+    Conversation,
+    std::borrow::Cow<'a, Fold>,
+);
+
+/// Files whose fold is kept in memory beyond those of active conversations and those read in
+/// the last second: the rest are loaded from their committed cursors when they change, so
+/// memory does not grow with the user's whole history.
+const RESIDENT_FOLDS: usize = 512;
 
 /// The status last stored for a conversation, to notice when the clock changes it.
 type Emitted = (Status, Option<String>);
@@ -124,6 +141,8 @@ pub fn spawn<F: Format>(
         files: HashMap::new(),
         sessions: HashMap::new(),
         emitted: HashMap::new(),
+        clock: 0,
+        resident: 0,
         hooks: HashMap::new(),
         polled: HashSet::new(),
         seen: HashSet::new(),
@@ -163,6 +182,10 @@ struct StoreSource<F: Format> {
     sessions: HashMap<String, BTreeSet<PathBuf>>,
     /// Conversations stored as working or blocked, with what was stored.
     emitted: HashMap<String, Emitted>,
+    /// Counts ticks, to tell files read since the last tick from quiet ones.
+    clock: u64,
+    /// Files whose fold is in memory.
+    resident: usize,
     /// The latest hook signal per conversation (see [`HookSignal`]).
     hooks: HashMap<String, HookSignal>,
     /// Store dirs that could not be watched: scanned every tick instead.
@@ -270,6 +293,7 @@ impl<F: Format> StoreSource<F> {
                 // Writes were dropped: the committed cursors are the truth; read again.
                 self.seen_resync = resync;
                 self.files.clear();
+                self.resident = 0;
                 self.sessions.clear();
                 self.rendered.clear();
                 self.unrendered.clear();
@@ -322,6 +346,8 @@ impl<F: Format> StoreSource<F> {
     }
 
     fn on_tick(&mut self) -> Result<(), ()> {
+        self.let_go_of_quiet_folds()?;
+        self.clock += 1;
         if self.watcher.is_none() {
             self.scan_all()?; // no notifications: poll
         } else {
@@ -443,7 +469,7 @@ impl<F: Format> StoreSource<F> {
             // here, in order, on this one.
             let jobs = chunk
                 .iter()
-                .map(|p| (p.clone(), self.files.get(p).map(|e| e.state.clone())))
+                .map(|p| (p.clone(), self.files.get(p).and_then(|e| e.state.clone())))
                 .collect();
             for read in read_many::<F>(jobs, &self.store, &self.prices, reader_threads()) {
                 let same_group = group.as_ref().is_some_and(|g| read.path.starts_with(g));
@@ -522,7 +548,7 @@ impl<F: Format> StoreSource<F> {
     /// anything changed, or when it is seen for the first time since start and is (or was
     /// stored as) active: time may have moved it on while agentd was down.
     fn read_file(&mut self, path: &Path, batch: &mut IngestBatch, touched: &mut BTreeSet<String>) {
-        let prior = self.files.get(path).map(|e| e.state.clone());
+        let prior = self.files.get(path).and_then(|e| e.state.clone());
         let read = read_path::<F>(path, prior, &self.store, &self.prices);
         self.take(read, batch, touched);
     }
@@ -622,14 +648,74 @@ impl<F: Format> StoreSource<F> {
                 touched.insert(id.clone());
             }
         }
-        self.files.insert(
+        let was = self.files.insert(
             path.to_owned(),
             FileEntry {
-                state,
+                state: Some(state),
                 session,
                 deleted: false,
+                read_at: self.clock,
             },
         );
+        if was.is_none_or(|e| e.state.is_none()) {
+            self.resident += 1;
+        }
+    }
+
+    /// A file's fold: in memory, or loaded from its committed cursor.
+    fn fold_of<'a>(
+        &self,
+        path: &Path,
+        entry: &'a FileEntry<F::Fold>,
+    ) -> Option<std::borrow::Cow<'a, F::Fold>> {
+        match &entry.state {
+            Some(s) => Some(std::borrow::Cow::Borrowed(&s.fold)),
+            None => {
+                let key = format!("{}:{}", F::NAME, path.display());
+                let bytes = self.store.cursor(&key).ok()??;
+                crate::store::decode::<FileState<F::Fold>>(&bytes)
+                    .ok()
+                    .map(|s| std::borrow::Cow::Owned(s.fold))
+            }
+        }
+    }
+
+    /// Lets go of the folds of quiet files of finished conversations while more than
+    /// [`RESIDENT_FOLDS`] are in memory. Their cursors are committed first (a barrier), so a
+    /// fold loaded back is the one that was let go of.
+    fn let_go_of_quiet_folds(&mut self) -> Result<(), ()> {
+        if self.resident <= RESIDENT_FOLDS {
+            return Ok(());
+        }
+        self.writer.barrier().map_err(|_| ())?;
+        let mut quiet: Vec<(u64, PathBuf)> = self
+            .files
+            .iter()
+            .filter(|(_, e)| e.state.is_some() && e.read_at < self.clock)
+            .filter(|(_, e)| {
+                e.session
+                    .as_ref()
+                    .is_none_or(|(id, _)| !self.emitted.contains_key(id))
+            })
+            .map(|(p, e)| (e.read_at, p.clone()))
+            .collect();
+        quiet.sort();
+        let excess = self.resident - RESIDENT_FOLDS;
+        let mut let_go = 0;
+        for (_, p) in quiet.into_iter().take(excess) {
+            if let Some(e) = self.files.get_mut(&p) {
+                e.state = None;
+                self.resident -= 1;
+                let_go += 1;
+            }
+        }
+        tracing::debug!(
+            "{}: let go of {let_go} quiet folds; {} in memory",
+            F::NAME,
+            self.resident
+        );
+        crate::store::writer::release_free_memory();
+        Ok(())
     }
 
     /// Renders the conversations in `touched` into `batch`.
@@ -663,17 +749,20 @@ impl<F: Format> StoreSource<F> {
     /// The item of conversation `id` from its files, as of `now`.
     fn render(&self, id: &str, now: Millis) -> Option<ItemUpdate> {
         let files = self.sessions.get(id)?;
-        let mut main: Option<(&PathBuf, &FileEntry<F::Fold>, Conversation)> = None;
+        let mut main: Option<MainFile<'_, F::Fold>> = None;
         let mut parts = Vec::new();
         let mut live = None;
         for p in files {
             let Some(f) = self.files.get(p) else { continue };
-            let c = f.state.fold.conversation(now);
+            let Some(fold) = self.fold_of(p, f) else {
+                continue;
+            };
+            let c = fold.conversation(now);
             if f.session.as_ref().is_some_and(|(_, is_main)| *is_main) {
                 // A conversation moved (Codex archiving) has its old path deleted: the one
                 // that exists wins; of two that exist, a plain file beats a whole-file copy
                 // (a Codex rollout and its compressed form).
-                let better = main.as_ref().is_none_or(|(mp, m, _)| {
+                let better = main.as_ref().is_none_or(|(mp, m, _, _)| {
                     if m.deleted != f.deleted {
                         m.deleted
                     } else {
@@ -681,7 +770,7 @@ impl<F: Format> StoreSource<F> {
                     }
                 });
                 if better {
-                    main = Some((p, f, c));
+                    main = Some((p, f, c, fold));
                 }
             } else if let Some(l) = c.live.clone() {
                 if !f.deleted {
@@ -691,7 +780,7 @@ impl<F: Format> StoreSource<F> {
                 parts.push(c);
             }
         }
-        let (path, entry, mut c) = main?;
+        let (path, entry, mut c, fold) = main?;
         if c.cwd.is_none() {
             c.cwd = F::project_of(path);
         }
@@ -699,7 +788,7 @@ impl<F: Format> StoreSource<F> {
         let live = live.filter(|l| self.liveness.borrow_mut().is_running(l.pid, l.started_at));
         let at_last_line = c
             .updated_at
-            .map_or(c.status, |u| entry.state.fold.conversation(u).status);
+            .map_or(c.status, |u| fold.conversation(u).status);
         let (c, source) = super::convo::merge(
             c,
             super::convo::Signals {

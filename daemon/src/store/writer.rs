@@ -395,7 +395,8 @@ pub fn spawn(
 /// its steady state instead of staying at the burst's peak.
 const TRIM_AFTER_UPDATES: usize = 256;
 
-fn release_free_memory() {
+/// Hands freed heap memory back to the system (glibc keeps it otherwise).
+pub(crate) fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free heap pages to the kernel.
     unsafe {
