@@ -26,6 +26,10 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// How long a `503 unavailable` answer is retried before it is reported (see
+/// [`Client::get_json`]).
+const UNAVAILABLE_PATIENCE: Duration = Duration::from_secs(5);
+
 /// The socket path the daemon uses by default, from the same environment rules (contract
 /// section 2): `AGENTD_SOCKET`, else `$XDG_RUNTIME_DIR/agentd/agentd.sock`, else
 /// `<state dir>/agentd.sock`.
@@ -276,9 +280,19 @@ impl Client {
         })
     }
 
-    /// GET a JSON answer.
+    /// GET a JSON answer. A `503` is a state that passes (the database being compacted after a
+    /// backfill, or reopened after a write error): it is waited out for a few seconds before
+    /// it is reported.
     pub fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        self.json(self.request("GET", path, None)?)
+        let until = Instant::now() + UNAVAILABLE_PATIENCE;
+        loop {
+            let resp = self.request("GET", path, None)?;
+            if resp.status == 503 && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            return self.json(resp);
+        }
     }
 
     /// Decodes a JSON answer, or the API error it carries.

@@ -124,15 +124,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         tracing::warn!("{e}");
     }
     let stop_ingest = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (runs_tx, runs_thread) = ingest::runs::spawn(
-        config.runs_dirs.clone(),
-        store.clone(),
-        writer.clone(),
-        runs_stats.clone(),
-        published.resync.clone(),
-        stop_ingest.clone(),
-    )
-    .map_err(DaemonError::Thread)?;
+    // What every local source is connected to; only its figures differ.
+    let wiring = |stats: Arc<ingest::SourceStats>| ingest::follow::Wiring {
+        store: store.clone(),
+        writer: writer.clone(),
+        stats,
+        resync: published.resync.clone(),
+        stop: stop_ingest.clone(),
+    };
+    let (runs_tx, runs_thread) =
+        ingest::runs::spawn(config.runs_dirs.clone(), &wiring(runs_stats.clone()))
+            .map_err(DaemonError::Thread)?;
 
     let prices = Arc::new(match &config.prices_file {
         Some(path) => prices::Prices::with_overrides(path).unwrap_or_else(|e| {
@@ -161,12 +163,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 ingest::stores::spawn::<$format>(
                     roots,
                     prices.clone(),
-                    store.clone(),
-                    writer.clone(),
-                    stats,
-                    published.resync.clone(),
-                    stop_ingest.clone(),
                     history.clone(),
+                    &wiring(stats),
                 )
                 .map_err(DaemonError::Thread)?,
             ));
@@ -188,16 +186,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             sources.push(stats.clone());
             store_threads.push((
                 kind,
-                ingest::databases::spawn::<$db>(
-                    roots,
-                    prices.clone(),
-                    store.clone(),
-                    writer.clone(),
-                    stats,
-                    published.resync.clone(),
-                    stop_ingest.clone(),
-                )
-                .map_err(DaemonError::Thread)?,
+                ingest::databases::spawn::<$db>(roots, prices.clone(), &wiring(stats))
+                    .map_err(DaemonError::Thread)?,
             ));
         }};
     }

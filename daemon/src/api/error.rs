@@ -99,6 +99,12 @@ impl From<crate::store::StoreError> for ApiError {
                 code: "unavailable",
                 message: "the database cannot be read right now (a write failed, the disk may be full); /v1/health says why; try again shortly".into(),
             },
+            // A moment after a large backfill: the file is given back its free space.
+            StoreError::Compacting => ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "unavailable",
+                message: "the database file is being compacted (a second or so); try again shortly".into(),
+            },
             e => ApiError::internal(e),
         }
     }

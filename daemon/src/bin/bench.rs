@@ -357,6 +357,24 @@ impl Daemon {
     }
 }
 
+/// The database file's size once it has stopped changing for 3 s (the daemon compacts it a
+/// second after a backfill), and how long that took; gives up after 120 s.
+fn settled_size(db: &Path) -> (u64, Duration) {
+    let started = Instant::now();
+    let size = || std::fs::metadata(db).map(|m| m.len()).unwrap_or(0);
+    let (mut last, mut since) = (size(), Instant::now());
+    let mut changed_at = Duration::ZERO;
+    while since.elapsed() < Duration::from_secs(3) && started.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = size();
+        if now != last {
+            (last, since) = (now, Instant::now());
+            changed_at = started.elapsed();
+        }
+    }
+    (last, changed_at)
+}
+
 fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
     samples.sort();
     let at =
@@ -604,11 +622,16 @@ fn main() {
         let (d, _) = start(&dir);
         let took = d.wait_items(n);
         if fresh_db {
+            let after_backfill = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+            let (at_rest, settled) = settled_size(&db);
             println!(
-                "  backfill through the runs-dir ingest: {:.1}s ({:.0} files/s), database {:.0} MB",
+                "  backfill through the runs-dir ingest: {:.1}s ({:.0} files/s), database {:.0} MB, at rest {:.0} MB ({:.2} KB per item, compacted {:.1}s later)",
                 took.as_secs_f64(),
                 n as f64 / took.as_secs_f64(),
-                std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) as f64 / 1e6
+                after_backfill as f64 / 1e6,
+                at_rest as f64 / 1e6,
+                at_rest as f64 / n as f64 / 1024.0,
+                settled.as_secs_f64(),
             );
         }
         for path in [

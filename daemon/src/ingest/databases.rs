@@ -1,5 +1,6 @@
-//! The follower of conversation stores kept in SQLite databases (OpenCode's `opencode.db`,
-//! Goose's `sessions.db`), where [`super::stores`] follows line files.
+//! The source of conversation stores kept in SQLite databases (OpenCode's `opencode.db`,
+//! Goose's `sessions.db`), where [`super::stores`] follows line files; driven by the same
+//! follower engine ([`super::follow`]), watching each database's dir.
 //!
 //! The agent writes its database all the time (WAL mode); agentd only ever reads it: each
 //! database is opened read-only (`SQLITE_OPEN_READ_ONLY`, `query_only`), never `immutable`
@@ -18,6 +19,7 @@
 
 use super::SourceStats;
 use super::convo::Conversation;
+use super::follow::{Step, Stopped};
 use super::stores::conversation_item;
 use crate::model::Millis;
 use crate::prices::Prices;
@@ -25,15 +27,14 @@ use crate::sources::SourceKind;
 use crate::store::Store;
 use crate::store::writer::{IngestBatch, WriterHandle};
 use agentd_wire::{Status, StatusSource};
-use notify::{RecursiveMode, Watcher};
 use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::time::Duration;
 
 /// How often live sessions are evaluated again, and unwatched databases polled.
 const TICK: Duration = Duration::from_secs(1);
@@ -165,18 +166,13 @@ pub fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Res
     Ok(false)
 }
 
-/// Starts the follower thread of database format `D` over `roots` (a root names a dir, or a
+/// Starts the source thread of database format `D` over `roots` (a root names a dir, or a
 /// database file itself).
 pub fn spawn<D: Database>(
     roots: Vec<PathBuf>,
     prices: Arc<Prices>,
-    store: Store,
-    writer: WriterHandle,
-    stats: Arc<SourceStats>,
-    resync: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
+    wiring: &super::follow::Wiring,
 ) -> std::io::Result<(SyncSender<super::IngestEvent>, std::thread::JoinHandle<()>)> {
-    let (tx, rx) = std::sync::mpsc::sync_channel(EVENT_QUEUE);
     let mut dirs = Vec::new();
     let mut named = HashSet::new();
     for root in &roots {
@@ -190,29 +186,17 @@ pub fn spawn<D: Database>(
     dirs.sort();
     dirs.dedup();
     let follower = DbFollower::<D> {
-        dirs,
         named,
-        watched: HashSet::new(),
-        watcher: None,
-        events: tx.clone(),
-        overflowed: Arc::new(AtomicBool::new(false)),
         databases: BTreeMap::new(),
         live: HashMap::new(),
         failing: HashMap::new(),
-        resync_seen: resync.load(Ordering::Relaxed),
-        resync,
-        stop,
+        stop: wiring.stop.clone(),
         prices,
-        store,
-        writer,
-        stats,
+        store: wiring.store.clone(),
+        writer: wiring.writer.clone(),
+        stats: wiring.stats.clone(),
     };
-    let thread = std::thread::Builder::new()
-        .name(format!("agentd-{}", D::NAME))
-        .spawn(crate::supervised("database follower", move || {
-            follower.run(rx)
-        }))?;
-    Ok((tx, thread))
+    super::follow::spawn(follower, dirs, wiring)
 }
 
 /// One database being followed.
@@ -233,20 +217,13 @@ struct Live<S> {
 }
 
 struct DbFollower<D: Database> {
-    dirs: Vec<PathBuf>,
     /// Databases named by a root directly (any file name).
     named: HashSet<PathBuf>,
-    watched: HashSet<PathBuf>,
-    /// Kept alive while the follower runs; dropping it stops notifications.
-    watcher: Option<notify::RecommendedWatcher>,
-    events: SyncSender<super::IngestEvent>,
-    overflowed: Arc<AtomicBool>,
     databases: BTreeMap<PathBuf, Followed>,
     live: HashMap<String, Live<D::Session>>,
     /// Databases that could not be read, with the error: counted once.
     failing: HashMap<PathBuf, String>,
-    resync: Arc<AtomicU64>,
-    resync_seen: u64,
+    /// Set at shutdown: a long read stops between sessions.
     stop: Arc<AtomicBool>,
     prices: Arc<Prices>,
     store: Store,
@@ -254,164 +231,49 @@ struct DbFollower<D: Database> {
     stats: Arc<SourceStats>,
 }
 
-impl<D: Database> DbFollower<D> {
-    fn run(mut self, rx: Receiver<super::IngestEvent>) {
-        use super::IngestEvent;
-        let events = self.events.clone();
-        let overflowed = self.overflowed.clone();
-        match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if let Ok(e) = &res
-                && matches!(e.kind, notify::EventKind::Access(_))
-            {
-                return;
-            }
-            if events.try_send(IngestEvent::Fs(res)).is_err() {
-                overflowed.store(true, Ordering::Relaxed);
-            }
-        }) {
-            Ok(w) => self.watcher = Some(w),
-            Err(e) => tracing::error!(
-                "cannot start the file watcher, {} is read every {TICK:?}: {e}",
-                D::NAME
-            ),
-        }
-        self.watch_new_dirs();
-        if self.poll_all().is_err() || self.writer.barrier().is_err() {
-            return;
-        }
-        self.stats.scanned.store(true, Ordering::Relaxed);
-        let mut last_tick = Instant::now();
-        loop {
-            if self.stop.load(Ordering::Relaxed) {
-                return;
-            }
-            let wait = TICK.saturating_sub(last_tick.elapsed());
-            let event = match rx.recv_timeout(wait) {
-                Ok(e) => e,
-                Err(RecvTimeoutError::Timeout) => IngestEvent::Tick,
-                Err(RecvTimeoutError::Disconnected) => return,
-            };
-            let step = match event {
-                IngestEvent::Shutdown => return,
-                // Hooks of these CLIs are not decoded (see `SourceKind::has_hooks`).
-                IngestEvent::Hook(_) => Ok(()),
-                IngestEvent::Tick => {
-                    last_tick = Instant::now();
-                    self.on_tick()
-                }
-                IngestEvent::Fs(first) => {
-                    let mut changed = BTreeSet::new();
-                    let mut all = false;
-                    let mut next = Some(IngestEvent::Fs(first));
-                    let burst = Instant::now();
-                    // Coalesce: wait for the burst to pause (or SETTLE to pass), then read.
-                    while let Some(ev) = next {
-                        match ev {
-                            IngestEvent::Fs(Ok(ev)) => {
-                                all |= ev.need_rescan();
-                                changed.extend(ev.paths.iter().filter_map(|p| self.database_of(p)));
-                            }
-                            IngestEvent::Fs(Err(_)) => all = true,
-                            IngestEvent::Shutdown => return,
-                            IngestEvent::Tick | IngestEvent::Hook(_) => {}
-                        }
-                        let left = SETTLE.saturating_sub(burst.elapsed());
-                        next = if left.is_zero() {
-                            rx.try_recv().ok()
-                        } else {
-                            rx.recv_timeout(left.min(Duration::from_millis(20))).ok()
-                        };
-                    }
-                    if all {
-                        self.poll_all()
-                    } else {
-                        changed.into_iter().try_for_each(|db| self.poll(&db))
-                    }
-                }
-            };
-            if step.is_err() {
-                return; // the writer stopped: the daemon is shutting down
-            }
-            let resync = self.resync.load(Ordering::Relaxed);
-            if resync != self.resync_seen {
-                // Writes were dropped: the committed marks are the truth; read again from them.
-                self.resync_seen = resync;
-                self.databases.clear();
-                self.live.clear();
-                self.overflowed.store(true, Ordering::Relaxed);
-            }
-            if self.overflowed.swap(false, Ordering::Relaxed) && self.poll_all().is_err() {
-                return;
-            }
-        }
-    }
+impl<D: Database> super::follow::Followed for DbFollower<D> {
+    const NAME: &'static str = D::NAME;
+    const TICK: Duration = TICK;
+    const RECURSIVE: bool = false;
+    const EVENT_QUEUE: usize = EVENT_QUEUE;
+    const SETTLE: Duration = SETTLE;
 
-    /// The database a changed path belongs to (the database itself, or its `-wal`/`-shm`).
-    fn database_of(&self, path: &Path) -> Option<PathBuf> {
-        let name = path.file_name()?.to_str()?;
-        let base = name
-            .strip_suffix("-wal")
-            .or_else(|| name.strip_suffix("-shm"))
-            .or_else(|| name.strip_suffix("-journal"))
-            .unwrap_or(name);
-        let db = path.with_file_name(base);
-        (self.named.contains(&db) || D::is_database(&db)).then_some(db)
-    }
-
-    fn watch_new_dirs(&mut self) {
-        for dir in self.dirs.clone() {
-            if self.watched.contains(&dir) || !dir.is_dir() {
-                continue;
-            }
-            if let Some(w) = self.watcher.as_mut()
-                && let Err(e) = w.watch(&dir, RecursiveMode::NonRecursive)
-            {
-                tracing::warn!(
-                    "cannot watch {}: {e}; reading it every {TICK:?} instead",
-                    dir.display()
-                );
-            } else {
-                tracing::info!("following {} in {}", D::NAME, dir.display());
-            }
-            self.watched.insert(dir);
-        }
-    }
-
-    /// The databases present in the watched dirs.
-    fn present(&self) -> Vec<PathBuf> {
-        let mut found: Vec<PathBuf> = self.named.iter().filter(|p| p.exists()).cloned().collect();
-        for dir in &self.watched {
-            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                let p = entry.path();
-                if self.database_of(&p).as_ref() == Some(&p) && !found.contains(&p) {
-                    found.push(p);
-                }
+    /// Reads the databases in `dir` (and those named in it by a root).
+    fn scan(&mut self, dir: &Path) -> Step {
+        let mut found: Vec<PathBuf> = self
+            .named
+            .iter()
+            .filter(|p| p.parent() == Some(dir) && p.exists())
+            .cloned()
+            .collect();
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if self.database_of(&p).as_ref() == Some(&p) && !found.contains(&p) {
+                found.push(p);
             }
         }
         found.sort();
-        found
-    }
-
-    fn poll_all(&mut self) -> Result<(), ()> {
-        self.watch_new_dirs();
-        let present = self.present();
         self.stats
             .scan_total
-            .store(present.len() as u64, Ordering::Relaxed);
-        for db in present {
-            self.poll(&db)?;
-        }
-        Ok(())
+            .fetch_add(found.len() as u64, Ordering::Relaxed);
+        found.iter().try_for_each(|db| self.poll(db))
     }
 
-    fn on_tick(&mut self) -> Result<(), ()> {
-        self.watched.retain(|d| d.is_dir());
-        let before = self.watched.len();
-        self.watch_new_dirs();
-        if self.watcher.is_none() || self.watched.len() != before {
-            self.poll_all()?;
-        }
-        // Time moves statuses on: a quiet pending tool becomes blocked, an abandoned turn fails.
+    fn rescan_begins(&mut self) {
+        self.stats.scan_total.store(0, Ordering::Relaxed);
+    }
+
+    fn changed(&mut self, changed: BTreeSet<PathBuf>, removed: BTreeSet<PathBuf>) -> Step {
+        let dbs: BTreeSet<PathBuf> = changed
+            .iter()
+            .chain(&removed)
+            .filter_map(|p| self.database_of(p))
+            .collect();
+        dbs.iter().try_for_each(|db| self.poll(db))
+    }
+
+    /// Time moves statuses on: a quiet pending tool becomes blocked, an abandoned turn fails.
+    fn tick(&mut self) -> Step {
         let now = Millis::now();
         let mut batch = self.batch();
         let mut finished = Vec::new();
@@ -433,8 +295,27 @@ impl<D: Database> DbFollower<D> {
         self.send(batch)
     }
 
+    fn forget(&mut self) {
+        self.databases.clear();
+        self.live.clear();
+    }
+}
+
+impl<D: Database> DbFollower<D> {
+    /// The database a changed path belongs to (the database itself, or its `-wal`/`-shm`).
+    fn database_of(&self, path: &Path) -> Option<PathBuf> {
+        let name = path.file_name()?.to_str()?;
+        let base = name
+            .strip_suffix("-wal")
+            .or_else(|| name.strip_suffix("-shm"))
+            .or_else(|| name.strip_suffix("-journal"))
+            .unwrap_or(name);
+        let db = path.with_file_name(base);
+        (self.named.contains(&db) || D::is_database(&db)).then_some(db)
+    }
+
     /// Reads what changed in `db` and sends the items.
-    fn poll(&mut self, db: &Path) -> Result<(), ()> {
+    fn poll(&mut self, db: &Path) -> Step {
         let key = format!("{}:{}", D::NAME, db.display());
         let followed = self.databases.entry(db.to_owned()).or_insert(Followed {
             conn: None,
@@ -488,7 +369,7 @@ impl<D: Database> DbFollower<D> {
         let sessions = ids.len() as u64;
         for id in ids {
             if self.stop.load(Ordering::Relaxed) {
-                return Err(());
+                return Err(Stopped);
             }
             let conn = self.databases[db].conn.as_ref().expect("opened above");
             let session = match D::session(conn, &id, &self.prices) {
@@ -537,7 +418,7 @@ impl<D: Database> DbFollower<D> {
         self.send(batch)
     }
 
-    fn failed(&mut self, db: &Path, msg: String) -> Result<(), ()> {
+    fn failed(&mut self, db: &Path, msg: String) -> Step {
         if self.failing.get(db) == Some(&msg) {
             return Ok(());
         }
@@ -588,7 +469,7 @@ impl<D: Database> DbFollower<D> {
         }
     }
 
-    fn send(&self, batch: IngestBatch) -> Result<(), ()> {
+    fn send(&self, batch: IngestBatch) -> Step {
         super::stores::send_batch(&self.writer, batch)
     }
 }

@@ -1,10 +1,16 @@
 //! Ingestors: each turns one kind of source into [`ItemUpdate`](crate::store::writer::ItemUpdate)s
-//! plus a cursor, and sends them to the writer. An ingestor is a parser (pure, in its own module)
-//! plus a loop driven by the closed [`IngestEvent`] enum.
+//! plus a cursor, and sends them to the writer. A local source is a value implementing
+//! [`follow::Followed`] (what to do with a dir, a changed file, a tick, a hook) driven by the one
+//! follower engine ([`follow`]: watching, scans, rescans, the tick, coalescing, the polling
+//! fallback, resync), whose loop takes the closed [`IngestEvent`] enum; parsers and folds are
+//! pure, in their own modules.
 //!
-//! - [`runlog`]: the CLI run log format (contract section 6), parser and fold.
+//! - [`follow`]: the follower engine.
+//! - [`runs`]: run logs (contract section 6), folded by [`runlog`].
+//! - [`stores`]: line-file conversation stores, one [`stores::Format`] per CLI (see
+//!   [`formats`]), folded by each CLI's module.
+//! - [`databases`]: SQLite conversation stores ([`opencode`], [`goose`]).
 //! - [`tail`]: incremental, restart-safe reading of line files.
-//! - [`runs`]: the runs-dir ingestor (notify + tail + runlog).
 
 pub mod claude;
 pub mod codex;
@@ -12,6 +18,7 @@ pub mod convo;
 pub mod copilot;
 pub mod databases;
 pub mod droid;
+pub mod follow;
 pub mod formats;
 pub mod gemini;
 pub mod goose;

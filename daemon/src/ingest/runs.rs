@@ -1,29 +1,28 @@
-//! The runs-dir ingestor: follows `<runs dir>/*.jsonl` (contract section 6) and keeps one item
+//! The runs-dir source: follows `<runs dir>/*.jsonl` (contract section 6) and keeps one item
 //! per file.
 //!
-//! On start it watches every runs dir that exists and scans it, reading only what changed since
-//! the stored cursor (so a restart re-reads nothing and picks up what was written while it was
-//! down). Then notify events drive it; a watcher error or overflow triggers a rescan, and a tick
-//! notices dirs that appear later. Each file's cursor and fold are committed with its item, so a
-//! crash replays at most an uncommitted tail, which folds to the same item.
-//!
-//! It runs on its own thread: notify's callback hands events straight to it over a std channel,
-//! and the file work is blocking I/O anyway.
+//! Driven by the follower engine ([`super::follow`]): a scan reads only what changed since the
+//! stored cursor (so a restart re-reads nothing and picks up what was written while it was
+//! down, and visits files in name order so that ids, cursors and origins go into the store in
+//! key order), a change reads the file from its cursor (at most every [`MIN_REREAD`] for a
+//! file that keeps changing), and the tick checks that open runs' writers are still alive.
+//! Each file's cursor and fold are committed with its item, so a crash replays at most an
+//! uncommitted tail, which folds to the same item.
 
+use super::follow::{Step, Stopped};
 use super::runlog::{self, RunFold};
 use super::tail::{FileCursor, Opened};
 use super::{IngestEvent, SourceStats};
 use crate::model::{Millis, MineRule};
 use crate::store::Store;
 use crate::store::writer::{IngestBatch, ItemUpdate, WriteOp, WriterHandle};
-use notify::{EventKind, RecursiveMode, Watcher};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::SyncSender;
 use std::time::Duration;
 
 /// The source's name in `/v1/health` and in cursor keys.
@@ -71,57 +70,27 @@ struct FileState {
     fold: RunFold,
 }
 
-/// Starts the ingestor thread. Send [`IngestEvent::Shutdown`] on the returned sender to stop it.
+/// Starts the runs source's thread over `dirs`.
 pub fn spawn(
     dirs: Vec<PathBuf>,
-    store: Store,
-    writer: WriterHandle,
-    stats: Arc<SourceStats>,
-    resync: Arc<std::sync::atomic::AtomicU64>,
-    stop: Arc<AtomicBool>,
+    wiring: &super::follow::Wiring,
 ) -> std::io::Result<(SyncSender<IngestEvent>, std::thread::JoinHandle<()>)> {
-    let (tx, rx) = std::sync::mpsc::sync_channel(EVENT_QUEUE);
-    let events = tx.clone();
     let source = RunsSource {
-        dirs,
-        watched: HashSet::new(),
-        watcher: None,
-        events,
-        overflowed: Arc::new(AtomicBool::new(false)),
-        queued: Arc::new(std::sync::Mutex::new(HashSet::new())),
-        seen_resync: resync.load(Ordering::Relaxed),
-        resync,
-        stop,
+        stop: wiring.stop.clone(),
         failing: HashMap::new(),
         live: HashMap::new(),
         liveness: crate::liveness::Liveness::new(),
         last_read: HashMap::new(),
         deferred: HashMap::new(),
-        store,
-        writer,
-        stats,
+        store: wiring.store.clone(),
+        writer: wiring.writer.clone(),
+        stats: wiring.stats.clone(),
         hot: HashMap::new(),
     };
-    let thread = std::thread::Builder::new()
-        .name("agentd-runs".into())
-        .spawn(crate::supervised("runs ingestor", move || source.run(rx)))?;
-    Ok((tx, thread))
+    super::follow::spawn(source, dirs, wiring)
 }
 
 struct RunsSource {
-    dirs: Vec<PathBuf>,
-    watched: HashSet<PathBuf>,
-    /// Kept alive for as long as the source runs; dropping it stops notifications.
-    watcher: Option<notify::RecommendedWatcher>,
-    /// Where the watcher's callback sends events (the same channel the loop reads).
-    events: SyncSender<IngestEvent>,
-    /// Set by the callback when the queue was full and an event was dropped: rescan.
-    overflowed: Arc<AtomicBool>,
-    /// Files with a data-change event in the queue (see the watcher callback).
-    queued: Arc<std::sync::Mutex<HashSet<PathBuf>>>,
-    /// The writer's resync generation (see `Published::resync`) and the last one handled.
-    resync: Arc<std::sync::atomic::AtomicU64>,
-    seen_resync: u64,
     /// Set at shutdown: long scans stop between files.
     stop: Arc<AtomicBool>,
     /// Files that could not be read, with the error: counted once, not on every rescan.
@@ -149,154 +118,56 @@ struct FileResult {
     new_file: bool,
 }
 
-impl RunsSource {
-    fn run(mut self, rx: Receiver<IngestEvent>) {
-        match super::start_watcher(
-            self.events.clone(),
-            self.overflowed.clone(),
-            self.queued.clone(),
-        ) {
-            Ok(w) => self.watcher = Some(w),
-            Err(e) => tracing::error!(
-                "cannot start the file watcher, runs are scanned every {TICK:?}: {e}"
-            ),
-        }
-        if self.watch_new_dirs().is_err() || self.adopt_open_runs().is_err() {
-            return;
-        }
-        // `scan_done` promises that what the scan read is queryable: wait for the commit.
-        if self.writer.barrier().is_err() {
-            return;
-        }
-        self.stats.scanned.store(true, Ordering::Relaxed);
-        let mut last_tick = std::time::Instant::now();
-        loop {
-            if self.stop.load(Ordering::Relaxed) {
-                return;
-            }
-            // Housekeeping runs every TICK even when events never let the queue go quiet.
-            let event = if last_tick.elapsed() >= TICK {
-                IngestEvent::Tick
-            } else {
-                let now = std::time::Instant::now();
-                let next_due = self
-                    .deferred
-                    .values()
-                    .min()
-                    .map(|d| d.saturating_duration_since(now));
-                let wait = TICK
-                    .saturating_sub(last_tick.elapsed())
-                    .min(next_due.unwrap_or(TICK));
-                match rx.recv_timeout(wait) {
-                    Ok(e) => e,
-                    Err(RecvTimeoutError::Timeout) if last_tick.elapsed() >= TICK => {
-                        IngestEvent::Tick
-                    }
-                    Err(RecvTimeoutError::Timeout) => {
-                        if self.read_deferred().is_err() {
-                            return;
-                        }
-                        continue;
-                    }
-                    Err(RecvTimeoutError::Disconnected) => return,
-                }
-            };
-            if matches!(event, IngestEvent::Tick) {
-                last_tick = std::time::Instant::now();
-            }
-            let step = match event {
-                IngestEvent::Shutdown => return,
-                IngestEvent::Tick => self.on_tick(),
-                IngestEvent::Hook(_) => Ok(()), // run logs carry their own status
-                IngestEvent::Fs(first) => {
-                    // Coalesce a burst: everything already queued is handled in one step.
-                    let mut paths = BTreeSet::new();
-                    let mut rescan = false;
-                    let mut stop = false;
-                    let mut next = Some(IngestEvent::Fs(first));
-                    while let Some(ev) = next {
-                        match ev {
-                            IngestEvent::Fs(Ok(ev)) => rescan |= self.collect(ev, &mut paths),
-                            IngestEvent::Fs(Err(e)) => {
-                                tracing::warn!("file watcher error, rescanning runs dirs: {e}");
-                                rescan = true;
-                            }
-                            IngestEvent::Tick | IngestEvent::Hook(_) => {}
-                            IngestEvent::Shutdown => stop = true,
-                        }
-                        next = rx.try_recv().ok();
-                    }
-                    let r = if rescan {
-                        self.scan_all()
-                    } else {
-                        self.process_paths(paths)
-                    };
-                    if stop {
-                        return;
-                    }
-                    r
-                }
-            };
-            if step.is_err() || self.read_deferred().is_err() {
-                return; // the writer stopped: the daemon is shutting down
-            }
-            let resync = self.resync.load(Ordering::Relaxed);
-            if resync != self.seen_resync {
-                // Writes were dropped while the store could not take them: the committed
-                // cursors are the truth, so forget in-memory state and read again from them.
-                self.seen_resync = resync;
-                self.overflowed.store(true, Ordering::Relaxed);
-                self.hot.clear();
-            }
-            if self.overflowed.swap(false, Ordering::Relaxed) {
-                tracing::warn!("rescanning runs dirs (dropped events or writes)");
-                if self.scan_all().is_err() {
-                    return;
-                }
-            }
-        }
+impl super::follow::Followed for RunsSource {
+    const NAME: &'static str = SOURCE;
+    const TICK: Duration = TICK;
+    const RECURSIVE: bool = false;
+    const EVENT_QUEUE: usize = EVENT_QUEUE;
+
+    fn scan(&mut self, dir: &Path) -> Step {
+        self.scan_dir(dir)
     }
 
-    /// Adds an event's run-log paths to `paths`; returns whether a rescan is needed.
-    fn collect(&mut self, ev: notify::Event, paths: &mut BTreeSet<PathBuf>) -> bool {
-        if ev.need_rescan() {
-            return true;
-        }
-        match ev.kind {
-            EventKind::Create(_) | EventKind::Modify(_) | EventKind::Any | EventKind::Other => {
-                super::unqueue(&self.queued, &ev.paths);
-                paths.extend(ev.paths.into_iter().filter(|p| is_run_log(p)));
-            }
-            EventKind::Remove(_) => {
-                for p in ev.paths.iter().filter(|p| is_run_log(p)) {
-                    self.hot.remove(p);
-                    let _ =
-                        self.stats
-                            .files
-                            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                                n.checked_sub(1)
-                            });
-                }
-                // A removed runs dir must be watched again when it comes back.
-                self.watched.retain(|d| d.is_dir());
-            }
-            EventKind::Access(_) => {}
-        }
-        false
+    fn rescan_begins(&mut self) {
+        self.stats.files.store(0, Ordering::Relaxed);
     }
 
-    fn on_tick(&mut self) -> Result<(), ()> {
+    fn scanned(&mut self, watched: &HashSet<PathBuf>) -> Step {
+        self.adopt_open_runs(watched)
+    }
+
+    fn changed(&mut self, changed: BTreeSet<PathBuf>, removed: BTreeSet<PathBuf>) -> Step {
+        for p in removed.iter().filter(|p| is_run_log(p)) {
+            self.hot.remove(p);
+            let _ = self
+                .stats
+                .files
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
+        self.process_paths(changed.into_iter().filter(|p| is_run_log(p)).collect())
+    }
+
+    fn tick(&mut self) -> Step {
         self.last_read.retain(|_, t| t.elapsed() < MIN_REREAD);
-        self.check_writers()?;
-        self.watched.retain(|d| d.is_dir());
-        if self.watcher.is_none() {
-            return self.scan_all(); // no notifications: poll
-        }
-        self.watch_new_dirs()
+        self.check_writers()
     }
 
+    fn forget(&mut self) {
+        self.hot.clear();
+    }
+
+    fn next_due(&self) -> Option<std::time::Instant> {
+        self.deferred.values().min().copied()
+    }
+
+    fn run_due(&mut self) -> Step {
+        self.read_deferred()
+    }
+}
+
+impl RunsSource {
     /// Re-renders runs whose writer process has exited without an `end` record: they fail.
-    fn check_writers(&mut self) -> Result<(), ()> {
+    fn check_writers(&mut self) -> Step {
         let gone: Vec<PathBuf> = self
             .live
             .iter()
@@ -322,7 +193,7 @@ impl RunsSource {
 
     /// After the start-up scan (which skips unchanged files), finds the runs still open in the
     /// store so that their writers are checked too.
-    fn adopt_open_runs(&mut self) -> Result<(), ()> {
+    fn adopt_open_runs(&mut self, watched: &HashSet<PathBuf>) -> Step {
         let mut paths = Vec::new();
         for status in [agentd_wire::Status::Working, agentd_wire::Status::Blocked] {
             match self.store.partition_ids(
@@ -345,9 +216,9 @@ impl RunsSource {
         };
         for path in paths {
             if self.stop.load(Ordering::Relaxed) {
-                return Err(());
+                return Err(Stopped);
             }
-            if !path.parent().is_some_and(|d| self.watched.contains(d)) {
+            if !path.parent().is_some_and(|d| watched.contains(d)) {
                 continue;
             }
             let r = self.read_file(&path, Read::Recheck);
@@ -357,7 +228,7 @@ impl RunsSource {
     }
 
     /// Adds a file's result to a scan batch, sending the batch once it is full.
-    fn add_and_flush(&self, batch: &mut IngestBatch, r: FileResult) -> Result<(), ()> {
+    fn add_and_flush(&self, batch: &mut IngestBatch, r: FileResult) -> Step {
         add_to_batch(batch, r);
         if batch.updates.len() + batch.cursors.len() < SCAN_BATCH {
             return Ok(());
@@ -372,38 +243,8 @@ impl RunsSource {
         self.send(full)
     }
 
-    /// Watches and scans every runs dir that exists and is not watched yet.
-    fn watch_new_dirs(&mut self) -> Result<(), ()> {
-        for dir in self.dirs.clone() {
-            if self.watched.contains(&dir) || !dir.is_dir() {
-                continue;
-            }
-            if let Some(w) = self.watcher.as_mut()
-                && let Err(e) = w.watch(&dir, RecursiveMode::NonRecursive)
-            {
-                tracing::warn!("cannot watch {}: {e}", dir.display());
-                continue;
-            }
-            tracing::info!("following runs in {}", dir.display());
-            self.watched.insert(dir.clone());
-            self.scan_dir(&dir)?;
-        }
-        Ok(())
-    }
-
-    fn scan_all(&mut self) -> Result<(), ()> {
-        self.watched.clear();
-        self.stats.files.store(0, Ordering::Relaxed);
-        if let Some(w) = self.watcher.as_mut() {
-            for dir in &self.dirs {
-                let _ = w.unwatch(dir);
-            }
-        }
-        self.watch_new_dirs()
-    }
-
     /// Reads every run log in `dir` that changed since its cursor, in batches.
-    fn scan_dir(&mut self, dir: &Path) -> Result<(), ()> {
+    fn scan_dir(&mut self, dir: &Path) -> Step {
         let started = std::time::Instant::now();
         let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
@@ -422,14 +263,18 @@ impl RunsSource {
             source: SOURCE,
             ..Default::default()
         };
+        // In name order: ids, cursor keys and origins are then inserted in key order, which
+        // appends to the store's trees instead of touching a random page per file.
+        let mut paths: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| is_run_log(p))
+            .collect();
+        paths.sort_unstable();
         let (mut files, mut read) = (0u64, 0u64);
-        for entry in entries.flatten() {
+        for path in paths {
             if self.stop.load(Ordering::Relaxed) {
-                return Err(());
-            }
-            let path = entry.path();
-            if !is_run_log(&path) {
-                continue;
+                return Err(Stopped);
             }
             files += 1;
             self.stats.files.fetch_add(1, Ordering::Relaxed);
@@ -446,16 +291,13 @@ impl RunsSource {
         Ok(())
     }
 
-    fn process_paths(&mut self, paths: BTreeSet<PathBuf>) -> Result<(), ()> {
+    fn process_paths(&mut self, paths: BTreeSet<PathBuf>) -> Step {
         let mut batch = IngestBatch {
             source: SOURCE,
             ..Default::default()
         };
         let now = std::time::Instant::now();
         for path in paths {
-            if !path.parent().is_some_and(|d| self.watched.contains(d)) {
-                continue;
-            }
             if let Some(last) = self.last_read.get(&path)
                 && now.duration_since(*last) < MIN_REREAD
             {
@@ -481,7 +323,7 @@ impl RunsSource {
     }
 
     /// Reads the deferred files that are due.
-    fn read_deferred(&mut self) -> Result<(), ()> {
+    fn read_deferred(&mut self) -> Step {
         let now = std::time::Instant::now();
         let due: BTreeSet<PathBuf> = self
             .deferred
@@ -499,11 +341,13 @@ impl RunsSource {
         self.process_paths(due)
     }
 
-    fn send(&self, batch: IngestBatch) -> Result<(), ()> {
+    fn send(&self, batch: IngestBatch) -> Step {
         if batch.updates.is_empty() && batch.cursors.is_empty() && batch.errors == 0 {
             return Ok(());
         }
-        self.writer.send(WriteOp::Ingest(batch)).map_err(|_| ())
+        self.writer
+            .send(WriteOp::Ingest(batch))
+            .map_err(|_| Stopped)
     }
 
     /// Reads what is new in one file. During a scan an unchanged file costs one stat and one

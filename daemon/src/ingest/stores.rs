@@ -1,19 +1,20 @@
-//! The conversation-store ingestor: follows the local stores of agent CLIs (Claude Code, Codex,
-//! Gemini CLI), one generic loop per store, each file folded by its format's parser.
+//! The conversation-store source: follows the line-file stores of agent CLIs (Claude Code,
+//! Codex, Gemini CLI and the others with a [`Format`]), each file folded by its format's parser.
 //!
-//! On start it watches every store dir that exists (recursively) and scans it: a file whose
-//! stored cursor matches it is not read again, only its folded state is loaded; a changed file
-//! is read from its cursor. Then notify events drive it; a watcher error or overflow triggers a
-//! rescan, and a tick notices store dirs that appear later. Each file's cursor and fold are
-//! committed with the item they produced.
+//! Driven by the follower engine ([`super::follow`]), dirs watched recursively: a scan does not
+//! read a file whose stored cursor matches it (only its folded state is loaded when needed); a
+//! changed file is read from its cursor. Each file's cursor and fold are committed with the
+//! item they produced.
 //!
 //! A conversation can span several files (Claude Code sub-agents write their own transcripts):
-//! its item is the main file's conversation with the sub-files' tokens and cost added. Every
-//! file's fold is kept in memory (a few KB each), so an item can be rebuilt from its files at
-//! any time; this is also what lets the tick re-evaluate time-based statuses (a pending tool
-//! call going quiet becomes `blocked`) without reading anything.
+//! its item is the main file's conversation with the sub-files' tokens and cost added. The
+//! folds of active conversations and of recently read files are kept in memory (others are
+//! loaded back from their committed cursors), so an item can be rebuilt from its files at any
+//! time; this is also what lets the tick re-evaluate time-based statuses (a pending tool call
+//! going quiet becomes `blocked`) without reading anything.
 
 use super::convo::{ABANDONED_AFTER_MS, Conversation, ConversationFold};
+use super::follow::{Step, Stopped};
 use super::tail::{FileCursor, Opened};
 use super::{HookSignal, IngestEvent, SourceStats};
 use crate::model::{Millis, MineRule};
@@ -21,13 +22,12 @@ use crate::prices::Prices;
 use crate::store::Store;
 use crate::store::writer::{IngestBatch, ItemUpdate, WriteOp, WriterHandle};
 use agentd_wire::{Item, Kind, Open, Source, Status, StatusSource};
-use notify::{EventKind, RecursiveMode, Watcher};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::SyncSender;
 use std::time::Duration;
 
 /// Lines longer than this are skipped and counted (a 50 MB line is garbage, not a message).
@@ -112,31 +112,17 @@ const RESIDENT_FOLDS: usize = 512;
 /// The status last stored for a conversation, to notice when the clock changes it.
 type Emitted = (Status, Option<String>);
 
-/// Starts the ingestor thread for format `F` over `roots`.
-#[allow(clippy::too_many_arguments)]
+/// Starts the source thread of format `F` over `roots`.
 pub fn spawn<F: Format>(
     roots: Vec<PathBuf>,
     prices: Arc<Prices>,
-    store: Store,
-    writer: WriterHandle,
-    stats: Arc<SourceStats>,
-    resync: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
     history: crate::history::History,
+    wiring: &super::follow::Wiring,
 ) -> std::io::Result<(SyncSender<IngestEvent>, std::thread::JoinHandle<()>)> {
-    let (tx, rx) = std::sync::mpsc::sync_channel(EVENT_QUEUE);
     let dirs: Vec<PathBuf> = roots.iter().flat_map(|r| F::watch_dirs(r)).collect();
     let source = StoreSource::<F> {
         history,
-        dirs,
-        watched: HashSet::new(),
-        watcher: None,
-        events: tx.clone(),
-        overflowed: Arc::new(AtomicBool::new(false)),
-        queued: Arc::new(std::sync::Mutex::new(HashSet::new())),
-        seen_resync: resync.load(Ordering::Relaxed),
-        resync,
-        stop,
+        stop: wiring.stop.clone(),
         failing: HashMap::new(),
         files: HashMap::new(),
         sessions: HashMap::new(),
@@ -144,36 +130,22 @@ pub fn spawn<F: Format>(
         clock: 0,
         resident: 0,
         hooks: HashMap::new(),
-        polled: HashSet::new(),
         seen: HashSet::new(),
         rendered: HashSet::new(),
         unrendered: HashSet::new(),
         prices,
         liveness: std::cell::RefCell::new(crate::liveness::Liveness::new()),
-        store,
-        writer,
-        stats,
+        store: wiring.store.clone(),
+        writer: wiring.writer.clone(),
+        stats: wiring.stats.clone(),
     };
-    let thread = std::thread::Builder::new()
-        .name(format!("agentd-{}", F::NAME))
-        .spawn(crate::supervised("store ingestor", move || source.run(rx)))?;
-    Ok((tx, thread))
+    super::follow::spawn(source, dirs, wiring)
 }
 
 struct StoreSource<F: Format> {
     /// Keeps compressed copies of the files read (see [`crate::history`]).
     history: crate::history::History,
-    dirs: Vec<PathBuf>,
-    watched: HashSet<PathBuf>,
-    /// Kept alive for as long as the source runs; dropping it stops notifications.
-    watcher: Option<notify::RecommendedWatcher>,
-    events: SyncSender<IngestEvent>,
-    /// Set by the watcher callback when the queue was full: rescan.
-    overflowed: Arc<AtomicBool>,
-    /// Files with a data-change event in the queue: one queued event per file is enough.
-    queued: Arc<std::sync::Mutex<HashSet<PathBuf>>>,
-    resync: Arc<AtomicU64>,
-    seen_resync: u64,
+    /// Set at shutdown: long scans stop between files.
     stop: Arc<AtomicBool>,
     /// Files that could not be read, with the error: counted once, not on every rescan.
     failing: HashMap<PathBuf, String>,
@@ -188,8 +160,6 @@ struct StoreSource<F: Format> {
     resident: usize,
     /// The latest hook signal per conversation (see [`HookSignal`]).
     hooks: HashMap<String, HookSignal>,
-    /// Store dirs that could not be watched: scanned every tick instead.
-    polled: HashSet<PathBuf>,
     /// Conversations looked at since this process started (a restart re-renders the ones
     /// that were or are active, once: time may have moved them on while agentd was down).
     seen: HashSet<String>,
@@ -210,130 +180,25 @@ struct StoreSource<F: Format> {
     stats: Arc<SourceStats>,
 }
 
-impl<F: Format> StoreSource<F> {
-    fn run(mut self, rx: Receiver<IngestEvent>) {
-        match super::start_watcher(
-            self.events.clone(),
-            self.overflowed.clone(),
-            self.queued.clone(),
-        ) {
-            Ok(w) => self.watcher = Some(w),
-            Err(e) => tracing::error!(
-                "cannot start the file watcher, {} is scanned every {TICK:?}: {e}",
-                F::NAME
-            ),
-        }
-        if self.watch_new_dirs().is_err() {
-            return;
-        }
-        // `scan_done` promises that what the scan read is queryable: wait for the commit.
-        if self.writer.barrier().is_err() {
-            return;
-        }
-        self.stats.scanned.store(true, Ordering::Relaxed);
-        let mut last_tick = std::time::Instant::now();
-        loop {
-            if self.stop.load(Ordering::Relaxed) {
-                return;
-            }
-            let event = if last_tick.elapsed() >= TICK {
-                IngestEvent::Tick
-            } else {
-                match rx.recv_timeout(TICK.saturating_sub(last_tick.elapsed())) {
-                    Ok(e) => e,
-                    Err(RecvTimeoutError::Timeout) => IngestEvent::Tick,
-                    Err(RecvTimeoutError::Disconnected) => return,
-                }
-            };
-            let step = match event {
-                IngestEvent::Shutdown => return,
-                IngestEvent::Tick => {
-                    last_tick = std::time::Instant::now();
-                    self.on_tick()
-                }
-                IngestEvent::Hook(signal) => self.on_hook(signal),
-                IngestEvent::Fs(first) => {
-                    // Coalesce a burst: everything already queued is handled in one step.
-                    let mut paths = BTreeSet::new();
-                    let (mut rescan, mut stop) = (false, false);
-                    let mut hooks = Vec::new();
-                    let mut next = Some(IngestEvent::Fs(first));
-                    while let Some(ev) = next {
-                        match ev {
-                            IngestEvent::Fs(Ok(ev)) => rescan |= self.collect(ev, &mut paths),
-                            IngestEvent::Fs(Err(e)) => {
-                                tracing::warn!("file watcher error, rescanning {}: {e}", F::NAME);
-                                rescan = true;
-                            }
-                            IngestEvent::Tick => {}
-                            IngestEvent::Hook(signal) => hooks.push(signal),
-                            IngestEvent::Shutdown => stop = true,
-                        }
-                        next = rx.try_recv().ok();
-                    }
-                    let mut r = if rescan {
-                        self.scan_all()
-                    } else {
-                        self.process_paths(paths)
-                    };
-                    for signal in hooks {
-                        r = r.and_then(|()| self.on_hook(signal));
-                    }
-                    if stop {
-                        return;
-                    }
-                    r
-                }
-            };
-            if step.is_err() {
-                return; // the writer stopped: the daemon is shutting down
-            }
-            let resync = self.resync.load(Ordering::Relaxed);
-            if resync != self.seen_resync {
-                // Writes were dropped: the committed cursors are the truth; read again.
-                self.seen_resync = resync;
-                self.files.clear();
-                self.resident = 0;
-                self.sessions.clear();
-                self.rendered.clear();
-                self.unrendered.clear();
-                self.emitted.clear();
-                self.overflowed.store(true, Ordering::Relaxed);
-            }
-            if self.overflowed.swap(false, Ordering::Relaxed) {
-                tracing::warn!("rescanning {} (dropped events or writes)", F::NAME);
-                if self.scan_all().is_err() {
-                    return;
-                }
-            }
-        }
+impl<F: Format> super::follow::Followed for StoreSource<F> {
+    const NAME: &'static str = F::NAME;
+    const TICK: Duration = TICK;
+    const RECURSIVE: bool = true;
+    const EVENT_QUEUE: usize = EVENT_QUEUE;
+
+    fn scan(&mut self, dir: &Path) -> Step {
+        self.scan_dir(dir)
     }
 
-    /// Adds an event's paths to `paths`; returns whether a rescan is needed.
-    fn collect(&mut self, ev: notify::Event, paths: &mut BTreeSet<PathBuf>) -> bool {
-        if ev.need_rescan() {
-            return true;
-        }
-        match ev.kind {
-            EventKind::Create(_) | EventKind::Modify(_) | EventKind::Any | EventKind::Other => {
-                super::unqueue(&self.queued, &ev.paths);
-                paths.extend(ev.paths);
-            }
-            EventKind::Remove(_) => {
-                for p in &ev.paths {
-                    if let Some(f) = self.files.get_mut(p) {
-                        f.deleted = true;
-                        paths.insert(p.clone()); // re-rendered, marked deleted
-                    }
-                }
-            }
-            EventKind::Access(_) => {}
-        }
-        false
+    fn changed(&mut self, changed: BTreeSet<PathBuf>, removed: BTreeSet<PathBuf>) -> Step {
+        let mut paths = changed;
+        // A removed file's conversation stays, marked as such: rendered again.
+        paths.extend(removed.into_iter().filter(|p| self.files.contains_key(p)));
+        self.process_paths(paths)
     }
 
     /// Records a hook's signal and renders its conversation at once.
-    fn on_hook(&mut self, signal: HookSignal) -> Result<(), ()> {
+    fn hook(&mut self, signal: HookSignal) -> Step {
         let id = signal.session_id.clone();
         if signal.status.is_some() {
             self.hooks.insert(id.clone(), signal);
@@ -345,25 +210,14 @@ impl<F: Format> StoreSource<F> {
         self.send(batch)
     }
 
-    fn on_tick(&mut self) -> Result<(), ()> {
+    fn tick(&mut self) -> Step {
         self.let_go_of_quiet_folds()?;
         self.clock += 1;
-        if self.watcher.is_none() {
-            self.scan_all()?; // no notifications: poll
-        } else {
-            self.watched.retain(|d| d.is_dir());
-            self.watch_new_dirs()?;
-            // Dirs that could not be watched (the inotify watch limit, say) are polled.
-            for dir in self.polled.clone() {
-                self.scan_dir(&dir)?;
-            }
-        }
         let now = Millis::now();
         self.hooks
             .retain(|_, h| now.0.saturating_sub(h.at.0) < ABANDONED_AFTER_MS);
         // Time moves statuses on: a quiet pending tool call becomes blocked, a quiet answer
         // finishes, an abandoned turn fails.
-        let now = Millis::now();
         let mut live: Vec<String> = self.emitted.keys().cloned().collect();
         // A hook that has just settled (a Codex permission request that stood for its second)
         // takes effect now, whatever the conversation showed.
@@ -388,45 +242,19 @@ impl<F: Format> StoreSource<F> {
         self.send(batch)
     }
 
-    fn watch_new_dirs(&mut self) -> Result<(), ()> {
-        for dir in self.dirs.clone() {
-            if self.watched.contains(&dir) || !dir.is_dir() {
-                continue;
-            }
-            if let Some(w) = self.watcher.as_mut()
-                && let Err(e) = w.watch(&dir, RecursiveMode::Recursive)
-            {
-                // Still read, and polled every tick instead of followed.
-                tracing::warn!(
-                    "cannot watch {}: {e}; polling it every {TICK:?} instead",
-                    dir.display()
-                );
-                self.polled.insert(dir.clone());
-            }
-            tracing::info!("following {} in {}", F::NAME, dir.display());
-            self.watched.insert(dir.clone());
-            self.scan_dir(&dir)?;
-        }
-        Ok(())
+    fn forget(&mut self) {
+        self.files.clear();
+        self.resident = 0;
+        self.sessions.clear();
+        self.rendered.clear();
+        self.unrendered.clear();
+        self.emitted.clear();
     }
+}
 
-    fn scan_all(&mut self) -> Result<(), ()> {
-        self.watched.clear();
-        self.polled.clear();
-        self.queued
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
-        if let Some(w) = self.watcher.as_mut() {
-            for dir in &self.dirs {
-                let _ = w.unwatch(dir);
-            }
-        }
-        self.watch_new_dirs()
-    }
-
+impl<F: Format> StoreSource<F> {
     /// Reads every store file under `dir` that changed since its cursor, in batches.
-    fn scan_dir(&mut self, dir: &Path) -> Result<(), ()> {
+    fn scan_dir(&mut self, dir: &Path) -> Step {
         let started = std::time::Instant::now();
         let mut found = Vec::new();
         let mut errors = Vec::new();
@@ -463,7 +291,7 @@ impl<F: Format> StoreSource<F> {
         let mut n = 0usize;
         for chunk in found.chunks(READ_CHUNK) {
             if self.stop.load(Ordering::Relaxed) {
-                return Err(());
+                return Err(Stopped);
             }
             // The files are read and folded on several threads; what they gave is taken in
             // here, in order, on this one.
@@ -503,13 +331,10 @@ impl<F: Format> StoreSource<F> {
         Ok(())
     }
 
-    fn process_paths(&mut self, paths: BTreeSet<PathBuf>) -> Result<(), ()> {
+    fn process_paths(&mut self, paths: BTreeSet<PathBuf>) -> Step {
         let mut batch = self.batch();
         let mut touched = BTreeSet::new();
         for path in paths {
-            if !self.watched.iter().any(|d| path.starts_with(d)) {
-                continue;
-            }
             if path.is_dir() {
                 // A new dir (a new day of Codex sessions, a new project): its files may have
                 // been written before the watch on it was set up.
@@ -683,11 +508,11 @@ impl<F: Format> StoreSource<F> {
     /// Lets go of the folds of quiet files of finished conversations while more than
     /// [`RESIDENT_FOLDS`] are in memory. Their cursors are committed first (a barrier), so a
     /// fold loaded back is the one that was let go of.
-    fn let_go_of_quiet_folds(&mut self) -> Result<(), ()> {
+    fn let_go_of_quiet_folds(&mut self) -> Step {
         if self.resident <= RESIDENT_FOLDS {
             return Ok(());
         }
-        self.writer.barrier().map_err(|_| ())?;
+        self.writer.barrier().map_err(|_| Stopped)?;
         let mut quiet: Vec<(u64, PathBuf)> = self
             .files
             .iter()
@@ -838,7 +663,7 @@ impl<F: Format> StoreSource<F> {
         }
     }
 
-    fn send(&self, batch: IngestBatch) -> Result<(), ()> {
+    fn send(&self, batch: IngestBatch) -> Step {
         send_batch(&self.writer, batch)
     }
 }
@@ -1016,11 +841,11 @@ fn read_path<F: Format>(
 }
 
 /// Sends `batch` to the writer unless it says nothing; `Err` when the writer has stopped.
-pub(crate) fn send_batch(writer: &WriterHandle, batch: IngestBatch) -> Result<(), ()> {
+pub(crate) fn send_batch(writer: &WriterHandle, batch: IngestBatch) -> Step {
     if batch.updates.is_empty() && batch.cursors.is_empty() && batch.errors == 0 {
         return Ok(());
     }
-    writer.send(WriteOp::Ingest(batch)).map_err(|_| ())
+    writer.send(WriteOp::Ingest(batch)).map_err(|_| Stopped)
 }
 
 /// The item of conversation `session` of a conversation store, as `c` describes it; `origin`

@@ -159,7 +159,10 @@ impl Opened {
         let mut out = ReadOutcome::default();
         let mut lines = LineSplitter::new(max_line, cursor.skipping);
         let mut read = 0u64;
-        let mut chunk = vec![0u8; CHUNK];
+        // No larger than what is there (plus room to see the end): most reads are of a small
+        // file or a short append, and a zeroed 64 KiB buffer each would cost more than them.
+        let there = usize::try_from(self.len.saturating_sub(start)).unwrap_or(CHUNK);
+        let mut chunk = vec![0u8; there.saturating_add(1).clamp(1024, CHUNK)];
         loop {
             let n = match self.file.read(&mut chunk) {
                 Ok(0) => break,

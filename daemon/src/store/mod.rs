@@ -80,6 +80,8 @@ pub enum StoreError {
     Decode(String),
     #[error("the database is being reopened after a write error; try again")]
     Reopening,
+    #[error("the database file is being compacted (a second or so); try again")]
+    Compacting,
 }
 
 macro_rules! impl_from_redb {
@@ -115,8 +117,26 @@ pub struct IndexContext {
 #[derive(Clone)]
 pub struct Store {
     slot: Arc<RwLock<Option<Arc<redb::Database>>>>,
+    /// Set while [`Store::compact`] holds the database, so readers are told why they wait.
+    compacting: Arc<std::sync::atomic::AtomicBool>,
     pub(crate) ctx: Arc<IndexContext>,
     path: Arc<PathBuf>,
+}
+
+/// Raised for as long as it lives.
+struct Flag<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Flag<'_> {
+    fn raise(flag: &std::sync::atomic::AtomicBool) -> Flag<'_> {
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        Flag(flag)
+    }
+}
+
+impl Drop for Flag<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Creates the database file `0600` (whatever the umask) and narrows an existing one to that:
@@ -197,6 +217,7 @@ impl Store {
         };
         let store = Store {
             slot: Arc::new(RwLock::new(Some(Arc::new(db)))),
+            compacting: Arc::default(),
             ctx: Arc::new(ctx),
             path: Arc::new(path.to_owned()),
         };
@@ -234,6 +255,68 @@ impl Store {
                 p.into_inner().clone().ok_or(StoreError::Reopening)
             }
             Err(std::sync::TryLockError::WouldBlock) => Err(StoreError::Reopening),
+        }
+        .map_err(|e| {
+            if self.compacting.load(std::sync::atomic::Ordering::Relaxed) {
+                StoreError::Compacting
+            } else {
+                e
+            }
+        })
+    }
+
+    /// Bytes of the database file in no page in use (pages freed by earlier commits): what
+    /// [`Store::compact`] can give back. Walks the trees' metadata (~90 ms per 300 MB).
+    pub(crate) fn free_bytes_in_file(&self) -> Result<u64, StoreError> {
+        let tx = self.db()?.begin_write()?;
+        let stats = tx.stats()?;
+        tx.abort()?;
+        let len = std::fs::metadata(&*self.path).map_or(0, |m| m.len());
+        Ok(len.saturating_sub(stats.allocated_pages() * stats.page_size() as u64))
+    }
+
+    /// Moves the database's pages to the front of its file and truncates it, giving back the
+    /// space a burst of writes left free (a backfill's non-durable commits cannot reuse the
+    /// pages they free, so the file ends up two or three times its content). redb needs the
+    /// database to itself for this: readers are answered [`StoreError::Compacting`] meanwhile
+    /// (about 0.6 s per 100 MB). Returns whether the file shrank; `false` also when a reader
+    /// held on and it was left for later.
+    pub(crate) fn compact(&self) -> Result<bool, StoreError> {
+        let _flag = Flag::raise(&self.compacting);
+        let mut slot = self.slot.write().unwrap_or_else(|p| p.into_inner());
+        let Some(mut shared) = slot.take() else {
+            return Err(StoreError::Reopening);
+        };
+        // In-flight readers hold a clone for a moment; a reader that holds on is not waited for.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(250);
+        let mut db = loop {
+            match Arc::try_unwrap(shared) {
+                Ok(db) => break db,
+                Err(still) if std::time::Instant::now() < deadline => {
+                    shared = still;
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                Err(still) => {
+                    *slot = Some(still);
+                    return Ok(false);
+                }
+            }
+        };
+        let before = std::fs::metadata(&*self.path).map(|m| m.len()).unwrap_or(0);
+        let result = db.compact();
+        *slot = Some(Arc::new(db));
+        drop(slot);
+        match result {
+            Ok(_) => {
+                let after = std::fs::metadata(&*self.path).map(|m| m.len()).unwrap_or(0);
+                Ok(after < before)
+            }
+            // A read transaction still open (an iterator held by a slow client): later.
+            Err(
+                redb::CompactionError::TransactionInProgress
+                | redb::CompactionError::EphemeralSavepointExists,
+            ) => Ok(false),
+            Err(e) => Err(StoreError::Db(e.into())),
         }
     }
 

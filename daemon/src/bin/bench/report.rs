@@ -348,7 +348,7 @@ pub fn main(args: Vec<String>) {
     let _ = writeln!(md, "\n## Run logs and queries\n");
     let _ = writeln!(
         md,
-        "| items | backfill | files/s | database per item | list p50 / p99 | summary p50 / p99 | restart scan | cold start | `agentctl prompt` / hello world |\n|---|---|---|---|---|---|---|---|---|"
+        "| items | backfill | files/s | database per item: after backfill / at rest | list p50 / p99 | summary p50 / p99 | restart scan | cold start | `agentctl prompt` / hello world |\n|---|---|---|---|---|---|---|---|---|"
     );
     let mut counts = vec![100_000];
     if o.large {
@@ -364,6 +364,7 @@ pub fn main(args: Vec<String>) {
         let (d, _) = start(&dir);
         let took = d.wait_items(n);
         let size = std::fs::metadata(&db).map_or(0, |m| m.len());
+        let (at_rest, _) = super::settled_size(&db);
         let (l50, l99) = measure(&d.socket, "/v1/agents?tab=all&status=failed&limit=50", 2000);
         let (s50, s99) = measure(&d.socket, "/v1/summary", 2000);
         d.stop();
@@ -373,10 +374,11 @@ pub fn main(args: Vec<String>) {
         d.stop();
         let _ = writeln!(
             md,
-            "| {n} | {:.1} s | {:.0} | {:.2} KB | {l50:.3} / {l99:.3} ms | {s50:.3} / {s99:.3} ms | {:.2} s | {:.1} ms | {} |",
+            "| {n} | {:.1} s | {:.0} | {:.2} / {:.2} KB | {l50:.3} / {l99:.3} ms | {s50:.3} / {s99:.3} ms | {:.2} s | {:.1} ms | {} |",
             took.as_secs_f64(),
             n as f64 / took.as_secs_f64(),
             size as f64 / n as f64 / 1024.0,
+            at_rest as f64 / n as f64 / 1024.0,
             scan.as_secs_f64(),
             ready.as_secs_f64() * 1e3,
             prompt.map_or("–".into(), |(p, h, _)| format!(
