@@ -42,14 +42,14 @@ pub async fn hook(
         return Ok(json(&serde_json::json!({"accepted": false})));
     };
     let accepted = tx
-        .try_send(IngestEvent::Hook(HookSignal {
+        .try_send(IngestEvent::Hook(Box::new(HookSignal {
             session_id,
             status: d.status,
             detail: d.detail,
             if_active: d.if_active,
             settle_ms: d.settle_ms,
             at: Millis::now(),
-        }))
+        })))
         .is_ok();
     Ok(json(&serde_json::json!({ "accepted": accepted })))
 }

@@ -183,7 +183,7 @@ impl<S: Followed> Follower<S> {
                     self.on_tick()
                 }
                 Some(Wake::Due) => Ok(()),
-                Some(Wake::Event(IngestEvent::Hook(signal))) => self.source.hook(signal),
+                Some(Wake::Event(IngestEvent::Hook(signal))) => self.source.hook(*signal),
                 Some(Wake::Event(IngestEvent::Fs(first))) => match self.burst(first, &rx) {
                     Some(step) => step,
                     None => return, // a shutdown arrived in the burst
@@ -233,7 +233,7 @@ impl<S: Followed> Follower<S> {
     /// while it settles) is taken with `first`. `None` when a shutdown arrived in it.
     fn burst(
         &mut self,
-        first: notify::Result<notify::Event>,
+        first: Box<notify::Result<notify::Event>>,
         rx: &Receiver<IngestEvent>,
     ) -> Option<Step> {
         let (mut changed, mut removed) = (BTreeSet::new(), BTreeSet::new());
@@ -243,13 +243,15 @@ impl<S: Followed> Follower<S> {
         let mut next = Some(IngestEvent::Fs(first));
         while let Some(ev) = next {
             match ev {
-                IngestEvent::Fs(Ok(ev)) => rescan |= self.collect(ev, &mut changed, &mut removed),
-                IngestEvent::Fs(Err(e)) => {
-                    tracing::warn!("file watcher error, rescanning {}: {e}", S::NAME);
-                    rescan = true;
-                }
+                IngestEvent::Fs(fs) => match *fs {
+                    Ok(ev) => rescan |= self.collect(ev, &mut changed, &mut removed),
+                    Err(e) => {
+                        tracing::warn!("file watcher error, rescanning {}: {e}", S::NAME);
+                        rescan = true;
+                    }
+                },
                 IngestEvent::Tick => {}
-                IngestEvent::Hook(signal) => hooks.push(signal),
+                IngestEvent::Hook(signal) => hooks.push(*signal),
                 IngestEvent::Shutdown => stop = true,
             }
             let left = S::SETTLE.saturating_sub(started.elapsed());

@@ -97,7 +97,7 @@ pub fn start_watcher(
                 data_path = Some(path.clone());
             }
         }
-        if events.try_send(IngestEvent::Fs(res)).is_err() {
+        if events.try_send(IngestEvent::Fs(Box::new(res))).is_err() {
             // Dropped: the rescan reads the file, and its next change must get through.
             if let Some(p) = data_path {
                 queued.lock().unwrap_or_else(|p| p.into_inner()).remove(&p);
@@ -107,15 +107,16 @@ pub fn start_watcher(
     })
 }
 
-/// What wakes an ingestor's loop.
+/// What wakes an ingestor's loop. Boxed payloads keep a slot small: each follower's queue holds
+/// thousands of slots, allocated up front.
 #[derive(Debug)]
 pub enum IngestEvent {
     /// A file-system notification (or a watcher error, which triggers a rescan).
-    Fs(notify::Result<notify::Event>),
+    Fs(Box<notify::Result<notify::Event>>),
     /// Periodic housekeeping: look for stores that appeared.
     Tick,
     /// An agent's own hook said what a conversation is doing (`POST /v1/hooks/…`).
-    Hook(HookSignal),
+    Hook(Box<HookSignal>),
     /// Stop after the current step.
     Shutdown,
 }

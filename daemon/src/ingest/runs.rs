@@ -202,7 +202,7 @@ impl RunsSource {
             ) {
                 Ok(ids) => {
                     for id in ids {
-                        if let Ok(Some(origin)) = self.store.origin(&id) {
+                        if let Ok(Some(origin)) = self.store.origin_patient(&id) {
                             paths.push(origin);
                         }
                     }

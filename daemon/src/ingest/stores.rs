@@ -87,8 +87,9 @@ struct FileState<F> {
 /// One file as the ingestor holds it.
 struct FileEntry<F> {
     /// Where reading stands and the fold; `None` when it was let go of (a quiet file of a
-    /// finished conversation): it is then loaded from its committed cursor when needed.
-    state: Option<FileState<F>>,
+    /// finished conversation): it is then loaded from its committed cursor when needed. Boxed:
+    /// most files' folds are let go of, and an entry then costs a pointer, not a fold.
+    state: Option<Box<FileState<F>>>,
     session: Option<(String, bool)>,
     /// The file is gone (the agent's cleanup); its conversation stays, marked as such.
     deleted: bool,
@@ -150,8 +151,8 @@ struct StoreSource<F: Format> {
     /// Files that could not be read, with the error: counted once, not on every rescan.
     failing: HashMap<PathBuf, String>,
     files: HashMap<PathBuf, FileEntry<F::Fold>>,
-    /// Conversation id → its files.
-    sessions: HashMap<String, BTreeSet<PathBuf>>,
+    /// Conversation id → its files, sorted (most have one: a vector, not a tree node).
+    sessions: HashMap<String, Vec<PathBuf>>,
     /// Conversations stored as working or blocked, with what was stored.
     emitted: HashMap<String, Emitted>,
     /// Counts ticks, to tell files read since the last tick from quiet ones.
@@ -297,7 +298,12 @@ impl<F: Format> StoreSource<F> {
             // here, in order, on this one.
             let jobs = chunk
                 .iter()
-                .map(|p| (p.clone(), self.files.get(p).and_then(|e| e.state.clone())))
+                .map(|p| {
+                    (
+                        p.clone(),
+                        self.files.get(p).and_then(|e| e.state.as_deref().cloned()),
+                    )
+                })
                 .collect();
             for read in read_many::<F>(jobs, &self.store, &self.prices, reader_threads()) {
                 let same_group = group.as_ref().is_some_and(|g| read.path.starts_with(g));
@@ -373,7 +379,10 @@ impl<F: Format> StoreSource<F> {
     /// anything changed, or when it is seen for the first time since start and is (or was
     /// stored as) active: time may have moved it on while agentd was down.
     fn read_file(&mut self, path: &Path, batch: &mut IngestBatch, touched: &mut BTreeSet<String>) {
-        let prior = self.files.get(path).and_then(|e| e.state.clone());
+        let prior = self
+            .files
+            .get(path)
+            .and_then(|e| e.state.as_deref().cloned());
         let read = read_path::<F>(path, prior, &self.store, &self.prices);
         self.take(read, batch, touched);
     }
@@ -453,10 +462,10 @@ impl<F: Format> StoreSource<F> {
             batch.cursors.push((key, crate::store::encode(&state)));
         }
         if let Some((id, _)) = &session {
-            self.sessions
-                .entry(id.clone())
-                .or_default()
-                .insert(path.to_owned());
+            let files = self.sessions.entry(id.clone()).or_default();
+            if let Err(at) = files.binary_search_by(|p| p.as_path().cmp(path)) {
+                files.insert(at, path.to_owned());
+            }
             let first_look = self.seen.insert(id.clone());
             if changed
                 || (loaded_now && self.rendered.contains(id))
@@ -476,7 +485,7 @@ impl<F: Format> StoreSource<F> {
         let was = self.files.insert(
             path.to_owned(),
             FileEntry {
-                state: Some(state),
+                state: Some(Box::new(state)),
                 session,
                 deleted: false,
                 read_at: self.clock,

@@ -265,6 +265,21 @@ impl Store {
         })
     }
 
+    /// The database for a reader on a thread of its own (an ingestor, the cloud sync), which
+    /// waits out a compaction (about a second per 100 MB) instead of failing: a cursor that
+    /// could not be read would leave its file unread until it changes again.
+    pub(crate) fn db_patient(&self) -> Result<Arc<redb::Database>, StoreError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+        loop {
+            match self.db() {
+                Err(StoreError::Compacting) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Bytes of the database file in no page in use (pages freed by earlier commits): what
     /// [`Store::compact`] can give back. Walks the trees' metadata (~90 ms per 300 MB).
     pub(crate) fn free_bytes_in_file(&self) -> Result<u64, StoreError> {
@@ -303,7 +318,15 @@ impl Store {
             }
         };
         let before = std::fs::metadata(&*self.path).map(|m| m.len()).unwrap_or(0);
-        let result = db.compact();
+        // A read transaction begun just before the slot was taken may still be open (it does
+        // not hold the handle); no new one can begin, so it ends in a moment.
+        let mut result = db.compact();
+        while matches!(result, Err(redb::CompactionError::TransactionInProgress))
+            && std::time::Instant::now() < deadline + std::time::Duration::from_millis(250)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            result = db.compact();
+        }
         *slot = Some(Arc::new(db));
         drop(slot);
         match result {
@@ -383,14 +406,24 @@ impl Store {
 
     /// The file an item was read from, if it came from a file.
     pub fn origin(&self, id: &str) -> Result<Option<PathBuf>, StoreError> {
-        let rx = self.db()?.begin_read()?;
+        self.origin_in(self.db()?, id)
+    }
+
+    /// [`Store::origin`] for a thread that may wait out a compaction (see
+    /// [`Store::db_patient`]).
+    pub fn origin_patient(&self, id: &str) -> Result<Option<PathBuf>, StoreError> {
+        self.origin_in(self.db_patient()?, id)
+    }
+
+    fn origin_in(&self, db: Arc<redb::Database>, id: &str) -> Result<Option<PathBuf>, StoreError> {
+        let rx = db.begin_read()?;
         let t = rx.open_table(ORIGINS)?;
         Ok(t.get(id)?.map(|v| PathBuf::from(v.value())))
     }
 
-    /// An ingestor's stored cursor.
+    /// An ingestor's stored cursor (waiting out a compaction: see [`Store::db_patient`]).
     pub fn cursor(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let rx = self.db()?.begin_read()?;
+        let rx = self.db_patient()?.begin_read()?;
         let t = rx.open_table(CURSORS)?;
         Ok(t.get(key)?.map(|v| v.value().to_vec()))
     }
@@ -484,7 +517,7 @@ impl Store {
         partition: &Partition,
         id_prefix: &str,
     ) -> Result<Vec<String>, StoreError> {
-        let rx = self.db()?.begin_read()?;
+        let rx = self.db_patient()?.begin_read()?;
         let index = rx.open_table(INDEX)?;
         let key = partition.key();
         let mut start = key.as_bytes().to_vec();

@@ -1044,6 +1044,24 @@ mod tests {
         let holey = size();
         assert!(holey > 40 << 20, "{holey}");
 
+        // An ingestor reading cursors meanwhile waits instead of failing (a cursor that could
+        // not be read would leave its file unread).
+        let ingestor = {
+            let store = store.clone();
+            let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let until = done.clone();
+            let thread = std::thread::spawn(move || {
+                let mut reads = 0u64;
+                while !until.load(Ordering::Relaxed) {
+                    store
+                        .cursor("runs:/runs/r00042.jsonl")
+                        .expect("a cursor read failed");
+                    reads += 1;
+                }
+                reads
+            });
+            (done, thread)
+        };
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         let mut told_compacting = 0;
         while size() > holey / 2 {
@@ -1063,6 +1081,8 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "still compacting");
             std::thread::sleep(Duration::from_millis(5));
         }
+        ingestor.0.store(true, Ordering::Relaxed);
+        assert!(ingestor.1.join().expect("the ingestor's reads never fail") > 0);
         let after: Vec<Item> = (0..ITEMS)
             .map(|i| store.get(&format!("cli:r{i:05}")).unwrap().unwrap())
             .collect();
