@@ -508,53 +508,33 @@ fn items_of(d: &Daemon) -> Vec<Value> {
     items
 }
 
-#[test]
-fn quiet_conversations_let_go_of_their_folds_and_count_the_same_when_they_change_again() {
-    // More conversations than agentd keeps folds of (512), each with a sub-agent file: after a
-    // couple of quiet seconds most folds are let go of, and are loaded back from their cursors
-    // when their files change.
-    let mut d = Daemon::start("exact-resident");
-    let project = d.home.join(".claude/projects/-src-app");
-    let n = 700;
+/// Conversations `0..n` of `project`, each a main file and a sub-agent file (round 0), or one
+/// more answer in each of every seventh of them (round 1): 110 input tokens after round 0,
+/// 230 after round 1. Returns how many conversations the round wrote to.
+fn write_conversations(project: &std::path::Path, n: usize, round: usize) -> usize {
     let session = |i: usize| format!("{:08x}-0000-4000-8000-00000000abcd", 0x2000_0000 + i);
-    for i in 0..n {
+    let (step, tag, output, sub_input) = if round == 0 {
+        (1, "", 1, 10)
+    } else {
+        (7, "b", 2, 20)
+    };
+    for i in (0..n).step_by(step) {
         let s = session(i);
         append(
             &project.join(format!("{s}.jsonl")),
-            &claude_line(&s, &format!("m{i}"), 1, "ok"),
+            &claude_line(&s, &format!("m{i}{tag}"), output, "ok"),
         );
         append(
             &project.join(&s).join("subagents").join("agent-a1.jsonl"),
-            &sub_agent_line(&s, &format!("s{i}"), 10),
+            &sub_agent_line(&s, &format!("s{i}{tag}"), sub_input),
         );
     }
-    d.wait_for("/v1/agents?tab=all&limit=1000", "every conversation", |p| {
-        p["items"].as_array().unwrap().len() == n
-            && p["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|v| v["usage"]["input_tokens"] == 110)
-    });
-    // Quiet for a few ticks: folds are let go of.
-    std::thread::sleep(std::time::Duration::from_secs(3));
-    assert!(
-        d.log_text().contains("claude-code: let go of"),
-        "no fold was let go of"
-    );
-    // Old conversations change again: their main files and their sub-agents' files.
-    for i in (0..n).step_by(7) {
-        let s = session(i);
-        append(
-            &project.join(format!("{s}.jsonl")),
-            &claude_line(&s, &format!("m{i}b"), 2, "more"),
-        );
-        append(
-            &project.join(&s).join("subagents").join("agent-a1.jsonl"),
-            &sub_agent_line(&s, &format!("s{i}b"), 20),
-        );
-    }
-    let changed = (0..n).step_by(7).count();
+    (0..n).step_by(step).count()
+}
+
+/// Waits until `changed` conversations show round 1 of [`write_conversations`], then checks
+/// that `d`'s items, after a restart too, are those of a fresh ingest of the same files.
+fn changed_conversations_count_as_a_fresh_ingest(d: &mut Daemon, n: usize, changed: usize) {
     d.wait_for(
         "/v1/agents?tab=all&limit=1000",
         "the changed conversations",
@@ -568,9 +548,10 @@ fn quiet_conversations_let_go_of_their_folds_and_count_the_same_when_they_change
                 == changed
         },
     );
-    let live = items_of(&d);
-    assert_eq!(health_errors(&d).0, 0);
-    // A fresh ingest of the same files agrees, item for item.
+    let live = items_of(d);
+    restart(d);
+    assert_eq!(items_of(d), live, "a restart changed the items");
+    assert_eq!(health_errors(d).0, 0);
     assert_eq!(d.stop().code(), Some(0));
     let mut fresh = Daemon::prepare("exact-resident-fresh", Options::default());
     fresh.home = d.home.clone();
@@ -583,4 +564,56 @@ fn quiet_conversations_let_go_of_their_folds_and_count_the_same_when_they_change
     }
     assert_eq!(a.len(), n);
     assert_eq!(a, b);
+}
+
+#[test]
+fn quiet_conversations_let_go_of_their_folds_and_count_the_same_when_they_change_again() {
+    // More conversations than agentd keeps folds of (512), each with a sub-agent file: after a
+    // couple of quiet seconds most folds are let go of, and are loaded back from their cursors
+    // when their files change.
+    let mut d = Daemon::start("exact-resident");
+    let project = d.home.join(".claude/projects/-src-app");
+    let n = 700;
+    write_conversations(&project, n, 0);
+    d.wait_for("/v1/agents?tab=all&limit=1000", "every conversation", |p| {
+        p["items"].as_array().unwrap().len() == n
+            && p["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|v| v["usage"]["input_tokens"] == 110)
+    });
+    // Quiet for a few ticks: folds are let go of.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(
+        d.log_text().contains("folds (quiet)"),
+        "no fold was let go of"
+    );
+    let changed = write_conversations(&project, n, 1);
+    changed_conversations_count_as_a_fresh_ingest(&mut d, n, changed);
+}
+
+#[test]
+fn a_backfill_lets_go_of_folds_as_it_goes_and_counts_the_same_when_they_change_again() {
+    // More files than twice the folds agentd keeps (512) already there at start: the scan lets
+    // go of folds as their cursors are committed, without waiting for the writer; conversations
+    // changed afterwards load their folds back and count what a fresh ingest counts, across a
+    // restart too.
+    let mut d = Daemon::prepare("exact-backfill-resident", Options::default());
+    let project = d.home.join(".claude/projects/-src-app");
+    let n = 900;
+    write_conversations(&project, n, 0);
+    d.spawn();
+    scanned(&d);
+    assert!(
+        d.log_text().contains("folds (while scanning)"),
+        "the scan held every fold"
+    );
+    let items = items_of(&d);
+    assert_eq!(items.len(), n);
+    for v in &items {
+        assert_eq!(v["usage"]["input_tokens"], 110, "{v}");
+    }
+    let changed = write_conversations(&project, n, 1);
+    changed_conversations_count_as_a_fresh_ingest(&mut d, n, changed);
 }

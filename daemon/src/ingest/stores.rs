@@ -93,7 +93,8 @@ struct FileEntry<F> {
     session: Option<(String, bool)>,
     /// The file is gone (the agent's cleanup); its conversation stays, marked as such.
     deleted: bool,
-    /// When it was last read (in ticks of [`StoreSource::clock`]).
+    /// When it was last read: the ingestor's count of files read then (see
+    /// [`StoreSource::reads`]).
     read_at: u64,
 }
 
@@ -128,7 +129,9 @@ pub fn spawn<F: Format>(
         files: HashMap::new(),
         sessions: HashMap::new(),
         emitted: HashMap::new(),
-        clock: 0,
+        reads: 0,
+        reads_at_tick: 0,
+        letting_go: None,
         resident: 0,
         hooks: HashMap::new(),
         seen: HashSet::new(),
@@ -155,8 +158,16 @@ struct StoreSource<F: Format> {
     sessions: HashMap<String, Vec<PathBuf>>,
     /// Conversations stored as working or blocked, with what was stored.
     emitted: HashMap<String, Emitted>,
-    /// Counts ticks, to tell files read since the last tick from quiet ones.
-    clock: u64,
+    /// Files read since start: each read is stamped with it, to tell the files read since a
+    /// moment from the others.
+    reads: u64,
+    /// [`Self::reads`] at the last tick: files read since are not quiet.
+    reads_at_tick: u64,
+    /// While a scan holds more than twice [`RESIDENT_FOLDS`]: a barrier sent to the writer and
+    /// [`Self::reads`] when it was sent. Once it is passed, the folds of the files read before
+    /// are committed and can be let go of, so a backfill does not hold every fold at once and
+    /// never waits for the writer to do it.
+    letting_go: Option<(std::sync::mpsc::Receiver<()>, u64)>,
     /// Files whose fold is in memory.
     resident: usize,
     /// The latest hook signal per conversation (see [`HookSignal`]).
@@ -212,8 +223,11 @@ impl<F: Format> super::follow::Followed for StoreSource<F> {
     }
 
     fn tick(&mut self) -> Step {
-        self.let_go_of_quiet_folds()?;
-        self.clock += 1;
+        if self.resident > RESIDENT_FOLDS {
+            self.writer.barrier().map_err(|_| Stopped)?;
+            self.let_go_of_folds_read_by(self.reads_at_tick, "quiet");
+        }
+        self.reads_at_tick = self.reads;
         let now = Millis::now();
         self.hooks
             .retain(|_, h| now.0.saturating_sub(h.at.0) < ABANDONED_AFTER_MS);
@@ -246,6 +260,7 @@ impl<F: Format> super::follow::Followed for StoreSource<F> {
     fn forget(&mut self) {
         self.files.clear();
         self.resident = 0;
+        self.letting_go = None;
         self.sessions.clear();
         self.rendered.clear();
         self.unrendered.clear();
@@ -313,6 +328,7 @@ impl<F: Format> StoreSource<F> {
                         .store(self.files.len() as u64, Ordering::Relaxed);
                     self.render_into(&mut batch, std::mem::take(&mut touched));
                     self.send(std::mem::replace(&mut batch, self.batch()))?;
+                    self.let_go_while_scanning()?;
                     tracing::info!("{}: scanned {n} of {total} files", F::NAME);
                     in_batch = 0;
                 }
@@ -456,6 +472,7 @@ impl<F: Format> StoreSource<F> {
                 }
             }
         }
+        self.reads += 1;
         let changed = state.cursor != before || !known || refolded;
         let session = F::session_of(path, &state.fold.conversation(Millis::now()));
         if changed {
@@ -488,7 +505,7 @@ impl<F: Format> StoreSource<F> {
                 state: Some(Box::new(state)),
                 session,
                 deleted: false,
-                read_at: self.clock,
+                read_at: self.reads,
             },
         );
         if was.is_none_or(|e| e.state.is_none()) {
@@ -514,18 +531,40 @@ impl<F: Format> StoreSource<F> {
         }
     }
 
-    /// Lets go of the folds of quiet files of finished conversations while more than
-    /// [`RESIDENT_FOLDS`] are in memory. Their cursors are committed first (a barrier), so a
-    /// fold loaded back is the one that was let go of.
-    fn let_go_of_quiet_folds(&mut self) -> Step {
-        if self.resident <= RESIDENT_FOLDS {
-            return Ok(());
+    /// During a scan, once more than twice [`RESIDENT_FOLDS`] are in memory: sends the writer
+    /// a barrier without waiting for it, and when a barrier sent earlier has been passed, lets
+    /// go of the quiet folds read before it (their cursors are committed).
+    fn let_go_while_scanning(&mut self) -> Step {
+        if let Some((passed, mark)) = &self.letting_go {
+            match passed.try_recv() {
+                Ok(()) => {
+                    let mark = *mark;
+                    self.letting_go = None;
+                    self.let_go_of_folds_read_by(mark, "while scanning");
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => return Ok(()),
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => return Err(Stopped),
+            }
         }
-        self.writer.barrier().map_err(|_| Stopped)?;
+        if self.letting_go.is_none() && self.resident > 2 * RESIDENT_FOLDS {
+            let passed = self.writer.barrier_later().map_err(|_| Stopped)?;
+            self.letting_go = Some((passed, self.reads));
+        }
+        Ok(())
+    }
+
+    /// Lets go of the folds of files last read by `mark` (see [`Self::reads`]) of finished
+    /// conversations, oldest first, while more than [`RESIDENT_FOLDS`] are in memory. The
+    /// caller has seen the writer commit everything sent before `mark`, so a fold loaded back
+    /// from its cursor is the one that was let go of.
+    fn let_go_of_folds_read_by(&mut self, mark: u64, why: &str) {
+        if self.resident <= RESIDENT_FOLDS {
+            return;
+        }
         let mut quiet: Vec<(u64, PathBuf)> = self
             .files
             .iter()
-            .filter(|(_, e)| e.state.is_some() && e.read_at < self.clock)
+            .filter(|(_, e)| e.state.is_some() && e.read_at <= mark)
             .filter(|(_, e)| {
                 e.session
                     .as_ref()
@@ -544,12 +583,11 @@ impl<F: Format> StoreSource<F> {
             }
         }
         tracing::debug!(
-            "{}: let go of {let_go} quiet folds; {} in memory",
+            "{}: let go of {let_go} folds ({why}); {} in memory",
             F::NAME,
             self.resident
         );
         crate::store::writer::release_free_memory();
-        Ok(())
     }
 
     /// Renders the conversations in `touched` into `batch`.

@@ -136,9 +136,15 @@ impl WriterHandle {
 
     /// Blocks until everything sent before this call is committed.
     pub fn barrier(&self) -> Result<(), WriterClosed> {
+        self.barrier_later()?.recv().map_err(|_| WriterClosed)
+    }
+
+    /// A barrier not waited for: the receiver gets `()` once everything sent before this call
+    /// is committed (and is disconnected if the writer stops first).
+    pub fn barrier_later(&self) -> Result<std::sync::mpsc::Receiver<()>, WriterClosed> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.send(WriteOp::Barrier(tx))?;
-        rx.recv().map_err(|_| WriterClosed)
+        Ok(rx)
     }
 }
 
