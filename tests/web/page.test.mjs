@@ -243,6 +243,19 @@ test("the page's filter controls change the URL and the rows; Back undoes them",
   await H.rowsMatch(page, d, "tab=all&q=login");
 });
 
+test("regression: text typed in a menu's add box survives the menu being rebuilt as it opens", async () => {
+  await show("tab=all");
+  await openMenu("harness");
+  await page.fill('[data-filter="harness"] input[data-add]', "gemini");
+  // The menu is rebuilt when its `toggle` event arrives, which may be after typing has begun.
+  await page.locator('details[data-filter="harness"]').evaluate(el => el.dispatchEvent(new Event("toggle")));
+  assert.equal(await page.inputValue('[data-filter="harness"] input[data-add]'), "gemini");
+  await page.press('[data-filter="harness"] input[data-add]', "Enter");
+  await H.until("harness=gemini in the URL", () => urlParams().harness === "gemini");
+  await H.rowsMatch(page, d, "tab=all&harness=gemini");
+  await page.keyboard.press("Escape");
+});
+
 test("a summary count links to the list filtered to it", async () => {
   await show("tab=all");
   const link = page.locator("#summary a.stat.blocked");
