@@ -162,7 +162,7 @@ fn a_state_dir_on_a_full_file_system_pauses_then_resumes_and_loses_nothing() {
     match list.status {
         200 => {}
         503 => assert_eq!(list.json()["error"]["code"], "unavailable", "{list:?}"),
-        other => panic!("{other}: {list:?}"),
+        other => panic!("{other}: {:?}\n{}", list.json(), d.log_text()),
     }
 
     // Space returns: everything written meanwhile arrives, once.

@@ -76,6 +76,16 @@ impl ApiError {
         }
     }
 
+    /// `503`: the writer hit an I/O error (a full disk, say) and the database cannot be read
+    /// right now: a state that passes, said as such (`/v1/health` says why).
+    pub fn store_unavailable() -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "unavailable",
+            message: "the database cannot be read right now (a write failed, the disk may be full); /v1/health says why; try again shortly".into(),
+        }
+    }
+
     /// `500`; the cause is logged here and not sent.
     pub fn internal(cause: impl std::fmt::Display) -> ApiError {
         tracing::error!("internal error answering a request: {cause}");
@@ -94,16 +104,15 @@ impl From<crate::store::StoreError> for ApiError {
             // The writer hit an I/O error (a full disk, say) and the database is being
             // reopened: a state that passes, said as such (`/v1/health` says why).
             StoreError::Reopening
-            | StoreError::Db(redb::Error::PreviousIo | redb::Error::Io(_)) => ApiError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                code: "unavailable",
-                message: "the database cannot be read right now (a write failed, the disk may be full); /v1/health says why; try again shortly".into(),
-            },
+            | StoreError::Db(redb::Error::PreviousIo | redb::Error::Io(_)) => {
+                ApiError::store_unavailable()
+            }
             // A moment after a large backfill: the file is given back its free space.
             StoreError::Compacting => ApiError {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 code: "unavailable",
-                message: "the database file is being compacted (a second or so); try again shortly".into(),
+                message: "the database file is being compacted (a second or so); try again shortly"
+                    .into(),
             },
             e => ApiError::internal(e),
         }

@@ -81,10 +81,34 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(catch_panics))
         .layer(axum::middleware::from_fn_with_state(
+            state.published.store_error.clone(),
+            while_the_store_fails,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
             count_requests,
         ))
         .with_state(state)
+}
+
+/// While the writer reports a store error (a full disk, a write that failed), a read that fails
+/// in any way (redb's handle half closed, a reopen under way) is that passing state: answered
+/// `503 unavailable`, which clients retry, rather than `500` (the cause is still logged).
+async fn while_the_store_fails(
+    State(store_error): State<Arc<std::sync::RwLock<Option<String>>>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let resp = next.run(req).await;
+    if resp.status() == axum::http::StatusCode::INTERNAL_SERVER_ERROR
+        && store_error
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    {
+        return ApiError::store_unavailable().into_response();
+    }
+    resp
 }
 
 /// The separate metrics listener's routes: `/metrics` only, behind its own token.
