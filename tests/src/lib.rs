@@ -422,7 +422,18 @@ impl Daemon {
 
     /// Waits until the item exists and `ok` holds for it.
     pub fn wait_item(&self, id: &str, ok: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + WAIT;
+        self.wait_item_within(id, WAIT, ok)
+    }
+
+    /// [`Daemon::wait_item`] for longer than [`WAIT`]: for a change that only time makes (an
+    /// answer that becomes a success after 10 quiet seconds, say), waited for on top of that time.
+    pub fn wait_item_within(
+        &self,
+        id: &str,
+        within: Duration,
+        ok: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + within;
         loop {
             let r = self.req("GET", &format!("/v1/agents/{id}"), b"");
             if r.status == 200 && ok(&r.json()) {

@@ -3,7 +3,7 @@
 //! agentd reads), the items seen changing over the socket, the tool never locked out, restarts
 //! compared with a fresh ingest of the final database, and files that are not databases.
 
-use agentd_tests::{Daemon, Options, now_ms, source_in};
+use agentd_tests::{Daemon, Options, WAIT, now_ms, source_in};
 use rusqlite::{Connection, params};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -367,7 +367,10 @@ fn a_goose_session_is_followed_in_its_database() {
         [],
     )
     .unwrap();
-    let v = d.wait_item(id, |v| v["status"] == "success");
+    // Success comes after 10 quiet seconds: waited for on top of those.
+    let v = d.wait_item_within(id, Duration::from_secs(10) + WAIT, |v| {
+        v["status"] == "success"
+    });
     assert_eq!(v["usage"]["input_tokens"], 12000);
     assert_eq!(
         v["usage"]["output_tokens"], 900,
