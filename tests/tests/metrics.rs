@@ -140,21 +140,7 @@ fn urlencode(s: &str) -> String {
 
 /// A plain HTTP GET on loopback: (status, body).
 fn get(port: u16, path: &str) -> (u16, String) {
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, String::new());
-    };
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    let _ = write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    );
-    let mut buf = String::new();
-    let _ = s.read_to_string(&mut buf);
-    let code = buf
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
+    let (code, buf) = get_with(port, path, "127.0.0.1", &[]);
     let body = buf.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     // Chunked answers: good enough to join the chunks' data for JSON.
     let body = if buf
@@ -381,8 +367,8 @@ fn ten_thousand_agents_make_no_more_series_than_ten() {
     );
 }
 
-/// A plain HTTP GET with headers: (status, body).
-fn get_with(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+/// A plain HTTP GET as `host` with more headers: (status, the whole answer).
+fn get_with(port: u16, path: &str, host: &str, headers: &[(&str, &str)]) -> (u16, String) {
     let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return (0, String::new());
     };
@@ -393,7 +379,7 @@ fn get_with(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
         .collect();
     let _ = write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: scraper.example:{port}\r\n{extra}Connection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}Connection: close\r\n\r\n"
     );
     let mut buf = String::new();
     let _ = s.read_to_string(&mut buf);
@@ -427,7 +413,12 @@ fn a_separate_metrics_listener_serves_metrics_only_with_its_own_token() {
     let bearer = format!("Bearer {token}");
     let deadline = Instant::now() + Duration::from_secs(10);
     let (code, body) = loop {
-        let r = get_with(port, "/metrics", &[("Authorization", &bearer)]);
+        let r = get_with(
+            port,
+            "/metrics",
+            "scraper.example",
+            &[("Authorization", &bearer)],
+        );
         if r.0 != 0 || Instant::now() > deadline {
             break r;
         }
@@ -436,15 +427,27 @@ fn a_separate_metrics_listener_serves_metrics_only_with_its_own_token() {
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("agentd_build_info"), "{body}");
     // Any Host (a scraper elsewhere), but never without the token, nor with the API's.
-    assert_eq!(get_with(port, "/metrics", &[]).0, 401);
+    assert_eq!(get_with(port, "/metrics", "scraper.example", &[]).0, 401);
     let api = format!("Bearer {}", d.token());
     assert_eq!(
-        get_with(port, "/metrics", &[("Authorization", &api)]).0,
+        get_with(
+            port,
+            "/metrics",
+            "scraper.example",
+            &[("Authorization", &api)]
+        )
+        .0,
         401
     );
     // And nothing but the metrics.
     assert_eq!(
-        get_with(port, "/v1/agents?tab=all", &[("Authorization", &bearer)]).0,
+        get_with(
+            port,
+            "/v1/agents?tab=all",
+            "scraper.example",
+            &[("Authorization", &bearer)]
+        )
+        .0,
         404
     );
 }

@@ -453,8 +453,8 @@ pub(super) fn warm(dir: &Path) {
     }
 }
 
-/// Waits until every source has scanned and `items` items exist; the time it took.
-fn backfill(socket: &Path, items: usize, started: Instant) -> Duration {
+/// Waits until every source has scanned and `items` items exist; the time since `started`.
+pub(super) fn backfill(socket: &Path, items: usize, started: Instant) -> Duration {
     loop {
         if let Some(h) = health(socket)
             && h["items"].as_u64() >= Some(items as u64)
@@ -465,7 +465,7 @@ fn backfill(socket: &Path, items: usize, started: Instant) -> Duration {
             return started.elapsed();
         }
         assert!(
-            started.elapsed() < Duration::from_secs(600),
+            started.elapsed() < Duration::from_secs(3600),
             "backfill did not finish"
         );
         std::thread::sleep(Duration::from_millis(5));

@@ -76,23 +76,7 @@ fn backfill_scale(dir: &Path, sessions: usize, ccusage: Option<&Path>) -> Scale 
     super::formats::warm(&home);
     let _ = std::fs::remove_dir_all(dir.join("state"));
     let (d, _) = start_with_home(&dir, &home);
-    let started = Instant::now();
-    loop {
-        if let Some(h) = health(&d.socket)
-            && h["items"].as_u64() >= Some(sessions as u64)
-            && h["sources"]
-                .as_array()
-                .is_some_and(|s| s.iter().all(|s| s["scan_done"] == true))
-        {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(3600),
-            "backfill did not finish"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let wall = started.elapsed().as_secs_f64();
+    let wall = super::formats::backfill(&d.socket, sessions, Instant::now()).as_secs_f64();
     let cpu = d.cpu_seconds();
     let (_, hwm) = d.rss_kib();
     std::thread::sleep(Duration::from_secs(2));

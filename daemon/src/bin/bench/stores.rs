@@ -6,7 +6,7 @@
 //! `ccusage` on the same files (when given `--ccusage PATH`), with both programs' times; and the
 //! latency from a line appended to a transcript to its item's update on `/v1/events`.
 
-use super::{Lcg, health, now_ms, percentiles, request, rfc3339, start_with_home};
+use super::{Lcg, now_ms, percentiles, request, rfc3339, start_with_home};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -374,23 +374,7 @@ pub fn bench(dir: &Path, ccusage: Option<&Path>) {
     let (bytes, probe) = generate(&home, SESSIONS);
     let _ = std::fs::remove_dir_all(dir.join("state"));
     let (d, _) = start_with_home(dir, &home);
-    let started = Instant::now();
-    loop {
-        if let Some(h) = health(&d.socket)
-            && h["items"].as_u64() >= Some(SESSIONS as u64)
-            && h["sources"]
-                .as_array()
-                .is_some_and(|s| s.iter().all(|s| s["scan_done"] == true))
-        {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(1800),
-            "backfill did not finish"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let took = started.elapsed();
+    let took = super::formats::backfill(&d.socket, SESSIONS, Instant::now());
     let (_, hwm) = d.rss_kib();
     println!(
         "  backfill of {SESSIONS} conversations ({:.0} MB): {:.2}s, {:.0} MB/s, peak RSS {:.1} MB",
