@@ -5,9 +5,15 @@
 //! The followers only say "this file has data up to offset N" (or "it was rewritten"): this
 //! module's own thread reads the new bytes from the file and appends them to the copy as a new
 //! zstd frame (a zstd stream may be several frames back to back), so copying never slows
-//! ingestion, holds no file content in a queue, and never re-copies a whole file on an append.
+//! ingestion, holds no file content in memory, and never re-copies a whole file on an append.
 //! A copy's decompressed length is how far it goes; after a crash, what is missing is read
 //! again, and a copy that cannot be read (cut off mid-frame) is made again from the file.
+//!
+//! What the followers say is merged per file into one table the copier empties, never queued:
+//! however far the copier falls behind, no file is skipped, and the table holds at most one
+//! entry per followed file. Copying waits until the first scans are done (see
+//! [`History::copy_once`]): a backfill's CPU goes to making the agents queryable, and the
+//! copies follow at the lowest priority.
 //!
 //! The copies are bounded by `history.max_mb` (2048): past it the least recently written go
 //! first. `history.keep = false` deletes them and keeps none. When an agent deletes a
@@ -18,11 +24,9 @@ use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Duration;
 
-/// Notices queued for the copier; past this a notice is dropped, which loses nothing: the next
-/// notice for the file (or the next start) copies everything up to it.
-const QUEUE: usize = 4096;
 /// Bytes read from a file per frame: bounded memory however large the file.
 const CHUNK: usize = 4 * 1024 * 1024;
 /// zstd level: fast, and still several times smaller than JSON lines.
@@ -38,17 +42,35 @@ pub struct HistoryConfig {
     pub max_bytes: u64,
 }
 
-enum Notice {
-    /// The file has data up to this offset.
-    Grew(PathBuf, u64),
+/// What is to be copied of one file, merged from what the followers said since the copier
+/// last looked.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Wanted {
     /// The file was rewritten or truncated: its copy starts over.
-    Reset(PathBuf),
+    reset: bool,
+    /// The file has data up to here.
+    offset: u64,
 }
+
+/// Whether the copier may start: set once by the daemon (see [`History::copy_once`]).
+type Ready = Box<dyn Fn() -> bool + Send + Sync>;
+
+/// What the followers and the copier share.
+#[derive(Default)]
+struct Shared {
+    wanted: Mutex<HashMap<PathBuf, Wanted>>,
+    /// Signalled when `wanted` gains an entry.
+    more: Condvar,
+    ready: OnceLock<Ready>,
+}
+
+/// How often the copier looks again whether it may start, while the first scans run.
+const READY_POLL: Duration = Duration::from_millis(100);
 
 /// The followers' handle: cheap to clone; a no-op when history is off.
 #[derive(Clone, Default)]
 pub struct History {
-    tx: Option<SyncSender<Notice>>,
+    shared: Option<Arc<Shared>>,
     /// Where the copies are, when history is on.
     dir: Option<PathBuf>,
 }
@@ -63,7 +85,8 @@ pub fn copy_path(dir: &Path, file: &Path) -> PathBuf {
 }
 
 impl History {
-    /// Starts the copier (or, with `keep = false`, deletes the copies and keeps none).
+    /// Starts the copier (or, with `keep = false`, deletes the copies and keeps none). It makes
+    /// no copy before [`History::copy_once`] says so.
     pub fn start(config: HistoryConfig) -> History {
         if !config.keep {
             if config.dir.exists() {
@@ -78,8 +101,9 @@ impl History {
             tracing::warn!("no transcript history: {e}");
             return History::default();
         }
-        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
+        let shared = Arc::new(Shared::default());
         let dir = config.dir.clone();
+        let copier_shared = shared.clone();
         let spawned = std::thread::Builder::new()
             .name("agentd-history".into())
             .spawn(crate::supervised("history copier", move || {
@@ -89,17 +113,26 @@ impl History {
                     let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
                     libc::setpriority(libc::PRIO_PROCESS, tid, 19);
                 }
-                Copier::new(config).run(rx)
+                Copier::new(config).run(&copier_shared)
             }));
         match spawned {
             Ok(_) => History {
-                tx: Some(tx),
+                shared: Some(shared),
                 dir: Some(dir),
             },
             Err(e) => {
                 tracing::warn!("no transcript history: {e}");
                 History::default()
             }
+        }
+    }
+
+    /// Lets the copier start once `ready` holds (the daemon: once every source has done its
+    /// first scan). Only the first call counts.
+    pub fn copy_once(&self, ready: impl Fn() -> bool + Send + Sync + 'static) {
+        if let Some(shared) = &self.shared {
+            let _ = shared.ready.set(Box::new(ready));
+            shared.more.notify_one();
         }
     }
 
@@ -111,19 +144,30 @@ impl History {
 
     /// `file` now has data up to `offset`.
     pub fn grew(&self, file: &Path, offset: u64) {
-        self.send(Notice::Grew(file.to_owned(), offset));
+        self.want(file, |w| w.offset = w.offset.max(offset));
     }
 
     /// `file` was rewritten: its copy starts over.
     pub fn reset(&self, file: &Path) {
-        self.send(Notice::Reset(file.to_owned()));
+        self.want(file, |w| {
+            *w = Wanted {
+                reset: true,
+                offset: 0,
+            }
+        });
     }
 
-    fn send(&self, notice: Notice) {
-        if let Some(tx) = &self.tx
-            && let Err(TrySendError::Full(_)) = tx.try_send(notice)
-        {
-            tracing::debug!("history queue full; the next notice catches up");
+    fn want(&self, file: &Path, merge: impl FnOnce(&mut Wanted)) {
+        let Some(shared) = &self.shared else { return };
+        let mut wanted = shared.wanted.lock().unwrap_or_else(|e| e.into_inner());
+        match wanted.get_mut(file) {
+            Some(w) => merge(w),
+            None => {
+                let mut w = Wanted::default();
+                merge(&mut w);
+                wanted.insert(file.to_owned(), w);
+                shared.more.notify_one();
+            }
         }
     }
 }
@@ -153,26 +197,23 @@ impl Copier {
         }
     }
 
-    fn run(mut self, rx: Receiver<Notice>) {
-        while let Ok(first) = rx.recv() {
-            // Coalesce what is queued: the latest offset per file is all that matters.
-            let mut grown: HashMap<PathBuf, u64> = HashMap::new();
-            let mut next = Some(first);
-            while let Some(n) = next {
-                match n {
-                    Notice::Grew(p, o) => {
-                        let e = grown.entry(p).or_insert(0);
-                        *e = (*e).max(o);
-                    }
-                    Notice::Reset(p) => {
-                        grown.remove(&p);
-                        self.forget(&p);
-                    }
+    fn run(mut self, shared: &Shared) {
+        while !shared.ready.get().is_some_and(|ready| ready()) {
+            std::thread::sleep(READY_POLL);
+        }
+        loop {
+            let wanted = {
+                let mut wanted = shared.wanted.lock().unwrap_or_else(|e| e.into_inner());
+                while wanted.is_empty() {
+                    wanted = shared.more.wait(wanted).unwrap_or_else(|e| e.into_inner());
                 }
-                next = rx.try_recv().ok();
-            }
-            for (path, offset) in grown {
-                if let Err(e) = self.copy_up_to(&path, offset) {
+                std::mem::take(&mut *wanted)
+            };
+            for (path, want) in wanted {
+                if want.reset {
+                    self.forget(&path);
+                }
+                if let Err(e) = self.copy_up_to(&path, want.offset) {
                     tracing::warn!("cannot keep a copy of {}: {e}", path.display());
                 }
             }
@@ -308,6 +349,68 @@ mod tests {
         // A new run of the copier finds how far the copy goes.
         let mut again = Copier::new(c.config.clone());
         assert_eq!(again.known_length(&file), Some(14));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn what_is_said_of_a_file_merges_and_a_rewrite_starts_over() {
+        let h = History {
+            shared: Some(Arc::new(Shared::default())),
+            dir: None,
+        };
+        let f = Path::new("/x/a.jsonl");
+        let wanted = |h: &History| h.shared.as_ref().unwrap().wanted.lock().unwrap()[f];
+        h.grew(f, 10);
+        h.grew(f, 30);
+        h.grew(f, 20);
+        assert_eq!(
+            wanted(&h),
+            Wanted {
+                reset: false,
+                offset: 30
+            }
+        );
+        h.reset(f);
+        h.grew(f, 5);
+        assert_eq!(
+            wanted(&h),
+            Wanted {
+                reset: true,
+                offset: 5
+            }
+        );
+    }
+
+    /// More files than any queue would hold, told while the copier is held back: every one
+    /// gets its copy once it may start.
+    #[test]
+    fn a_copier_held_back_misses_no_file() {
+        const N: usize = 5_000;
+        let dir = std::env::temp_dir().join(format!("agentd-history-many-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("files")).unwrap();
+        let h = History::start(HistoryConfig {
+            dir: dir.join("h"),
+            keep: true,
+            max_bytes: 1 << 30,
+        });
+        for i in 0..N {
+            let file = dir.join("files").join(format!("{i}.jsonl"));
+            std::fs::write(&file, format!("line {i}\n")).unwrap();
+            h.grew(&file, std::fs::metadata(&file).unwrap().len());
+        }
+        std::thread::sleep(2 * READY_POLL);
+        let count = || std::fs::read_dir(dir.join("h")).unwrap().count();
+        assert_eq!(count(), 0, "no copy before the copier may start");
+        h.copy_once(|| true);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while count() < N && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(count(), N);
+        let last = dir.join("files").join(format!("{}.jsonl", N - 1));
+        let copy = std::fs::read(h.copy_of(&last).unwrap()).unwrap();
+        assert_eq!(zstd::decode_all(copy.as_slice()).unwrap(), b"line 4999\n");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -146,6 +146,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let history = history::History::start(config.history.clone());
     let mut sources = vec![runs_stats];
     let mut store_threads = Vec::new();
+    // The sources whose files are copied into the history.
+    let mut copied_sources = Vec::new();
     macro_rules! start_store {
         ($format:ty, $roots:expr) => {{
             let roots: Vec<std::path::PathBuf> = $roots.clone();
@@ -158,6 +160,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 &dirs,
             ));
             sources.push(stats.clone());
+            copied_sources.push(stats.clone());
             store_threads.push((
                 <$format as ingest::stores::Format>::KIND,
                 ingest::stores::spawn::<$format>(
@@ -177,6 +180,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     start_store!(ingest::formats::Droid, config.droid_roots);
     start_store!(ingest::formats::Copilot, config.copilot_roots);
     start_store!(ingest::formats::Kimi, config.kimi_roots);
+    // The copies of what the first scans read are made once the scans are done: a backfill's
+    // CPU goes to making the agents queryable first.
+    history.copy_once(move || {
+        copied_sources
+            .iter()
+            .all(|s| s.scanned.load(std::sync::atomic::Ordering::Relaxed))
+    });
     // Stores kept in SQLite databases: the same shape of follower, over a database.
     macro_rules! start_database {
         ($db:ty, $roots:expr) => {{

@@ -408,6 +408,43 @@ fn transcript_copies_are_bounded_oldest_first_and_deleted_when_turned_off() {
     assert!(!d.state.join("history").exists());
 }
 
+/// Regression: the copier used to be told of files through a queue of 4,096 notices and drop
+/// what did not fit, so a first scan of more conversations than that left files without a
+/// copy until they changed again (and an agent's cleanup could then delete the only one).
+#[test]
+fn every_conversation_present_at_start_gets_its_history_copy_however_many_there_are() {
+    const N: usize = 6_000;
+    let mut d = Daemon::prepare("history-many", Options::default());
+    let dir = claude_dir(&d);
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..N {
+        let s = format!("{i:08x}-5555-4666-8777-888888888888");
+        let p = json!({"type": "user", "timestamp": ago(600), "sessionId": s, "cwd": "/src/app",
+            "isSidechain": false, "uuid": "u1", "message": {"role": "user", "content": format!("task {i}")}});
+        std::fs::write(dir.join(format!("{s}.jsonl")), format!("{p}\n")).unwrap();
+    }
+    d.spawn();
+    d.wait_for("/v1/health", "the first scan", |h| {
+        h["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["scan_done"] == true)
+    });
+    // The copier runs at the lowest priority: give it its time, then every file has a copy.
+    let deadline = std::time::Instant::now() + 6 * agentd_tests::WAIT;
+    while copies(&d).len() < N && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(copies(&d).len(), N, "files without a history copy");
+    let last = dir.join(format!("{:08x}-5555-4666-8777-888888888888.jsonl", N - 1));
+    let copy = std::fs::read(agentd_tests::history_copy(&d, &last)).unwrap();
+    assert_eq!(
+        zstd::decode_all(copy.as_slice()).unwrap(),
+        std::fs::read(&last).unwrap()
+    );
+}
+
 #[test]
 fn a_gemini_chat_becomes_an_item_with_its_project() {
     let d = Daemon::start("gemini-live");
