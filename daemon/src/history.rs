@@ -84,6 +84,13 @@ pub fn copy_path(dir: &Path, file: &Path) -> PathBuf {
     dir.join(format!("{hash}.zst"))
 }
 
+/// The key of a copy in [`Copier::copied`]: the first 8 bytes of its name's hash (a collision
+/// among a user's files is vanishingly unlikely, and would only make a copy be read again).
+fn copy_key(copy: &Path) -> Option<u64> {
+    let hex = copy.file_stem()?.to_str()?.get(..16)?;
+    u64::from_str_radix(hex, 16).ok()
+}
+
 impl History {
     /// Starts the copier (or, with `keep = false`, deletes the copies and keeps none). It makes
     /// no copy before [`History::copy_once`] says so.
@@ -174,8 +181,16 @@ impl History {
 
 struct Copier {
     config: HistoryConfig,
+    /// One compression context for every frame (not one made per frame).
+    compressor: zstd::bulk::Compressor<'static>,
+    /// What is read of a file, and its frame: kept across the files of one round, let go of
+    /// after it (a backfill's round copies every file once).
+    read: Vec<u8>,
+    frame: Vec<u8>,
     /// How far each copy goes (its decompressed length), once known.
-    copied: HashMap<PathBuf, u64>,
+    /// Keyed by [`copy_key`], not by path: it holds an entry for every file copied since
+    /// start, so 16 bytes each rather than a path.
+    copied: HashMap<u64, u64>,
     /// The copies' total size on disk.
     total: u64,
 }
@@ -192,6 +207,9 @@ impl Copier {
             .unwrap_or(0);
         Copier {
             config,
+            compressor: zstd::bulk::Compressor::new(LEVEL).expect("zstd level 3 is valid"),
+            read: Vec::new(),
+            frame: Vec::new(),
             copied: HashMap::new(),
             total,
         }
@@ -218,6 +236,10 @@ impl Copier {
                 }
             }
             self.evict();
+            // A round's buffers, and the memory freed as it went, go back to the system.
+            self.read = Vec::new();
+            self.frame = Vec::new();
+            crate::store::writer::release_free_memory();
         }
     }
 
@@ -228,29 +250,36 @@ impl Copier {
             self.total = self.total.saturating_sub(m.len());
         }
         let _ = std::fs::remove_file(&copy);
-        self.copied.insert(file.to_owned(), 0);
+        self.note_copied(&copy, 0);
     }
 
-    /// How far the copy of `file` goes: its decompressed length (read once per run), or `None`
-    /// when it cannot be read whole (then it is made again).
-    fn known_length(&mut self, file: &Path) -> Option<u64> {
-        if let Some(n) = self.copied.get(file) {
+    /// Notes that `copy` goes as far as `length` of its file.
+    fn note_copied(&mut self, copy: &Path, length: u64) {
+        if let Some(key) = copy_key(copy) {
+            self.copied.insert(key, length);
+        }
+    }
+
+    /// How far `copy` goes: its decompressed length (read once per run), or `None` when it
+    /// cannot be read whole (then it is made again).
+    fn known_length(&mut self, copy: &Path) -> Option<u64> {
+        if let Some(n) = copy_key(copy).and_then(|key| self.copied.get(&key)) {
             return Some(*n);
         }
-        let copy = copy_path(&self.config.dir, file);
-        let n = match std::fs::File::open(&copy) {
+        let n = match std::fs::File::open(copy) {
             Err(_) => Some(0),
             Ok(f) => zstd::stream::read::Decoder::new(f)
                 .ok()
                 .and_then(|mut d| std::io::copy(&mut d, &mut std::io::sink()).ok()),
         }?;
-        self.copied.insert(file.to_owned(), n);
+        self.note_copied(copy, n);
         Some(n)
     }
 
     /// Appends the bytes of `file` from where its copy ends up to `offset`.
     fn copy_up_to(&mut self, file: &Path, offset: u64) -> std::io::Result<()> {
-        let from = match self.known_length(file) {
+        let copy = copy_path(&self.config.dir, file);
+        let from = match self.known_length(&copy) {
             Some(n) => n,
             None => {
                 self.forget(file);
@@ -265,7 +294,6 @@ impl Copier {
             return Ok(()); // rewritten meanwhile: its reset notice is on the way
         }
         src.seek(SeekFrom::Start(from))?;
-        let copy = copy_path(&self.config.dir, file);
         let mut out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -273,18 +301,22 @@ impl Copier {
             .open(&copy)?;
         let before = out.metadata()?.len();
         let mut left = offset - from;
-        let mut buf = vec![0u8; CHUNK.min(left as usize)];
         while left > 0 {
-            let want = left.min(buf.len() as u64) as usize;
-            src.read_exact(&mut buf[..want])?;
+            let want = left.min(CHUNK as u64) as usize;
+            self.read.resize(want, 0);
+            src.read_exact(&mut self.read)?;
             // One frame per chunk: a copy is a sequence of complete frames, each written
             // whole, so a crash can only cut off the last one.
-            out.write_all(&zstd::bulk::compress(&buf[..want], LEVEL)?)?;
+            self.frame.clear();
+            self.frame.reserve(zstd::zstd_safe::compress_bound(want));
+            self.compressor
+                .compress_to_buffer(&self.read[..], &mut self.frame)?;
+            out.write_all(&self.frame)?;
             left -= want as u64;
         }
         out.flush()?;
         self.total += out.metadata()?.len().saturating_sub(before);
-        self.copied.insert(file.to_owned(), offset);
+        self.note_copied(&copy, offset);
         Ok(())
     }
 
@@ -313,8 +345,9 @@ impl Copier {
             if std::fs::remove_file(&path).is_ok() {
                 self.total = self.total.saturating_sub(len);
                 // Its file's copy starts over if the file changes again.
-                self.copied
-                    .retain(|f, _| copy_path(&self.config.dir, f) != path);
+                if let Some(key) = copy_key(&path) {
+                    self.copied.remove(&key);
+                }
             }
         }
     }
@@ -348,7 +381,10 @@ mod tests {
         );
         // A new run of the copier finds how far the copy goes.
         let mut again = Copier::new(c.config.clone());
-        assert_eq!(again.known_length(&file), Some(14));
+        assert_eq!(
+            again.known_length(&copy_path(&dir.join("h"), &file)),
+            Some(14)
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

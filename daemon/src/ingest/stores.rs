@@ -23,7 +23,7 @@ use crate::store::Store;
 use crate::store::writer::{IngestBatch, ItemUpdate, WriteOp, WriterHandle};
 use agentd_wire::{Item, Kind, Open, Source, Status, StatusSource};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -84,13 +84,18 @@ struct FileState<F> {
     fold: F,
 }
 
-/// One file as the ingestor holds it.
+/// One file as the ingestor holds it. An entry outlives its fold (it is kept for every file
+/// followed), so it is kept small: its conversation's id is shared with [`Session`] and the
+/// other maps, its path with its conversation's list of files.
 struct FileEntry<F> {
     /// Where reading stands and the fold; `None` when it was let go of (a quiet file of a
     /// finished conversation): it is then loaded from its committed cursor when needed. Boxed:
     /// most files' folds are let go of, and an entry then costs a pointer, not a fold.
     state: Option<Box<FileState<F>>>,
-    session: Option<(String, bool)>,
+    /// The conversation the file belongs to.
+    session: Option<SessionId>,
+    /// The file is its conversation's main file (not a sub-agent's or a live registry).
+    is_main: bool,
     /// The file is gone (the agent's cleanup); its conversation stays, marked as such.
     deleted: bool,
     /// When it was last read: the ingestor's count of files read then (see
@@ -100,7 +105,7 @@ struct FileEntry<F> {
 
 /// A conversation's main file while it is rendered: its path, entry, conversation and fold.
 type MainFile<'a, Fold> = (
-    &'a PathBuf,
+    &'a FilePath,
     &'a FileEntry<Fold>,
     Conversation,
     std::borrow::Cow<'a, Fold>,
@@ -113,6 +118,31 @@ const RESIDENT_FOLDS: usize = 512;
 
 /// The status last stored for a conversation, to notice when the clock changes it.
 type Emitted = (Status, Option<String>);
+
+/// A conversation's id, shared by every map that names it (one allocation per conversation).
+type SessionId = Arc<str>;
+
+/// A followed file's path, shared by the file's entry and its conversation's list of files.
+type FilePath = Arc<Path>;
+
+/// One conversation as the ingestor knows it: kept for every conversation seen since start,
+/// so small (its files' entries hold the rest).
+#[derive(Default)]
+struct Session {
+    /// Its files, sorted (most have one).
+    files: Vec<FilePath>,
+    /// Looked at since this process started (a restart re-renders the ones that were or are
+    /// active, once: time may have moved them on while agentd was down). Kept when the files
+    /// in memory are forgotten.
+    seen: bool,
+    /// Rendered from the files in memory: when another of its files is loaded later (a scan
+    /// meets a conversation's files in any order, and may commit between them), it is rendered
+    /// again, so its item always adds up all of its files.
+    rendered: bool,
+    /// Had something new but could not be rendered yet (its main file was not loaded: a scan
+    /// met a sub-agent file first): rendered as soon as another of its files is loaded.
+    unrendered: bool,
+}
 
 /// Starts the source thread of format `F` over `roots`.
 pub fn spawn<F: Format>(
@@ -134,9 +164,6 @@ pub fn spawn<F: Format>(
         letting_go: None,
         resident: 0,
         hooks: HashMap::new(),
-        seen: HashSet::new(),
-        rendered: HashSet::new(),
-        unrendered: HashSet::new(),
         prices,
         liveness: std::cell::RefCell::new(crate::liveness::Liveness::new()),
         store: wiring.store.clone(),
@@ -153,11 +180,11 @@ struct StoreSource<F: Format> {
     stop: Arc<AtomicBool>,
     /// Files that could not be read, with the error: counted once, not on every rescan.
     failing: HashMap<PathBuf, String>,
-    files: HashMap<PathBuf, FileEntry<F::Fold>>,
-    /// Conversation id → its files, sorted (most have one: a vector, not a tree node).
-    sessions: HashMap<String, Vec<PathBuf>>,
+    files: HashMap<FilePath, FileEntry<F::Fold>>,
+    /// Every conversation seen since start, by id.
+    sessions: HashMap<SessionId, Session>,
     /// Conversations stored as working or blocked, with what was stored.
-    emitted: HashMap<String, Emitted>,
+    emitted: HashMap<SessionId, Emitted>,
     /// Files read since start: each read is stamped with it, to tell the files read since a
     /// moment from the others.
     reads: u64,
@@ -172,18 +199,6 @@ struct StoreSource<F: Format> {
     resident: usize,
     /// The latest hook signal per conversation (see [`HookSignal`]).
     hooks: HashMap<String, HookSignal>,
-    /// Conversations looked at since this process started (a restart re-renders the ones
-    /// that were or are active, once: time may have moved them on while agentd was down).
-    seen: HashSet<String>,
-    /// Conversations rendered from the files in memory: when another of a conversation's
-    /// files is loaded later (a scan meets a conversation's files in any order, and may commit
-    /// between them), the conversation is rendered again, so its item always adds up all of
-    /// its files.
-    rendered: HashSet<String>,
-    /// Conversations that had something new but could not be rendered yet (their main file was
-    /// not loaded: a scan met a sub-agent file first): rendered as soon as another of their
-    /// files is loaded.
-    unrendered: HashSet<String>,
     prices: Arc<Prices>,
     /// Checks the pid of an agent's live registry (interior: rendering is otherwise `&self`).
     liveness: std::cell::RefCell<crate::liveness::Liveness>,
@@ -205,7 +220,11 @@ impl<F: Format> super::follow::Followed for StoreSource<F> {
     fn changed(&mut self, changed: BTreeSet<PathBuf>, removed: BTreeSet<PathBuf>) -> Step {
         let mut paths = changed;
         // A removed file's conversation stays, marked as such: rendered again.
-        paths.extend(removed.into_iter().filter(|p| self.files.contains_key(p)));
+        paths.extend(
+            removed
+                .into_iter()
+                .filter(|p| self.files.contains_key(p.as_path())),
+        );
         self.process_paths(paths)
     }
 
@@ -218,6 +237,7 @@ impl<F: Format> super::follow::Followed for StoreSource<F> {
             self.hooks.remove(&id);
         }
         let mut batch = self.batch();
+        let id = self.session_id(&id);
         self.render_into(&mut batch, BTreeSet::from([id]));
         self.send(batch)
     }
@@ -233,13 +253,13 @@ impl<F: Format> super::follow::Followed for StoreSource<F> {
             .retain(|_, h| now.0.saturating_sub(h.at.0) < ABANDONED_AFTER_MS);
         // Time moves statuses on: a quiet pending tool call becomes blocked, a quiet answer
         // finishes, an abandoned turn fails.
-        let mut live: Vec<String> = self.emitted.keys().cloned().collect();
+        let mut live: Vec<SessionId> = self.emitted.keys().cloned().collect();
         // A hook that has just settled (a Codex permission request that stood for its second)
         // takes effect now, whatever the conversation showed.
         for (id, h) in &self.hooks {
             let due = h.at.0.saturating_add(h.settle_ms);
             if h.settle_ms > 0 && now.0 >= due && now.0 - due < 3 * TICK.as_millis() as i64 {
-                live.push(id.clone());
+                live.push(self.session_id(id));
             }
         }
         live.sort();
@@ -250,7 +270,10 @@ impl<F: Format> super::follow::Followed for StoreSource<F> {
                 && self.emitted.get(&id)
                     != Some(&(update.item.status, update.item.status_detail.clone()))
             {
-                self.note_emitted(&update.item);
+                if let Some(session) = self.sessions.get_mut(&id) {
+                    session.rendered = true;
+                }
+                self.note_emitted(id, &update.item);
                 batch.updates.push(update);
             }
         }
@@ -261,9 +284,13 @@ impl<F: Format> super::follow::Followed for StoreSource<F> {
         self.files.clear();
         self.resident = 0;
         self.letting_go = None;
-        self.sessions.clear();
-        self.rendered.clear();
-        self.unrendered.clear();
+        for session in self.sessions.values_mut() {
+            // Only whether it was seen outlives what is forgotten.
+            *session = Session {
+                seen: session.seen,
+                ..Session::default()
+            };
+        }
         self.emitted.clear();
     }
 }
@@ -279,7 +306,7 @@ impl<F: Format> StoreSource<F> {
         let total = found.len();
         let new = found
             .iter()
-            .filter(|p| !self.files.contains_key(*p))
+            .filter(|p| !self.files.contains_key(p.as_path()))
             .count();
         self.stats
             .scan_total
@@ -316,7 +343,9 @@ impl<F: Format> StoreSource<F> {
                 .map(|p| {
                     (
                         p.clone(),
-                        self.files.get(p).and_then(|e| e.state.as_deref().cloned()),
+                        self.files
+                            .get(p.as_path())
+                            .and_then(|e| e.state.as_deref().cloned()),
                     )
                 })
                 .collect();
@@ -368,9 +397,9 @@ impl<F: Format> StoreSource<F> {
                 continue;
             }
             if !path.exists() {
-                if let Some(f) = self.files.get_mut(&path) {
+                if let Some(f) = self.files.get_mut(path.as_path()) {
                     f.deleted = true;
-                    if let Some((id, _)) = &f.session {
+                    if let Some(id) = &f.session {
                         touched.insert(id.clone());
                     }
                 }
@@ -394,7 +423,12 @@ impl<F: Format> StoreSource<F> {
     /// Reads what is new in `path`, folding it, and notes its conversation in `touched` when
     /// anything changed, or when it is seen for the first time since start and is (or was
     /// stored as) active: time may have moved it on while agentd was down.
-    fn read_file(&mut self, path: &Path, batch: &mut IngestBatch, touched: &mut BTreeSet<String>) {
+    fn read_file(
+        &mut self,
+        path: &Path,
+        batch: &mut IngestBatch,
+        touched: &mut BTreeSet<SessionId>,
+    ) {
         let prior = self
             .files
             .get(path)
@@ -408,7 +442,7 @@ impl<F: Format> StoreSource<F> {
         &mut self,
         read: FileRead<F::Fold>,
         batch: &mut IngestBatch,
-        touched: &mut BTreeSet<String>,
+        touched: &mut BTreeSet<SessionId>,
     ) {
         let FileRead {
             path,
@@ -478,15 +512,24 @@ impl<F: Format> StoreSource<F> {
         if changed {
             batch.cursors.push((key, crate::store::encode(&state)));
         }
-        if let Some((id, _)) = &session {
-            let files = self.sessions.entry(id.clone()).or_default();
-            if let Err(at) = files.binary_search_by(|p| p.as_path().cmp(path)) {
-                files.insert(at, path.to_owned());
+        // The path is allocated once, and shared with the conversation's list of files.
+        let path: FilePath = match self.files.get_key_value(path) {
+            Some((p, _)) => p.clone(),
+            None => Arc::from(path),
+        };
+        let (session, is_main) = match session {
+            Some((id, is_main)) => (Some(self.session_id(&id)), is_main),
+            None => (None, false),
+        };
+        if let Some(id) = &session {
+            let entry = self.sessions.entry(id.clone()).or_default();
+            if let Err(at) = entry.files.binary_search(&path) {
+                entry.files.insert(at, path.clone());
             }
-            let first_look = self.seen.insert(id.clone());
+            let first_look = !std::mem::replace(&mut entry.seen, true);
             if changed
-                || (loaded_now && self.rendered.contains(id))
-                || self.unrendered.contains(id)
+                || (loaded_now && entry.rendered)
+                || entry.unrendered
                 || (first_look
                     && (state.fold.conversation(Millis::now()).status.is_active()
                         || self
@@ -500,10 +543,11 @@ impl<F: Format> StoreSource<F> {
             }
         }
         let was = self.files.insert(
-            path.to_owned(),
+            path,
             FileEntry {
                 state: Some(Box::new(state)),
                 session,
+                is_main,
                 deleted: false,
                 read_at: self.reads,
             },
@@ -561,14 +605,14 @@ impl<F: Format> StoreSource<F> {
         if self.resident <= RESIDENT_FOLDS {
             return;
         }
-        let mut quiet: Vec<(u64, PathBuf)> = self
+        let mut quiet: Vec<(u64, FilePath)> = self
             .files
             .iter()
             .filter(|(_, e)| e.state.is_some() && e.read_at <= mark)
             .filter(|(_, e)| {
                 e.session
                     .as_ref()
-                    .is_none_or(|(id, _)| !self.emitted.contains_key(id))
+                    .is_none_or(|id| !self.emitted.contains_key(id))
             })
             .map(|(p, e)| (e.read_at, p.clone()))
             .collect();
@@ -591,36 +635,41 @@ impl<F: Format> StoreSource<F> {
     }
 
     /// Renders the conversations in `touched` into `batch`.
-    fn render_into(&mut self, batch: &mut IngestBatch, touched: BTreeSet<String>) {
+    fn render_into(&mut self, batch: &mut IngestBatch, touched: BTreeSet<SessionId>) {
         let now = Millis::now();
         for id in touched {
-            match self.render(&id, now) {
-                Some(update) => {
-                    self.unrendered.remove(&id);
-                    self.note_emitted(&update.item);
-                    batch.updates.push(update);
-                }
-                None => {
-                    self.unrendered.insert(id);
-                }
+            let update = self.render(&id, now);
+            let session = self.sessions.entry(id.clone()).or_default();
+            session.unrendered = update.is_none();
+            if let Some(update) = update {
+                session.rendered = true;
+                self.note_emitted(id, &update.item);
+                batch.updates.push(update);
             }
         }
     }
 
-    fn note_emitted(&mut self, item: &Item) {
-        let session = item.id.split_once(':').map_or("", |(_, s)| s).to_owned();
-        self.rendered.insert(session.clone());
+    /// Notes what was stored for conversation `id`: active ones are re-evaluated on the tick.
+    fn note_emitted(&mut self, id: SessionId, item: &Item) {
         if item.status.is_active() {
             self.emitted
-                .insert(session, (item.status, item.status_detail.clone()));
+                .insert(id, (item.status, item.status_detail.clone()));
         } else {
-            self.emitted.remove(&session);
+            self.emitted.remove(&id);
+        }
+    }
+
+    /// The shared id of conversation `id` (see [`SessionId`]).
+    fn session_id(&self, id: &str) -> SessionId {
+        match self.sessions.get_key_value(id) {
+            Some((id, _)) => id.clone(),
+            None => Arc::from(id),
         }
     }
 
     /// The item of conversation `id` from its files, as of `now`.
     fn render(&self, id: &str, now: Millis) -> Option<ItemUpdate> {
-        let files = self.sessions.get(id)?;
+        let files = &self.sessions.get(id)?.files;
         let mut main: Option<MainFile<'_, F::Fold>> = None;
         let mut parts = Vec::new();
         let mut live = None;
@@ -630,7 +679,7 @@ impl<F: Format> StoreSource<F> {
                 continue;
             };
             let c = fold.conversation(now);
-            if f.session.as_ref().is_some_and(|(_, is_main)| *is_main) {
+            if f.is_main {
                 // A conversation moved (Codex archiving) has its old path deleted: the one
                 // that exists wins; of two that exist, a plain file beats a whole-file copy
                 // (a Codex rollout and its compressed form).
