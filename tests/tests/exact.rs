@@ -595,7 +595,7 @@ fn quiet_conversations_let_go_of_their_folds_and_count_the_same_when_they_change
 
 #[test]
 fn a_backfill_lets_go_of_folds_as_it_goes_and_counts_the_same_when_they_change_again() {
-    // More files than twice the folds agentd keeps (512) already there at start: the scan lets
+    // More files than twice the folds agentd keeps (128) already there at start: the scan lets
     // go of folds as their cursors are committed, without waiting for the writer; conversations
     // changed afterwards load their folds back and count what a fresh ingest counts, across a
     // restart too.

@@ -24,6 +24,7 @@ pub mod gemini;
 pub mod goose;
 pub mod hooks;
 pub mod kimi;
+pub mod names;
 pub mod opencode;
 pub mod qwen;
 pub mod runlog;

@@ -24,6 +24,7 @@ use crate::store::writer::{IngestBatch, ItemUpdate, WriteOp, WriterHandle};
 use agentd_wire::{Item, Kind, Open, Source, Status, StatusSource};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -85,8 +86,8 @@ struct FileState<F> {
 }
 
 /// One file as the ingestor holds it. An entry outlives its fold (it is kept for every file
-/// followed), so it is kept small: its conversation's id is shared with [`Session`] and the
-/// other maps, its path with its conversation's list of files.
+/// followed), so it is small and holds no allocation of its own once its fold is let go of:
+/// its path and its conversation are ids (see [`super::names`]).
 struct FileEntry<F> {
     /// Where reading stands and the fold; `None` when it was let go of (a quiet file of a
     /// finished conversation): it is then loaded from its committed cursor when needed. Boxed:
@@ -94,6 +95,8 @@ struct FileEntry<F> {
     state: Option<Box<FileState<F>>>,
     /// The conversation the file belongs to.
     session: Option<SessionId>,
+    /// The next file of the same conversation, in path order (see [`Session::first`]).
+    next: Option<PathId>,
     /// The file is its conversation's main file (not a sub-agent's or a live registry).
     is_main: bool,
     /// The file is gone (the agent's cleanup); its conversation stays, marked as such.
@@ -105,7 +108,7 @@ struct FileEntry<F> {
 
 /// A conversation's main file while it is rendered: its path, entry, conversation and fold.
 type MainFile<'a, Fold> = (
-    &'a FilePath,
+    &'a Path,
     &'a FileEntry<Fold>,
     Conversation,
     std::borrow::Cow<'a, Fold>,
@@ -113,24 +116,32 @@ type MainFile<'a, Fold> = (
 
 /// Files whose fold is kept in memory beyond those of active conversations and those read in
 /// the last second: the rest are loaded from their committed cursors when they change, so
-/// memory does not grow with the user's whole history.
-const RESIDENT_FOLDS: usize = 512;
+/// memory does not grow with the user's whole history. Loading one back costs a cursor read
+/// (tens of microseconds), so this only needs to cover the files that change together, not a
+/// user's history: 128 folds is a few MB.
+const RESIDENT_FOLDS: usize = 128;
 
 /// The status last stored for a conversation, to notice when the clock changes it.
 type Emitted = (Status, Option<String>);
 
-/// A conversation's id, shared by every map that names it (one allocation per conversation).
-type SessionId = Arc<str>;
+/// A followed file: its path's id in [`StoreSource::paths`], and its index in
+/// [`StoreSource::files`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct PathId(u32);
 
-/// A followed file's path, shared by the file's entry and its conversation's list of files.
-type FilePath = Arc<Path>;
+/// A conversation: its id's id in [`StoreSource::ids`], and its index in
+/// [`StoreSource::sessions`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct SessionId(u32);
 
 /// One conversation as the ingestor knows it: kept for every conversation seen since start,
-/// so small (its files' entries hold the rest).
+/// so small, and no allocation of its own (its files' entries hold the rest).
 #[derive(Default)]
 struct Session {
-    /// Its files, sorted (most have one).
-    files: Vec<FilePath>,
+    /// Its first file in path order; each file's entry names the next ([`FileEntry::next`]).
+    /// Most conversations have one file, some a few (sub-agents): a list through the entries
+    /// costs nothing per conversation.
+    first: Option<PathId>,
     /// Looked at since this process started (a restart re-renders the ones that were or are
     /// active, once: time may have moved them on while agentd was down). Kept when the files
     /// in memory are forgotten.
@@ -156,8 +167,11 @@ pub fn spawn<F: Format>(
         history,
         stop: wiring.stop.clone(),
         failing: HashMap::new(),
-        files: HashMap::new(),
-        sessions: HashMap::new(),
+        paths: super::names::Names::default(),
+        files: Vec::new(),
+        known_files: 0,
+        ids: super::names::Names::default(),
+        sessions: Vec::new(),
         emitted: HashMap::new(),
         reads: 0,
         reads_at_tick: 0,
@@ -180,9 +194,16 @@ struct StoreSource<F: Format> {
     stop: Arc<AtomicBool>,
     /// Files that could not be read, with the error: counted once, not on every rescan.
     failing: HashMap<PathBuf, String>,
-    files: HashMap<FilePath, FileEntry<F::Fold>>,
-    /// Every conversation seen since start, by id.
-    sessions: HashMap<SessionId, Session>,
+    /// The paths of the files seen since start.
+    paths: super::names::Names,
+    /// By [`PathId`]: the files in memory (`None`: not looked at since start, or forgotten).
+    files: Vec<Option<FileEntry<F::Fold>>>,
+    /// How many of [`Self::files`] are in memory.
+    known_files: usize,
+    /// The ids of the conversations seen since start.
+    ids: super::names::Names,
+    /// By [`SessionId`]: every conversation seen since start.
+    sessions: Vec<Session>,
     /// Conversations stored as working or blocked, with what was stored.
     emitted: HashMap<SessionId, Emitted>,
     /// Files read since start: each read is stamped with it, to tell the files read since a
@@ -220,11 +241,7 @@ impl<F: Format> super::follow::Followed for StoreSource<F> {
     fn changed(&mut self, changed: BTreeSet<PathBuf>, removed: BTreeSet<PathBuf>) -> Step {
         let mut paths = changed;
         // A removed file's conversation stays, marked as such: rendered again.
-        paths.extend(
-            removed
-                .into_iter()
-                .filter(|p| self.files.contains_key(p.as_path())),
-        );
+        paths.extend(removed.into_iter().filter(|p| self.file(p).is_some()));
         self.process_paths(paths)
     }
 
@@ -253,26 +270,29 @@ impl<F: Format> super::follow::Followed for StoreSource<F> {
             .retain(|_, h| now.0.saturating_sub(h.at.0) < ABANDONED_AFTER_MS);
         // Time moves statuses on: a quiet pending tool call becomes blocked, a quiet answer
         // finishes, an abandoned turn fails.
-        let mut live: Vec<SessionId> = self.emitted.keys().cloned().collect();
+        let mut live: Vec<String> = self
+            .emitted
+            .keys()
+            .map(|id| self.id_of(*id).to_owned())
+            .collect();
         // A hook that has just settled (a Codex permission request that stood for its second)
         // takes effect now, whatever the conversation showed.
         for (id, h) in &self.hooks {
             let due = h.at.0.saturating_add(h.settle_ms);
             if h.settle_ms > 0 && now.0 >= due && now.0 - due < 3 * TICK.as_millis() as i64 {
-                live.push(self.session_id(id));
+                live.push(id.clone());
             }
         }
         live.sort();
         live.dedup();
         let mut batch = self.batch();
         for id in live {
-            if let Some(update) = self.render(&id, now)
+            let id = self.session_id(&id);
+            if let Some(update) = self.render(id, now)
                 && self.emitted.get(&id)
                     != Some(&(update.item.status, update.item.status_detail.clone()))
             {
-                if let Some(session) = self.sessions.get_mut(&id) {
-                    session.rendered = true;
-                }
+                self.sessions[id.0 as usize].rendered = true;
                 self.note_emitted(id, &update.item);
                 batch.updates.push(update);
             }
@@ -281,10 +301,11 @@ impl<F: Format> super::follow::Followed for StoreSource<F> {
     }
 
     fn forget(&mut self) {
-        self.files.clear();
+        self.files.iter_mut().for_each(|f| *f = None);
+        self.known_files = 0;
         self.resident = 0;
         self.letting_go = None;
-        for session in self.sessions.values_mut() {
+        for session in &mut self.sessions {
             // Only whether it was seen outlives what is forgotten.
             *session = Session {
                 seen: session.seen,
@@ -304,13 +325,10 @@ impl<F: Format> StoreSource<F> {
         walk(dir, 0, &mut found, &mut errors);
         found.retain(|p| F::is_store_file(p));
         let total = found.len();
-        let new = found
-            .iter()
-            .filter(|p| !self.files.contains_key(p.as_path()))
-            .count();
+        let new = found.iter().filter(|p| self.file(p).is_none()).count();
         self.stats
             .scan_total
-            .store((self.files.len() + new) as u64, Ordering::Relaxed);
+            .store((self.known_files + new) as u64, Ordering::Relaxed);
         let mut batch = self.batch();
         for msg in errors {
             if self
@@ -343,9 +361,7 @@ impl<F: Format> StoreSource<F> {
                 .map(|p| {
                     (
                         p.clone(),
-                        self.files
-                            .get(p.as_path())
-                            .and_then(|e| e.state.as_deref().cloned()),
+                        self.file(p).and_then(|e| e.state.as_deref().cloned()),
                     )
                 })
                 .collect();
@@ -354,7 +370,7 @@ impl<F: Format> StoreSource<F> {
                 if in_batch >= SCAN_BATCH && !same_group {
                     self.stats
                         .files
-                        .store(self.files.len() as u64, Ordering::Relaxed);
+                        .store(self.known_files as u64, Ordering::Relaxed);
                     self.render_into(&mut batch, std::mem::take(&mut touched));
                     self.send(std::mem::replace(&mut batch, self.batch()))?;
                     self.let_go_while_scanning()?;
@@ -373,7 +389,7 @@ impl<F: Format> StoreSource<F> {
         self.send(batch)?;
         self.stats
             .files
-            .store(self.files.len() as u64, Ordering::Relaxed);
+            .store(self.known_files as u64, Ordering::Relaxed);
         tracing::info!(
             "scanned {}: {total} files in {:?}",
             dir.display(),
@@ -397,10 +413,10 @@ impl<F: Format> StoreSource<F> {
                 continue;
             }
             if !path.exists() {
-                if let Some(f) = self.files.get_mut(path.as_path()) {
+                if let Some(f) = self.file_mut(&path) {
                     f.deleted = true;
-                    if let Some(id) = &f.session {
-                        touched.insert(id.clone());
+                    if let Some(id) = f.session {
+                        touched.insert(id);
                     }
                 }
                 continue;
@@ -416,7 +432,7 @@ impl<F: Format> StoreSource<F> {
         self.render_into(&mut batch, touched);
         self.stats
             .files
-            .store(self.files.len() as u64, Ordering::Relaxed);
+            .store(self.known_files as u64, Ordering::Relaxed);
         self.send(batch)
     }
 
@@ -429,10 +445,7 @@ impl<F: Format> StoreSource<F> {
         batch: &mut IngestBatch,
         touched: &mut BTreeSet<SessionId>,
     ) {
-        let prior = self
-            .files
-            .get(path)
-            .and_then(|e| e.state.as_deref().cloned());
+        let prior = self.file(path).and_then(|e| e.state.as_deref().cloned());
         let read = read_path::<F>(path, prior, &self.store, &self.prices);
         self.take(read, batch, touched);
     }
@@ -453,7 +466,7 @@ impl<F: Format> StoreSource<F> {
             outcome,
         } = read;
         let path = path.as_path();
-        let loaded_now = !self.files.contains_key(path);
+        let loaded_now = self.file(path).is_none();
         let mut refolded = false;
         match outcome {
             ReadOutcome::Gone => return,
@@ -512,20 +525,29 @@ impl<F: Format> StoreSource<F> {
         if changed {
             batch.cursors.push((key, crate::store::encode(&state)));
         }
-        // The path is allocated once, and shared with the conversation's list of files.
-        let path: FilePath = match self.files.get_key_value(path) {
-            Some((p, _)) => p.clone(),
-            None => Arc::from(path),
-        };
+        let path_id = PathId(self.paths.intern(path.as_os_str().as_bytes()));
+        if self.files.len() <= path_id.0 as usize {
+            self.files.resize_with(path_id.0 as usize + 1, || None);
+        }
         let (session, is_main) = match session {
             Some((id, is_main)) => (Some(self.session_id(&id)), is_main),
             None => (None, false),
         };
-        if let Some(id) = &session {
-            let entry = self.sessions.entry(id.clone()).or_default();
-            if let Err(at) = entry.files.binary_search(&path) {
-                entry.files.insert(at, path.clone());
+        let was_in = self.files[path_id.0 as usize]
+            .as_ref()
+            .and_then(|e| e.session);
+        if was_in != session
+            && let Some(old) = was_in
+        {
+            // Moved to another conversation (its files said otherwise before).
+            self.unlink(old, path_id);
+        }
+        let mut next = self.files[path_id.0 as usize].as_ref().and_then(|e| e.next);
+        if let Some(id) = session {
+            if was_in != session {
+                next = self.link(id, path_id, path);
             }
+            let entry = &mut self.sessions[id.0 as usize];
             let first_look = !std::mem::replace(&mut entry.seen, true);
             if changed
                 || (loaded_now && entry.rendered)
@@ -534,24 +556,25 @@ impl<F: Format> StoreSource<F> {
                     && (state.fold.conversation(Millis::now()).status.is_active()
                         || self
                             .store
-                            .get(&format!("{}:{id}", F::NAME))
+                            .get(&format!("{}:{}", F::NAME, self.id_of(id)))
                             .ok()
                             .flatten()
                             .is_none_or(|item| item.status.is_active())))
             {
-                touched.insert(id.clone());
+                touched.insert(id);
             }
         }
-        let was = self.files.insert(
-            path,
-            FileEntry {
-                state: Some(Box::new(state)),
-                session,
-                is_main,
-                deleted: false,
-                read_at: self.reads,
-            },
-        );
+        let was = self.files[path_id.0 as usize].replace(FileEntry {
+            state: Some(Box::new(state)),
+            session,
+            next: if session.is_some() { next } else { None },
+            is_main,
+            deleted: false,
+            read_at: self.reads,
+        });
+        if was.is_none() {
+            self.known_files += 1;
+        }
         if was.is_none_or(|e| e.state.is_none()) {
             self.resident += 1;
         }
@@ -605,22 +628,20 @@ impl<F: Format> StoreSource<F> {
         if self.resident <= RESIDENT_FOLDS {
             return;
         }
-        let mut quiet: Vec<(u64, FilePath)> = self
+        let mut quiet: Vec<(u64, usize)> = self
             .files
             .iter()
+            .enumerate()
+            .filter_map(|(i, e)| Some((i, e.as_ref()?)))
             .filter(|(_, e)| e.state.is_some() && e.read_at <= mark)
-            .filter(|(_, e)| {
-                e.session
-                    .as_ref()
-                    .is_none_or(|id| !self.emitted.contains_key(id))
-            })
-            .map(|(p, e)| (e.read_at, p.clone()))
+            .filter(|(_, e)| e.session.is_none_or(|id| !self.emitted.contains_key(&id)))
+            .map(|(i, e)| (e.read_at, i))
             .collect();
         quiet.sort();
         let excess = self.resident - RESIDENT_FOLDS;
         let mut let_go = 0;
-        for (_, p) in quiet.into_iter().take(excess) {
-            if let Some(e) = self.files.get_mut(&p) {
+        for (_, i) in quiet.into_iter().take(excess) {
+            if let Some(e) = &mut self.files[i] {
                 e.state = None;
                 self.resident -= 1;
                 let_go += 1;
@@ -638,8 +659,8 @@ impl<F: Format> StoreSource<F> {
     fn render_into(&mut self, batch: &mut IngestBatch, touched: BTreeSet<SessionId>) {
         let now = Millis::now();
         for id in touched {
-            let update = self.render(&id, now);
-            let session = self.sessions.entry(id.clone()).or_default();
+            let update = self.render(id, now);
+            let session = &mut self.sessions[id.0 as usize];
             session.unrendered = update.is_none();
             if let Some(update) = update {
                 session.rendered = true;
@@ -659,22 +680,99 @@ impl<F: Format> StoreSource<F> {
         }
     }
 
-    /// The shared id of conversation `id` (see [`SessionId`]).
-    fn session_id(&self, id: &str) -> SessionId {
-        match self.sessions.get_key_value(id) {
-            Some((id, _)) => id.clone(),
-            None => Arc::from(id),
+    /// The [`SessionId`] of conversation `id`, made if it is new.
+    fn session_id(&mut self, id: &str) -> SessionId {
+        let id = SessionId(self.ids.intern(id.as_bytes()));
+        if self.sessions.len() <= id.0 as usize {
+            self.sessions
+                .resize_with(id.0 as usize + 1, Session::default);
+        }
+        id
+    }
+
+    /// The conversation id of `id`.
+    fn id_of(&self, id: SessionId) -> &str {
+        // Interned from a `&str`: always UTF-8.
+        std::str::from_utf8(self.ids.name(id.0)).unwrap_or_default()
+    }
+
+    /// The path of `id`.
+    fn path_of(&self, id: PathId) -> &Path {
+        Path::new(std::ffi::OsStr::from_bytes(self.paths.name(id.0)))
+    }
+
+    /// The entry of `path`, if it is in memory.
+    fn file(&self, path: &Path) -> Option<&FileEntry<F::Fold>> {
+        let id = self.paths.get(path.as_os_str().as_bytes())?;
+        self.files.get(id as usize)?.as_ref()
+    }
+
+    fn file_mut(&mut self, path: &Path) -> Option<&mut FileEntry<F::Fold>> {
+        let id = self.paths.get(path.as_os_str().as_bytes())?;
+        self.files.get_mut(id as usize)?.as_mut()
+    }
+
+    /// The files of conversation `id` in memory, in path order.
+    fn files_of(&self, id: SessionId) -> impl Iterator<Item = (&Path, &FileEntry<F::Fold>)> {
+        let mut at = self.sessions.get(id.0 as usize).and_then(|s| s.first);
+        std::iter::from_fn(move || {
+            let here = at?;
+            let entry = self.files.get(here.0 as usize)?.as_ref()?;
+            at = entry.next;
+            Some((self.path_of(here), entry))
+        })
+    }
+
+    /// Puts `file` (at `path`) into conversation `id`'s list, in path order, and returns the
+    /// file that is to follow it (the caller writes it into `file`'s entry).
+    fn link(&mut self, id: SessionId, file: PathId, path: &Path) -> Option<PathId> {
+        let mut before: Option<PathId> = None;
+        let mut at = self.sessions[id.0 as usize].first;
+        while let Some(here) = at {
+            if self.path_of(here) > path {
+                break;
+            }
+            before = Some(here);
+            at = self.files[here.0 as usize].as_ref().and_then(|e| e.next);
+        }
+        match before {
+            None => self.sessions[id.0 as usize].first = Some(file),
+            Some(b) => {
+                if let Some(e) = &mut self.files[b.0 as usize] {
+                    e.next = Some(file);
+                }
+            }
+        }
+        at
+    }
+
+    /// Takes `file` out of conversation `id`'s list.
+    fn unlink(&mut self, id: SessionId, file: PathId) {
+        let after = self.files[file.0 as usize].as_ref().and_then(|e| e.next);
+        if self.sessions[id.0 as usize].first == Some(file) {
+            self.sessions[id.0 as usize].first = after;
+            return;
+        }
+        let mut at = self.sessions[id.0 as usize].first;
+        while let Some(here) = at {
+            let Some(e) = &mut self.files[here.0 as usize] else {
+                return;
+            };
+            if e.next == Some(file) {
+                e.next = after;
+                return;
+            }
+            at = e.next;
         }
     }
 
     /// The item of conversation `id` from its files, as of `now`.
-    fn render(&self, id: &str, now: Millis) -> Option<ItemUpdate> {
-        let files = &self.sessions.get(id)?.files;
+    fn render(&self, session: SessionId, now: Millis) -> Option<ItemUpdate> {
+        let id = self.id_of(session);
         let mut main: Option<MainFile<'_, F::Fold>> = None;
         let mut parts = Vec::new();
         let mut live = None;
-        for p in files {
-            let Some(f) = self.files.get(p) else { continue };
+        for (p, f) in self.files_of(session) {
             let Some(fold) = self.fold_of(p, f) else {
                 continue;
             };
