@@ -117,7 +117,7 @@ impl SourceKind {
         match self {
             SourceKind::ClaudeCode => Some(Transcript::Claude),
             SourceKind::Codex => Some(Transcript::Codex),
-            SourceKind::Gemini => Some(Transcript::Gemini(Vec::new())),
+            SourceKind::Gemini => Some(Transcript::Gemini(Default::default())),
             SourceKind::Qwen => Some(Transcript::Qwen),
             SourceKind::Droid => Some(Transcript::Droid),
             SourceKind::Copilot => Some(Transcript::Copilot),

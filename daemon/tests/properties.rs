@@ -4,7 +4,8 @@
 //!
 //! For every store fold two properties hold over generated sessions, made of realistic records
 //! with random counts, ids and texts, mixed with garbage, truncated and oversized records:
-//! - **never panics**: a line is applied or refused with a reason, whatever its bytes;
+//! - **never panics**: a line is applied or refused with a reason, whatever its bytes, and the
+//!   format's transcript renderer takes it too;
 //! - **a restart changes nothing**: folding a prefix, saving the fold as a cursor does
 //!   (postcard), loading it and folding the rest gives the same conversation as folding
 //!   everything at once, at any split point.
@@ -236,12 +237,28 @@ fn restart_changes_nothing<F: ConversationFold + std::fmt::Debug>(
     Ok(())
 }
 
+/// [`restart_changes_nothing`], and the format's transcript renderer takes every line (and
+/// finishes) without panicking.
+fn fold_and_render<F: ConversationFold + std::fmt::Debug>(
+    scheme: &'static str,
+) -> impl Fn((Vec<Vec<u8>>, usize)) -> Result<(), TestCaseError> {
+    move |session| {
+        let kind = agentd::sources::SourceKind::from_name(scheme).expect("a source");
+        let mut transcript = kind.transcript().expect("a conversation source");
+        for line in &session.0 {
+            let _ = transcript.line(line);
+        }
+        let _ = transcript.finish();
+        restart_changes_nothing::<F>(session)
+    }
+}
+
 #[test]
 fn fuzz_claude_code_fold() {
     run(
         "claude-code",
         session(claude()),
-        restart_changes_nothing::<agentd::ingest::claude::ClaudeFold>,
+        fold_and_render::<agentd::ingest::claude::ClaudeFold>("claude-code"),
     );
 }
 
@@ -250,7 +267,7 @@ fn fuzz_codex_fold() {
     run(
         "codex",
         session(codex()),
-        restart_changes_nothing::<agentd::ingest::codex::CodexFold>,
+        fold_and_render::<agentd::ingest::codex::CodexFold>("codex"),
     );
 }
 
@@ -259,7 +276,7 @@ fn fuzz_gemini_fold() {
     run(
         "gemini",
         session(gemini()),
-        restart_changes_nothing::<agentd::ingest::gemini::GeminiFold>,
+        fold_and_render::<agentd::ingest::gemini::GeminiFold>("gemini"),
     );
 }
 
@@ -268,7 +285,7 @@ fn fuzz_qwen_fold() {
     run(
         "qwen",
         session(qwen()),
-        restart_changes_nothing::<agentd::ingest::qwen::QwenFold>,
+        fold_and_render::<agentd::ingest::qwen::QwenFold>("qwen"),
     );
 }
 
@@ -277,7 +294,7 @@ fn fuzz_copilot_fold() {
     run(
         "copilot",
         session(copilot()),
-        restart_changes_nothing::<agentd::ingest::copilot::CopilotFold>,
+        fold_and_render::<agentd::ingest::copilot::CopilotFold>("copilot"),
     );
 }
 
@@ -286,7 +303,7 @@ fn fuzz_kimi_fold() {
     run(
         "kimi",
         session(kimi()),
-        restart_changes_nothing::<agentd::ingest::kimi::KimiFold>,
+        fold_and_render::<agentd::ingest::kimi::KimiFold>("kimi"),
     );
 }
 
@@ -295,7 +312,7 @@ fn fuzz_droid_fold() {
     run(
         "droid",
         session(droid()),
-        restart_changes_nothing::<agentd::ingest::droid::DroidFold>,
+        fold_and_render::<agentd::ingest::droid::DroidFold>("droid"),
     );
 }
 

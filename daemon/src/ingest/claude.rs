@@ -33,6 +33,7 @@ use super::convo::{
     ABANDONED_AFTER_MS, BLOCKED_AFTER_MS, Conversation, ConversationFold, CostSum, LiveState,
     QUIET_DONE_MS,
 };
+use super::transcript::{say, tool};
 use crate::prices::Prices;
 use agentd_wire::{Millis, Status, Usage};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -774,6 +775,41 @@ impl ConversationFold for ClaudeFold {
                 detail: r.detail.clone(),
             }),
         }
+    }
+}
+
+/// Renders one line for the transcript (see [`super::transcript`]), from the fold's own
+/// decoding: what was asked (not tool results), the answer's text and the tools it used.
+/// Sub-agent and meta lines are not shown (a sub-agent's transcript is its own file).
+pub fn render(bytes: &[u8], out: &mut String) {
+    let Ok(line) = serde_json::from_slice::<Line>(bytes) else {
+        return;
+    };
+    if line.sidechain == Some(true) || line.meta == Some(true) {
+        return;
+    }
+    let Some(message) = &line.message else {
+        return;
+    };
+    match (line.kind.as_deref(), &message.content) {
+        (Some("user"), Content::Blocks(blocks))
+            if blocks.iter().any(|b| b.kind == BlockKind::ToolResult) => {}
+        (Some("user"), content) => {
+            if let Some(text) = user_text(content) {
+                say(out, "you", &text);
+            }
+        }
+        (Some("assistant"), Content::Text(text)) => say(out, "claude", text),
+        (Some("assistant"), Content::Blocks(blocks)) => {
+            for b in blocks {
+                match b.kind {
+                    BlockKind::Text => say(out, "claude", b.text.as_deref().unwrap_or("")),
+                    BlockKind::ToolUse => tool(out, b.text.as_deref()),
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
     }
 }
 

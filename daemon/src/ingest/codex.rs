@@ -50,6 +50,7 @@
 use super::convo::{
     ABANDONED_AFTER_MS, BLOCKED_AFTER_MS, Conversation, ConversationFold, CostSum, QUIET_DONE_MS,
 };
+use super::transcript::{say, tool};
 use crate::prices::Prices;
 use agentd_wire::{Millis, Status, Usage};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -633,6 +634,25 @@ impl<'de> Deserialize<'de> for Payload {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// Renders one line for the transcript (see [`super::transcript`]), from the fold's own
+/// decoding: prompts, answers, the tools called, interruptions.
+pub fn render(bytes: &[u8], out: &mut String) {
+    let Ok(line) = serde_json::from_slice::<Line>(bytes) else {
+        return;
+    };
+    let p = line.payload.unwrap_or_default();
+    let text = |v: &Option<String>| v.as_deref().unwrap_or("").to_owned();
+    match (line.kind.as_deref(), p.kind.as_deref().unwrap_or("")) {
+        (Some("event_msg"), "user_message") => say(out, "you", &text(&p.message)),
+        (Some("event_msg"), "agent_message") => say(out, "codex", &text(&p.message)),
+        (Some("response_item"), "function_call" | "custom_tool_call") => {
+            tool(out, p.name.as_deref())
+        }
+        (Some("event_msg"), "turn_aborted") => out.push_str("  (interrupted)\n"),
+        _ => {}
     }
 }
 

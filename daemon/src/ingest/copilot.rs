@@ -32,6 +32,7 @@
 use super::convo::{
     ABANDONED, ABANDONED_AFTER_MS, Conversation, ConversationFold, CostSum, cut_title, note_rfc3339,
 };
+use super::transcript::{say, tool};
 use crate::model::Millis;
 use crate::prices::Prices;
 use agentd_wire::{Status, Usage};
@@ -387,6 +388,34 @@ impl ConversationFold for CopilotFold {
                 .then(|| (self.nano_aiu as f64 / NANO_AIU_PER_CREDIT * 1e4).round() / 1e4),
             live: None,
         }
+    }
+}
+
+/// Renders one event for the transcript (see [`super::transcript`]), from the fold's own
+/// decoding: prompts, answers, the tools asked for, approvals, interruptions, errors.
+pub fn render(bytes: &[u8], out: &mut String) {
+    let Ok(e) = serde_json::from_slice::<Event>(bytes) else {
+        return;
+    };
+    let d = &e.data;
+    let s = |k: &str| text(d, k).unwrap_or_default();
+    match e.kind.as_str() {
+        "user.message" => say(out, "you", &s("content")),
+        "assistant.message" => {
+            say(out, "copilot", &s("content"));
+            for r in d
+                .get("toolRequests")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                tool(out, r.get("name").and_then(Value::as_str));
+            }
+        }
+        "permission.requested" => out.push_str("  (asks for approval)\n"),
+        "abort" => out.push_str("  (interrupted)\n"),
+        "session.error" => say(out, "error", &s("message")),
+        _ => {}
     }
 }
 

@@ -21,6 +21,7 @@ use super::convo::{
     ABANDONED, ABANDONED_AFTER_MS, BLOCKED_AFTER_MS, Conversation, ConversationFold, CostSum,
     QUIET_DONE_MS, cut_title, note_rfc3339,
 };
+use super::transcript::{say, tool};
 use crate::model::Millis;
 use crate::prices::Prices;
 use agentd_wire::{Status, Usage};
@@ -188,6 +189,37 @@ impl ConversationFold for DroidFold {
             credits: None,
             live: None,
         }
+    }
+}
+
+/// Renders one record for the transcript (see [`super::transcript`]), read as the fold reads
+/// it: prompts, answers and the tools used.
+pub fn render(bytes: &[u8], out: &mut String) {
+    let Ok(v) = serde_json::from_slice::<Value>(bytes) else {
+        return;
+    };
+    if v.get("type").and_then(Value::as_str) != Some("message") {
+        return;
+    }
+    let m = v.get("message").unwrap_or(&Value::Null);
+    let content = m.get("content").unwrap_or(&Value::Null);
+    match m.get("role").and_then(Value::as_str) {
+        Some("user") => {
+            if let Some(t) = text_of(content) {
+                say(out, "you", &t);
+            }
+        }
+        Some("assistant") => {
+            if let Some(t) = text_of(content) {
+                say(out, "droid", &t);
+            }
+            for p in content.as_array().into_iter().flatten() {
+                if p.get("type").and_then(Value::as_str) == Some("tool_use") {
+                    tool(out, p.get("name").and_then(Value::as_str));
+                }
+            }
+        }
+        _ => {}
     }
 }
 

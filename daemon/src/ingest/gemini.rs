@@ -61,6 +61,7 @@
 use super::convo::{
     ABANDONED_AFTER_MS, BLOCKED_AFTER_MS, Conversation, ConversationFold, CostSum, QUIET_DONE_MS,
 };
+use super::transcript::{say, tool};
 use crate::prices::Prices;
 use agentd_wire::{Millis, Status, Usage};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -80,8 +81,8 @@ pub const CANCELLED_TEXTS: [&str; 2] = ["Request cancelled.", "User cancelled th
 const NOT_A_TITLE: [&str; 4] = ["/", "?", "<session_context>", "<hook_context>"];
 /// Longest title or detail, in characters.
 const SHORT_CHARS: usize = 200;
-/// Bytes of a message's text read before it is shortened: enough for a title or a first line
-/// after whitespace is collapsed, without holding a pasted file.
+/// Bytes of a text looked at to shorten it: enough for a title or a first line after
+/// whitespace is collapsed, without going through a pasted file.
 const TEXT_KEEP: usize = 2_000;
 
 /// What a message is, as far as status and title are concerned.
@@ -281,13 +282,13 @@ impl GeminiFold {
             Some("user") if content.parts > 0 && content.function_responses == content.parts => {
                 (Kind::ToolResult, None)
             }
-            Some("user") => (Kind::Prompt, title_candidate(&typed.text)),
+            Some("user") => (Kind::Prompt, title_candidate(&typed.text())),
             Some("gemini") => (Kind::Gemini, None),
-            Some("info") if CANCELLED_TEXTS.contains(&content.text.trim()) => {
+            Some("info") if CANCELLED_TEXTS.contains(&content.text().trim()) => {
                 (Kind::Cancelled, None)
             }
             Some("info") => (Kind::Info, None),
-            Some("error") => (Kind::Error, first_line(&typed.text)),
+            Some("error") => (Kind::Error, first_line(&typed.text())),
             Some("warning") => (Kind::Warning, None),
             _ => (Kind::Other, None),
         };
@@ -297,7 +298,9 @@ impl GeminiFold {
                 self.last_model.clone_from(&own);
             }
             (
-                m.tool_calls.map(|c| c.0).unwrap_or_default(),
+                m.tool_calls
+                    .map(|c| c.0.into_iter().map(|call| call.status).collect())
+                    .unwrap_or_default(),
                 m.tokens.as_ref().and_then(usage_of),
                 own.or_else(|| self.last_model.clone()),
             )
@@ -474,7 +477,11 @@ fn first_line(text: &str) -> Option<String> {
 
 /// Collapses whitespace and cuts to [`SHORT_CHARS`] characters, marking a cut with `…`.
 fn short(text: &str) -> String {
-    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut end = TEXT_KEEP.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let collapsed = text[..end].split_whitespace().collect::<Vec<_>>().join(" ");
     if collapsed.chars().count() <= SHORT_CHARS {
         return collapsed;
     }
@@ -609,9 +616,16 @@ impl<'de> Deserialize<'de> for Messages {
     }
 }
 
-/// `toolCalls`: the state of each call; arguments and results are skipped.
+/// `toolCalls`: each call's state and name; arguments and results are skipped.
 #[derive(Default)]
-struct ToolCalls(Vec<Call>);
+struct ToolCalls(Vec<RecordedCall>);
+
+/// One recorded tool call.
+struct RecordedCall {
+    status: Call,
+    /// The tool's name (for the transcript).
+    name: Option<String>,
+}
 
 impl<'de> Deserialize<'de> for ToolCalls {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -640,9 +654,9 @@ impl<'de> Deserialize<'de> for ToolCalls {
     }
 }
 
-/// One tool call: its `status`; `None` when the entry is not an object.
+/// One tool call: its `status` and `name`; `None` when the entry is not an object.
 #[derive(Default)]
-struct ToolCall(Option<Call>);
+struct ToolCall(Option<RecordedCall>);
 
 impl<'de> Deserialize<'de> for ToolCall {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -660,15 +674,20 @@ impl<'de> Deserialize<'de> for ToolCall {
                 skip_seq(seq).map(|()| ToolCall(None))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ToolCall, A::Error> {
-                let mut status = None;
+                let (mut status, mut name) = (None, None);
                 while let Some(key) = map.next_key::<String>()? {
-                    if key == "status" {
-                        status = as_string(map.next_value()?);
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
+                    match key.as_str() {
+                        "status" => status = as_string(map.next_value()?),
+                        "name" => name = as_string(map.next_value()?),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
                     }
                 }
-                Ok(ToolCall(Some(Call::from_status(status.as_deref()))))
+                Ok(ToolCall(Some(RecordedCall {
+                    status: Call::from_status(status.as_deref()),
+                    name,
+                })))
             }
         }
         d.deserialize_any(V)
@@ -679,8 +698,8 @@ impl<'de> Deserialize<'de> for ToolCall {
 /// reduced to its text.
 #[derive(Debug, Default)]
 struct Content {
-    /// The text parts (not thoughts) joined, up to [`TEXT_KEEP`] bytes.
-    text: String,
+    /// The text parts (not thoughts), as decoded (not copied).
+    texts: Vec<String>,
     /// Some text part is not blank.
     has_text: bool,
     parts: usize,
@@ -694,17 +713,22 @@ impl Content {
             self.function_responses += 1;
         }
         if let Some(text) = part.text.filter(|_| !part.thought) {
-            self.push_text(&text);
+            self.push_text(text);
         }
     }
 
-    fn push_text(&mut self, s: &str) {
+    fn push_text(&mut self, s: String) {
         self.has_text |= s.chars().any(|c| !c.is_whitespace());
-        let mut end = TEXT_KEEP.saturating_sub(self.text.len()).min(s.len());
-        while !s.is_char_boundary(end) {
-            end -= 1;
+        self.texts.push(s);
+    }
+
+    /// The text parts, a line between two.
+    fn text(&self) -> std::borrow::Cow<'_, str> {
+        match self.texts.as_slice() {
+            [] => "".into(),
+            [one] => one.as_str().into(),
+            many => many.join("\n").into(),
         }
-        self.text.push_str(&s[..end]);
     }
 }
 
@@ -719,7 +743,7 @@ impl<'de> Deserialize<'de> for Content {
             scalars_are_empty!();
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Content, E> {
                 let mut c = Content::default();
-                c.push_text(s);
+                c.push_text(s.to_owned());
                 Ok(c)
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Content, A::Error> {
@@ -788,6 +812,102 @@ impl<'de> Deserialize<'de> for Part {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(PartVisitor)
     }
+}
+
+/// A Gemini CLI chat's transcript (see [`super::transcript`]), read with the fold's own
+/// decoding and rules: a message re-appended when it changes replaces the earlier version
+/// where it stands, `$rewindTo` drops it and what follows, and a checkpoint (`$set`, or a
+/// metadata line) with `messages` replaces the list whole. So the text is known only once the
+/// file has been read.
+#[derive(Debug, Default)]
+pub struct Transcript {
+    /// Message id and its rendered text, in order.
+    messages: Vec<(String, String)>,
+}
+
+impl Transcript {
+    /// Takes one line of the file.
+    pub fn line(&mut self, bytes: &[u8]) {
+        let Ok(Some(mut record)) = parse_record(bytes) else {
+            return;
+        };
+        if let Some(target) = record.rewind_to.take() {
+            if let Value::String(id) = target
+                && let Some(i) = self.messages.iter().position(|(m, _)| *m == id)
+            {
+                self.messages.truncate(i);
+            }
+            return;
+        }
+        if let Some(MaybeRecord(set)) = record.set.take() {
+            if let Some(set) = set {
+                self.checkpoint(*set);
+            }
+            return;
+        }
+        match record.id.take() {
+            Some(Value::String(id)) => {
+                let text = render_message(&record);
+                match self.messages.iter_mut().find(|(m, _)| *m == id) {
+                    Some(slot) => slot.1 = text,
+                    None => self.messages.push((id, text)),
+                }
+            }
+            Some(_) => {}
+            None => self.checkpoint(record),
+        }
+    }
+
+    /// A metadata object: its `messages`, when it has them, replace the list.
+    fn checkpoint(&mut self, meta: Record) {
+        if let Some(Messages(list)) = meta.messages {
+            self.messages = list
+                .into_iter()
+                .filter_map(|mut m| match m.id.take() {
+                    Some(Value::String(id)) => Some((id, render_message(&m))),
+                    _ => None,
+                })
+                .collect();
+        }
+    }
+
+    /// The transcript, once the whole file has been read.
+    pub fn finish(self) -> String {
+        self.messages.into_iter().map(|(_, text)| text).collect()
+    }
+}
+
+/// Renders an older whole-file chat (see [`fold_legacy_json`]).
+pub fn render_legacy_json(bytes: &[u8]) -> String {
+    let mut t = Transcript::default();
+    if let Ok(Some(record)) = parse_record(bytes) {
+        t.checkpoint(record);
+    }
+    t.finish()
+}
+
+/// One message as the transcript shows it: what was typed (as the fold reads it), the answer
+/// and its tool calls, errors and notices.
+fn render_message(m: &Record) -> String {
+    let mut out = String::new();
+    let display = m.display_content.as_ref().filter(|c| c.has_text);
+    let text = display
+        .or(m.content.as_ref())
+        .map(Content::text)
+        .unwrap_or_default();
+    match m.kind.as_ref().and_then(Value::as_str) {
+        Some("user") => say(&mut out, "you", &text),
+        Some("gemini") => {
+            say(&mut out, "gemini", &text);
+            for call in m.tool_calls.iter().flat_map(|c| &c.0) {
+                tool(&mut out, call.name.as_deref());
+            }
+        }
+        Some("error") => say(&mut out, "error", &text),
+        Some("info") => say(&mut out, "info", &text),
+        _ => {}
+    }
+    out
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@
 use super::convo::{
     ABANDONED, ABANDONED_AFTER_MS, Conversation, ConversationFold, CostSum, cut_title, note_time,
 };
+use super::transcript::{say, tool};
 use crate::model::Millis;
 use crate::prices::Prices;
 use agentd_wire::{Status, Usage};
@@ -68,17 +69,34 @@ pub struct KimiFold {
     counted: Vec<String>,
 }
 
-fn prompt_text(input: &Value) -> Option<String> {
+/// The text of a prompt or a message's content: a string, or its parts' texts.
+fn full_text(input: &Value) -> Option<String> {
     let text = match input {
         Value::String(s) => s.clone(),
         Value::Array(parts) => parts
             .iter()
+            .filter(|p| {
+                p.get("type")
+                    .and_then(Value::as_str)
+                    .is_none_or(|t| t == "text")
+            })
             .filter_map(|p| p.get("text").and_then(Value::as_str))
             .collect::<Vec<_>>()
             .join("\n"),
         _ => return None,
     };
-    (!text.trim().is_empty()).then(|| cut_title(&text))
+    (!text.trim().is_empty()).then_some(text)
+}
+
+fn prompt_text(input: &Value) -> Option<String> {
+    full_text(input).map(|t| cut_title(&t))
+}
+
+/// A tool call's name: `function.name` (kimi-cli, OpenAI style) or `name`.
+fn tool_name(call: &Value) -> Option<&str> {
+    call.pointer("/function/name")
+        .or_else(|| call.get("name"))
+        .and_then(Value::as_str)
 }
 
 fn first_line(s: &str) -> String {
@@ -341,6 +359,61 @@ impl ConversationFold for KimiFold {
             credits: None,
             live: None,
         }
+    }
+}
+
+/// Renders one record for the transcript (see [`super::transcript`]), read as the fold reads
+/// it, in both layouts: prompts, answers, the tools called, approvals, interruptions.
+pub fn render(bytes: &[u8], out: &mut String) {
+    let Ok(v) = serde_json::from_slice::<Value>(bytes) else {
+        return;
+    };
+    // kimi-cli wraps each record in `message`; Kimi Code writes it at the top level.
+    if let Some(m) = v.get("message").filter(|m| m.get("type").is_some()) {
+        let p = m.get("payload").unwrap_or(&Value::Null);
+        match m.get("type").and_then(Value::as_str).unwrap_or("") {
+            "TurnBegin" => {
+                if let Some(t) = p.get("user_input").and_then(full_text) {
+                    say(out, "you", &t);
+                }
+            }
+            "ContentPart" if p.get("type").and_then(Value::as_str) == Some("text") => say(
+                out,
+                "kimi",
+                p.get("text").and_then(Value::as_str).unwrap_or(""),
+            ),
+            "ToolCall" => tool(out, tool_name(p)),
+            "ApprovalRequest" => out.push_str("  (asks for approval)\n"),
+            "StepInterrupted" => out.push_str("  (interrupted)\n"),
+            _ => {}
+        }
+        return;
+    }
+    match v.get("type").and_then(Value::as_str).unwrap_or("") {
+        "turn.prompt" => {
+            if let Some(t) = v.get("input").and_then(full_text) {
+                say(out, "you", &t);
+            }
+        }
+        "context.append_message"
+            if v.pointer("/message/role").and_then(Value::as_str) == Some("assistant") =>
+        {
+            let m = &v["message"];
+            if let Some(t) = m.get("content").and_then(full_text) {
+                say(out, "kimi", &t);
+            }
+            for c in m
+                .get("toolCalls")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                tool(out, tool_name(c));
+            }
+        }
+        "interaction.request" => out.push_str("  (asks for approval)\n"),
+        "turn.cancel" => out.push_str("  (interrupted)\n"),
+        _ => {}
     }
 }
 

@@ -21,6 +21,7 @@ use super::convo::{
     ABANDONED, ABANDONED_AFTER_MS, BLOCKED_AFTER_MS, Conversation, ConversationFold, CostSum,
     QUIET_DONE_MS, cut_title, note_rfc3339,
 };
+use super::transcript::{say, tool};
 use crate::model::Millis;
 use crate::prices::Prices;
 use agentd_wire::{Status, Usage};
@@ -246,6 +247,28 @@ impl ConversationFold for QwenFold {
             credits: None,
             live: None,
         }
+    }
+}
+
+/// Renders one record for the transcript (see [`super::transcript`]), from the fold's own
+/// decoding: prompts, answers and the tools called.
+pub fn render(bytes: &[u8], out: &mut String) {
+    let Ok(r) = serde_json::from_slice::<Record>(bytes) else {
+        return;
+    };
+    let parts = r.message.as_ref().map_or(&[][..], |m| m.parts.as_slice());
+    let text = text_of(parts).unwrap_or_default();
+    match r.kind.as_str() {
+        "user" => say(out, "you", &text),
+        "assistant" => {
+            say(out, "qwen", &text);
+            for p in parts {
+                if let Some(name) = p.pointer("/functionCall/name").and_then(Value::as_str) {
+                    tool(out, Some(name));
+                }
+            }
+        }
+        _ => {}
     }
 }
 

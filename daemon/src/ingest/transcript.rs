@@ -2,31 +2,15 @@
 //! what was asked, what the agent answered, and the tools it used, one line of context each.
 //! Read on demand from the store's own file, a line at a time (so a transcript of any size is
 //! streamed, and followed while the agent works); nothing of it is kept in the database.
-
-use serde_json::Value;
+//!
+//! Each format renders its own lines, in its module, from the same decoding its fold uses
+//! (`claude::render`, `gemini::Transcript`, …), so what the log shows and what the item counts
+//! never read a line two ways; this module holds what they share and picks the renderer.
 
 /// Longer lines are skipped (a tool result of megabytes says nothing in a log).
 const MAX_LINE: usize = 4 * 1024 * 1024;
 
-fn text_of(content: &Value) -> Option<String> {
-    match content {
-        Value::String(s) => Some(s.clone()),
-        Value::Array(parts) => {
-            let texts: Vec<&str> = parts
-                .iter()
-                .filter(|p| {
-                    p.get("type")
-                        .and_then(Value::as_str)
-                        .is_none_or(|t| t == "text" || t == "input_text" || t == "output_text")
-                })
-                .filter_map(|p| p.get("text").and_then(Value::as_str))
-                .collect();
-            (!texts.is_empty()).then(|| texts.join("\n"))
-        }
-        _ => None,
-    }
-}
-
+/// One turn of the conversation: `[who] text`, later lines of the text indented.
 pub(crate) fn say(out: &mut String, who: &str, text: &str) {
     let text = text.trim();
     if text.is_empty() {
@@ -42,200 +26,9 @@ pub(crate) fn say(out: &mut String, who: &str, text: &str) {
     }
 }
 
-fn claude_line(v: &Value, out: &mut String) {
-    if v.get("isSidechain").and_then(Value::as_bool) == Some(true)
-        || v.get("isMeta").and_then(Value::as_bool) == Some(true)
-    {
-        return;
-    }
-    let message = v.get("message").unwrap_or(&Value::Null);
-    match v.get("type").and_then(Value::as_str) {
-        Some("user") => {
-            let content = message.get("content").unwrap_or(&Value::Null);
-            let is_result = content.as_array().is_some_and(|a| {
-                a.iter()
-                    .any(|p| p.get("type").and_then(Value::as_str) == Some("tool_result"))
-            });
-            if !is_result && let Some(t) = text_of(content) {
-                say(out, "you", &t);
-            }
-        }
-        Some("assistant") => {
-            for p in message
-                .get("content")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                match p.get("type").and_then(Value::as_str) {
-                    Some("text") => say(
-                        out,
-                        "claude",
-                        p.get("text").and_then(Value::as_str).unwrap_or(""),
-                    ),
-                    Some("tool_use") => out.push_str(&format!(
-                        "  → {}\n",
-                        p.get("name").and_then(Value::as_str).unwrap_or("tool")
-                    )),
-                    _ => {}
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-fn qwen_line(v: &Value, out: &mut String) {
-    let parts = v
-        .pointer("/message/parts")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
-    let texts: Vec<&str> = parts
-        .iter()
-        .filter_map(|p| p.get("text").and_then(Value::as_str))
-        .collect();
-    match v.get("type").and_then(Value::as_str) {
-        Some("user") => say(out, "you", &texts.join("\n")),
-        Some("assistant") => {
-            say(out, "qwen", &texts.join("\n"));
-            for p in parts {
-                if let Some(name) = p.pointer("/functionCall/name").and_then(Value::as_str) {
-                    out.push_str(&format!("  → {name}\n"));
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-fn droid_line(v: &Value, out: &mut String) {
-    if v.get("type").and_then(Value::as_str) != Some("message") {
-        return;
-    }
-    let m = v.get("message").unwrap_or(&Value::Null);
-    let content = m.get("content").unwrap_or(&Value::Null);
-    match m.get("role").and_then(Value::as_str) {
-        Some("user") => {
-            if let Some(t) = text_of(content) {
-                say(out, "you", &t);
-            }
-        }
-        Some("assistant") => {
-            if let Some(t) = text_of(content) {
-                say(out, "droid", &t);
-            }
-            for p in content.as_array().into_iter().flatten() {
-                if p.get("type").and_then(Value::as_str) == Some("tool_use") {
-                    out.push_str(&format!(
-                        "  → {}\n",
-                        p.get("name").and_then(Value::as_str).unwrap_or("tool")
-                    ));
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-fn copilot_line(v: &Value, out: &mut String) {
-    let d = v.get("data").unwrap_or(&Value::Null);
-    let s = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("");
-    match v.get("type").and_then(Value::as_str).unwrap_or("") {
-        "user.message" => say(out, "you", s("content")),
-        "assistant.message" => {
-            say(out, "copilot", s("content"));
-            for r in d
-                .get("toolRequests")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let name = r.get("name").and_then(Value::as_str).unwrap_or("tool");
-                out.push_str(&format!("  → {name}\n"));
-            }
-        }
-        "permission.requested" => out.push_str("  (asks for approval)\n"),
-        "abort" => out.push_str("  (interrupted)\n"),
-        "session.error" => say(out, "error", s("message")),
-        _ => {}
-    }
-}
-
-fn kimi_line(v: &Value, out: &mut String) {
-    // kimi-cli wraps each record in `message`; Kimi Code writes it at the top level.
-    if let Some(m) = v.get("message").filter(|m| m.get("type").is_some()) {
-        let p = m.get("payload").unwrap_or(&Value::Null);
-        match m.get("type").and_then(Value::as_str).unwrap_or("") {
-            "TurnBegin" => {
-                if let Some(t) = p.get("user_input").and_then(text_of) {
-                    say(out, "you", &t);
-                }
-            }
-            "ContentPart" if p.get("type").and_then(Value::as_str) == Some("text") => say(
-                out,
-                "kimi",
-                p.get("text").and_then(Value::as_str).unwrap_or(""),
-            ),
-            "ToolCall" => {
-                let name = p
-                    .pointer("/function/name")
-                    .or_else(|| p.get("name"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("tool");
-                out.push_str(&format!("  → {name}\n"));
-            }
-            "ApprovalRequest" => out.push_str("  (asks for approval)\n"),
-            "StepInterrupted" => out.push_str("  (interrupted)\n"),
-            _ => {}
-        }
-        return;
-    }
-    match v.get("type").and_then(Value::as_str).unwrap_or("") {
-        "turn.prompt" => {
-            if let Some(t) = v.get("input").and_then(text_of) {
-                say(out, "you", &t);
-            }
-        }
-        "context.append_message"
-            if v.pointer("/message/role").and_then(Value::as_str) == Some("assistant") =>
-        {
-            let m = &v["message"];
-            if let Some(t) = m.get("content").and_then(text_of) {
-                say(out, "kimi", &t);
-            }
-            for c in m
-                .get("toolCalls")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let name = c
-                    .pointer("/function/name")
-                    .or_else(|| c.get("name"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("tool");
-                out.push_str(&format!("  → {name}\n"));
-            }
-        }
-        "interaction.request" => out.push_str("  (asks for approval)\n"),
-        "turn.cancel" => out.push_str("  (interrupted)\n"),
-        _ => {}
-    }
-}
-
-fn codex_line(v: &Value, out: &mut String) {
-    let p = v.get("payload").unwrap_or(&Value::Null);
-    let s = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("");
-    match (v.get("type").and_then(Value::as_str), s("type")) {
-        (Some("event_msg"), "user_message") => say(out, "you", s("message")),
-        (Some("event_msg"), "agent_message") => say(out, "codex", s("message")),
-        (Some("response_item"), "function_call" | "custom_tool_call") => {
-            out.push_str(&format!("  → {}\n", s("name")))
-        }
-        (Some("event_msg"), "turn_aborted") => out.push_str("  (interrupted)\n"),
-        _ => {}
-    }
+/// A tool the agent used.
+pub(crate) fn tool(out: &mut String, name: Option<&str>) {
+    out.push_str(&format!("  → {}\n", name.unwrap_or("tool")));
 }
 
 /// A transcript being rendered line by line, as its file is read (or followed).
@@ -248,7 +41,7 @@ pub enum Transcript {
     Kimi,
     /// Gemini CLI re-appends a message when it changes and rewinds by id: the last version of
     /// each message counts, so its text is only known once the file has been read.
-    Gemini(Vec<(String, String)>),
+    Gemini(super::gemini::Transcript),
 }
 
 impl Transcript {
@@ -263,41 +56,14 @@ impl Transcript {
         if line.len() > MAX_LINE {
             return out;
         }
-        let Ok(v) = serde_json::from_slice::<Value>(line) else {
-            return out;
-        };
         match self {
-            Transcript::Claude => claude_line(&v, &mut out),
-            Transcript::Codex => codex_line(&v, &mut out),
-            Transcript::Qwen => qwen_line(&v, &mut out),
-            Transcript::Droid => droid_line(&v, &mut out),
-            Transcript::Copilot => copilot_line(&v, &mut out),
-            Transcript::Kimi => kimi_line(&v, &mut out),
-            Transcript::Gemini(messages) => {
-                if let Some(list) = v.pointer("/$set/messages").and_then(Value::as_array) {
-                    // A checkpoint: the message list is replaced whole (as the fold does).
-                    *messages = list
-                        .iter()
-                        .filter_map(|m| {
-                            let id = m.get("id").and_then(Value::as_str)?;
-                            let mut text = String::new();
-                            gemini_message(m, &mut text);
-                            Some((id.to_owned(), text))
-                        })
-                        .collect();
-                } else if let Some(target) = v.get("$rewindTo").and_then(Value::as_str) {
-                    if let Some(i) = messages.iter().position(|(id, _)| id == target) {
-                        messages.truncate(i);
-                    }
-                } else if let Some(id) = v.get("id").and_then(Value::as_str) {
-                    let mut text = String::new();
-                    gemini_message(&v, &mut text);
-                    match messages.iter_mut().find(|(i, _)| i == id) {
-                        Some(slot) => slot.1 = text,
-                        None => messages.push((id.to_owned(), text)),
-                    }
-                }
-            }
+            Transcript::Claude => super::claude::render(line, &mut out),
+            Transcript::Codex => super::codex::render(line, &mut out),
+            Transcript::Qwen => super::qwen::render(line, &mut out),
+            Transcript::Droid => super::droid::render(line, &mut out),
+            Transcript::Copilot => super::copilot::render(line, &mut out),
+            Transcript::Kimi => super::kimi::render(line, &mut out),
+            Transcript::Gemini(t) => t.line(line),
         }
         out
     }
@@ -305,7 +71,7 @@ impl Transcript {
     /// What was held back until the end of the file.
     pub fn finish(self) -> String {
         match self {
-            Transcript::Gemini(messages) => messages.into_iter().map(|(_, t)| t).collect(),
+            Transcript::Gemini(t) => t.finish(),
             _ => String::new(),
         }
     }
@@ -313,17 +79,7 @@ impl Transcript {
 
 /// Renders a legacy Gemini CLI chat (one JSON document, rewritten whole).
 pub fn render_gemini_json(bytes: &[u8]) -> String {
-    let v: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
-    let mut out = String::new();
-    for m in v
-        .get("messages")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        gemini_message(m, &mut out);
-    }
-    out
+    super::gemini::render_legacy_json(bytes)
 }
 
 /// Renders the whole transcript at `path` for the item scheme `scheme`.
@@ -343,48 +99,6 @@ fn render(scheme: &str, path: &std::path::Path) -> std::io::Result<String> {
     })?;
     out.push_str(&t.finish());
     Ok(out)
-}
-
-fn gemini_message(m: &Value, out: &mut String) {
-    let content = m
-        .get("displayContent")
-        .filter(|c| !c.is_null())
-        .or_else(|| m.get("content"))
-        .unwrap_or(&Value::Null);
-    match m.get("type").and_then(Value::as_str) {
-        Some("user") => {
-            if let Some(t) = text_of(content) {
-                say(out, "you", &t);
-            }
-        }
-        Some("gemini") => {
-            if let Some(t) = text_of(content) {
-                say(out, "gemini", &t);
-            }
-            for c in m
-                .get("toolCalls")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                out.push_str(&format!(
-                    "  → {}\n",
-                    c.get("name").and_then(Value::as_str).unwrap_or("tool")
-                ));
-            }
-        }
-        Some("error") => {
-            if let Some(t) = text_of(content) {
-                say(out, "error", &t);
-            }
-        }
-        Some("info") => {
-            if let Some(t) = text_of(content) {
-                say(out, "info", &t);
-            }
-        }
-        _ => {}
-    }
 }
 
 #[cfg(test)]
@@ -477,6 +191,29 @@ mod tests {
                 r#"{"id":"g9","type":"gemini","content":"after the checkpoint"}"#,
             ],
             "[you] compressed\n[gemini] after the checkpoint\n",
+        );
+        // Regression: the renderer read lines its own way and drifted from the fold: a
+        // metadata line with `messages` replaces the list as the fold reads it (only `$set`
+        // did), a thought is not an answer, and `displayContent` counts when it has text.
+        check(
+            "gemini",
+            "m.jsonl",
+            &[
+                r#"{"id":"u0","type":"user","content":[{"text":"dropped"}]}"#,
+                r#"{"sessionId":"s","messages":[{"id":"u1","type":"user","content":[{"text":"@a.txt kept\n--- a.txt ---\nfile body"}],"displayContent":[{"text":"@a.txt kept"}]}]}"#,
+                r#"{"id":"g1","type":"gemini","content":[{"text":"plan it","thought":true},{"text":"Answer."}],"toolCalls":[{"status":"success"}]}"#,
+            ],
+            "[you] @a.txt kept\n[gemini] Answer.\n  → tool\n",
+        );
+        check(
+            "claude-code",
+            "s.jsonl",
+            &[
+                r#"{"type":"assistant","isSidechain":true,"message":{"content":[{"type":"text","text":"sub-agent"}]}}"#,
+                r#"{"type":"assistant","message":{"content":"a plain answer"}}"#,
+                r#"{"type":"user","message":{"content":[{"type":"text","text":"one"},{"type":"text","text":"two"}]}}"#,
+            ],
+            "[claude] a plain answer\n[you] one\n  two\n",
         );
     }
 }
