@@ -64,6 +64,13 @@ struct Shared {
     ready: OnceLock<Ready>,
 }
 
+/// Files copied in one round from which the round counts as a backfill (or a burst): its
+/// buffers are let go of and the memory it freed handed back to the system.
+const LARGE_ROUND: usize = 64;
+/// Buffer capacity kept between small rounds (an append's bytes fit; a large file's chunks
+/// are let go of).
+const SMALL_BUFFERS: usize = 1 << 20;
+
 /// How often the copier looks again whether it may start, while the first scans run.
 const READY_POLL: Duration = Duration::from_millis(100);
 
@@ -183,8 +190,8 @@ struct Copier {
     config: HistoryConfig,
     /// One compression context for every frame (not one made per frame).
     compressor: zstd::bulk::Compressor<'static>,
-    /// What is read of a file, and its frame: kept across the files of one round, let go of
-    /// after it (a backfill's round copies every file once).
+    /// What is read of a file, and its frame: kept across the files of a round and across
+    /// small rounds, let go of after a large one (see [`LARGE_ROUND`]).
     read: Vec<u8>,
     frame: Vec<u8>,
     /// How far each copy goes (its decompressed length), once known.
@@ -227,6 +234,7 @@ impl Copier {
                 }
                 std::mem::take(&mut *wanted)
             };
+            let files = wanted.len();
             for (path, want) in wanted {
                 if want.reset {
                     self.forget(&path);
@@ -236,10 +244,15 @@ impl Copier {
                 }
             }
             self.evict();
-            // A round's buffers, and the memory freed as it went, go back to the system.
-            self.read = Vec::new();
-            self.frame = Vec::new();
-            crate::store::writer::release_free_memory();
+            if files >= LARGE_ROUND || self.read.capacity() > SMALL_BUFFERS {
+                self.read = Vec::new();
+                self.frame = Vec::new();
+            }
+            if files >= LARGE_ROUND {
+                // A backfill's round: what it freed goes back to the system. Not after every
+                // append: trimming takes the allocator's locks, which the followers wait on.
+                crate::store::writer::release_free_memory();
+            }
         }
     }
 

@@ -11,6 +11,8 @@
 //!   [`formats`]), folded by each CLI's module.
 //! - [`databases`]: SQLite conversation stores ([`opencode`], [`goose`]).
 //! - [`tail`]: incremental, restart-safe reading of line files.
+//! - [`names`]: the interned paths and conversation ids a store source keeps for every file.
+//! - [`transcript`]: a conversation's log as text, through each format's own renderer.
 
 pub mod claude;
 pub mod codex;
