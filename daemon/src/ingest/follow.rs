@@ -169,6 +169,9 @@ impl<S: Followed> Follower<S> {
         if self.wiring.writer.barrier().is_err() {
             return;
         }
+        // A scan of many files (a million run logs' paths and cursors) leaves its memory
+        // freed but held; a scan that changed nothing makes the writer trim nothing.
+        crate::store::writer::release_free_memory();
         self.wiring.stats.scanned.store(true, Ordering::Relaxed);
         let mut last_tick = Instant::now();
         loop {
@@ -355,6 +358,8 @@ impl<S: Followed> Follower<S> {
             }
         }
         self.source.rescan_begins();
-        self.watch_new_dirs()
+        let step = self.watch_new_dirs();
+        crate::store::writer::release_free_memory();
+        step
     }
 }

@@ -12,7 +12,7 @@
 //! - agentd's CPU while idle for 60 s (10 s with `--quick`);
 //! - 100,000 run logs (and 1,000,000 with `--large`), warm in the page cache: backfill, database
 //!   size per item, list latency (one filter, and two that match nothing) and summary latency,
-//!   restart, cold start, `agentctl prompt` against a hello-world binary;
+//!   restart (and the RSS after it), cold start, `agentctl prompt` against a hello-world binary;
 //! - every store format on its own and all nine at once, costs against ccusage.
 //!
 //! The corpora are kept under `--dir` (default `$TMPDIR/agentd-bench`) and reused the same day.
@@ -380,7 +380,7 @@ pub fn main(args: Vec<String>) {
     let _ = writeln!(md, "\n## Run logs and queries\n");
     let _ = writeln!(
         md,
-        "| items | backfill | files/s | database per item: after backfill / at rest | list p50 / p99 | list of two filters that match nothing p50 / p99 | summary p50 / p99 | restart scan | cold start | `agentctl prompt` / hello world |\n|---|---|---|---|---|---|---|---|---|---|"
+        "| items | backfill | files/s | database per item: after backfill / at rest | list p50 / p99 | list of two filters that match nothing p50 / p99 | summary p50 / p99 | restart scan (RSS after it) | cold start | `agentctl prompt` / hello world |\n|---|---|---|---|---|---|---|---|---|---|"
     );
     let mut counts = vec![100_000];
     if o.large {
@@ -412,16 +412,18 @@ pub fn main(args: Vec<String>) {
         d.stop();
         let (d, ready) = start(&dir);
         let scan = d.wait_items(n);
+        let (restarted, _) = d.rss_kib();
         let prompt = super::bench_prompt(&dir, &d.socket);
         d.stop();
         let _ = writeln!(
             md,
-            "| {n} | {:.1} s | {:.0} | {:.2} / {:.2} KB | {l50:.3} / {l99:.3} ms | {e50:.3} / {e99:.3} ms | {s50:.3} / {s99:.3} ms | {:.2} s | {:.1} ms | {} |",
+            "| {n} | {:.1} s | {:.0} | {:.2} / {:.2} KB | {l50:.3} / {l99:.3} ms | {e50:.3} / {e99:.3} ms | {s50:.3} / {s99:.3} ms | {:.2} s ({:.0} MB) | {:.1} ms | {} |",
             took.as_secs_f64(),
             n as f64 / took.as_secs_f64(),
             size as f64 / n as f64 / 1024.0,
             at_rest as f64 / n as f64 / 1024.0,
             scan.as_secs_f64(),
+            restarted as f64 / 1024.0,
             ready.as_secs_f64() * 1e3,
             prompt.map_or("–".into(), |(p, h, _)| format!(
                 "{p:.2} / {h:.2} ms ({:.2}×)",
