@@ -146,7 +146,6 @@ impl History {
     pub fn copy_once(&self, ready: impl Fn() -> bool + Send + Sync + 'static) {
         if let Some(shared) = &self.shared {
             let _ = shared.ready.set(Box::new(ready));
-            shared.more.notify_one();
         }
     }
 

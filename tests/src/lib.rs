@@ -393,6 +393,15 @@ impl Daemon {
         append(&self.runs.join(format!("{name}.jsonl")), bytes);
     }
 
+    /// Waits until every source has done its initial scan, and returns `/v1/health`.
+    pub fn wait_scanned(&self) -> Value {
+        self.wait_for("/v1/health", "every initial scan", |h| {
+            h["sources"]
+                .as_array()
+                .is_some_and(|s| s.iter().all(|s| s["scan_done"] == true))
+        })
+    }
+
     /// Polls `GET path` until `ok` holds for its JSON, and returns that JSON.
     pub fn wait_for(&self, path: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + WAIT;

@@ -173,13 +173,7 @@ fn a_database_left_with_free_pages_is_compacted_and_reads_the_same() {
     let settled = snapshot(&d);
     assert_eq!(d.stop().code(), Some(0));
     d.spawn();
-    d.wait_for("/v1/health", "the restart scan", |h| {
-        h["sources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|s| s["scan_done"] == true)
-    });
+    d.wait_scanned();
     assert_eq!(snapshot(&d), settled, "a restart changed what readers see");
     // A write may grow the file by a region again; it must not come back to its old size.
     assert!(

@@ -106,14 +106,6 @@ fn snapshot(d: &Daemon) -> Vec<Value> {
     items
 }
 
-fn scanned(d: &Daemon) {
-    d.wait_for("/v1/health", "every initial scan", |h| {
-        h["sources"]
-            .as_array()
-            .is_some_and(|s| s.iter().all(|s| s["scan_done"] == true))
-    });
-}
-
 /// Waits until two snapshots a second apart agree (everything written has been read).
 fn settled(d: &Daemon) -> Vec<Value> {
     let mut last = snapshot(d);
@@ -170,7 +162,7 @@ fn sigkill_at_random_moments_loses_and_double_counts_nothing() {
         // The database must open, whatever moment the crash hit.
         d.spawn();
         if round % 3 == 2 {
-            scanned(&d);
+            d.wait_scanned();
         }
     }
     writing.store(false, Ordering::Relaxed);
@@ -189,7 +181,7 @@ fn sigkill_at_random_moments_loses_and_double_counts_nothing() {
     }
     assert_eq!(d.stop().code(), Some(0));
     fresh.spawn();
-    scanned(&fresh);
+    fresh.wait_scanned();
     let from_scratch = settled(&fresh);
     assert_eq!(
         after_crashes.len(),

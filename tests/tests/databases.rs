@@ -85,14 +85,6 @@ fn oc_answer(created: i64, completed: bool, input: u64, cost: f64) -> Value {
         "finish": if completed { "stop" } else { "" }})
 }
 
-fn scanned(d: &Daemon) {
-    d.wait_for("/v1/health", "every initial scan", |h| {
-        h["sources"]
-            .as_array()
-            .is_some_and(|s| s.iter().all(|s| s["scan_done"] == true))
-    });
-}
-
 /// Every item of `harness`, without what moves with the clock.
 fn snapshot(d: &Daemon, harness: &str) -> Vec<Value> {
     let page = d.get(&format!("/v1/agents?tab=all&harness={harness}&limit=1000"));
@@ -117,11 +109,11 @@ fn fresh_ingest_equals(d: &mut Daemon, name: &str, harness: &str) {
     let mut fresh = Daemon::prepare(name, Options::default());
     fresh.home = d.home.clone();
     fresh.spawn();
-    scanned(&fresh);
+    fresh.wait_scanned();
     assert_eq!(snapshot(&fresh, harness), before);
     assert_eq!(fresh.stop().code(), Some(0));
     d.spawn();
-    scanned(d);
+    d.wait_scanned();
 }
 
 #[test]
@@ -130,7 +122,7 @@ fn an_opencode_session_is_followed_in_its_database_without_locking_opencode_out(
     let db = d.home.join(".local/share/opencode/opencode.db");
     let c = opencode_db(&db);
     d.spawn();
-    scanned(&d);
+    d.wait_scanned();
     oc_session(&c, "ses_1", None, "New session - 2026-11-30T09:00:00.000Z");
     let t = now_ms();
     oc_message(
@@ -315,7 +307,7 @@ fn a_goose_session_is_followed_in_its_database() {
     let mut d = Daemon::prepare("db-goose", Options::default());
     let c = goose_db(&d.home.join(".local/share/goose/sessions/sessions.db"));
     d.spawn();
-    scanned(&d);
+    d.wait_scanned();
     c.execute(
         "INSERT INTO sessions (id, name, working_dir, provider_name, model_config_json) \
          VALUES ('20261130_1', 'migrate the billing tables', '/src/billing', 'anthropic', \
@@ -398,7 +390,7 @@ fn files_that_are_not_databases_are_reported_and_nothing_else_stops() {
     std::fs::create_dir_all(goose.parent().unwrap()).unwrap();
     std::fs::write(&goose, b"this is not a SQLite database, it is a note").unwrap();
     d.spawn();
-    scanned(&d);
+    d.wait_scanned();
     let h = d.wait_for("/v1/health", "both errors", |h| {
         source_in(h, "opencode").is_some_and(|s| s["errors"] == 1)
             && source_in(h, "goose").is_some_and(|s| s["errors"] == 1)

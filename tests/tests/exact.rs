@@ -21,15 +21,6 @@ fn output(chars: usize) -> String {
     line(json!({"type": "output", "ts": ago(1), "stream": "stdout", "data": "x".repeat(chars)}))
 }
 
-/// Waits until every source has finished its initial scan.
-fn scanned(d: &Daemon) -> Value {
-    d.wait_for("/v1/health", "every initial scan", |h| {
-        h["sources"]
-            .as_array()
-            .is_some_and(|s| s.iter().all(|s| s["scan_done"] == true))
-    })
-}
-
 /// The total of `errors` over every source in `/v1/health`, with the last messages.
 fn health_errors(d: &Daemon) -> (u64, Vec<Value>) {
     let h = d.get("/v1/health");
@@ -43,7 +34,7 @@ fn health_errors(d: &Daemon) -> (u64, Vec<Value>) {
 fn restart(d: &mut Daemon) {
     assert_eq!(d.stop().code(), Some(0), "{}", d.log_text());
     d.spawn();
-    scanned(d);
+    d.wait_scanned();
 }
 
 #[test]
@@ -180,7 +171,7 @@ fn regression_sub_agent_tokens_survive_a_restart_whatever_order_the_scan_reads_t
     // The main file changes while agentd is down.
     append(&main, &claude_line(main_id, "m2", 0, "more"));
     d.spawn();
-    scanned(&d);
+    d.wait_scanned();
     let v = d.get(&format!("/v1/agents/{id}"));
     assert_eq!(v["usage"]["input_tokens"], 1200, "{v}");
     assert_eq!(health_errors(&d).0, 0);
@@ -215,7 +206,7 @@ fn regression_a_sub_agent_file_read_before_its_main_file_still_counts_after_a_re
     // Only the sub-agent file changes while agentd is down.
     append(&sub, &sub_agent_line(main_id, "s2", 500));
     d.spawn();
-    scanned(&d);
+    d.wait_scanned();
     let v = d.get(&format!("/v1/agents/{id}"));
     assert_eq!(v["usage"]["input_tokens"], 1600, "{v}");
     assert_eq!(health_errors(&d).0, 0);
@@ -234,7 +225,7 @@ fn regression_scan_done_means_the_scanned_items_are_listed() {
         );
     }
     d.spawn();
-    let h = scanned(&d);
+    let h = d.wait_scanned();
     let runs = source_in(&h, "runs").unwrap();
     assert_eq!(runs["files"], 400, "{runs}");
     let page = d.get("/v1/agents?tab=all&limit=1000");
@@ -271,7 +262,7 @@ fn regression_a_transcript_rewritten_in_place_while_down_is_read_again() {
         ino
     );
     d.spawn();
-    scanned(&d);
+    d.wait_scanned();
     let v = d.get(&format!("/v1/agents/{id}"));
     assert_eq!(v["usage"]["output_tokens"], 18, "{v}");
     assert_eq!(v["usage"]["input_tokens"], 200, "{v}");
@@ -447,7 +438,7 @@ fn restarts_and_appends_give_exactly_what_a_fresh_ingest_of_the_final_files_give
     assert_eq!(d.stop().code(), Some(0));
     corpus.write(1);
     d.spawn();
-    scanned(&d);
+    d.wait_scanned();
     corpus.write(2);
     d.wait_item("cli:long4", |v| v["status"] == "success");
     std::thread::sleep(std::time::Duration::from_millis(500));
@@ -465,7 +456,7 @@ fn restarts_and_appends_give_exactly_what_a_fresh_ingest_of_the_final_files_give
     }
     assert_eq!(d.stop().code(), Some(0));
     fresh.spawn();
-    scanned(&fresh);
+    fresh.wait_scanned();
     let from_scratch = snapshot(&fresh);
     assert_eq!(after_restarts, from_scratch);
 
@@ -496,7 +487,7 @@ fn restarts_and_appends_give_exactly_what_a_fresh_ingest_of_the_final_files_give
     // Lines over a megabyte are within the 16 MiB line cap: nothing is skipped or counted bad.
     assert_eq!(health_errors(&fresh).0, 0, "{:?}", health_errors(&fresh));
     d.spawn();
-    scanned(&d);
+    d.wait_scanned();
     assert_eq!(health_errors(&d).0, 0, "{:?}", health_errors(&d));
 }
 
@@ -556,7 +547,7 @@ fn changed_conversations_count_as_a_fresh_ingest(d: &mut Daemon, n: usize, chang
     let mut fresh = Daemon::prepare("exact-resident-fresh", Options::default());
     fresh.home = d.home.clone();
     fresh.spawn();
-    scanned(&fresh);
+    fresh.wait_scanned();
     let mut a = live;
     let mut b = items_of(&fresh);
     for v in a.iter_mut().chain(b.iter_mut()) {
@@ -604,7 +595,7 @@ fn a_backfill_lets_go_of_folds_as_it_goes_and_counts_the_same_when_they_change_a
     let n = 900;
     write_conversations(&project, n, 0);
     d.spawn();
-    scanned(&d);
+    d.wait_scanned();
     assert!(
         d.log_text().contains("folds (while scanning)"),
         "the scan held every fold"

@@ -424,13 +424,7 @@ fn every_conversation_present_at_start_gets_its_history_copy_however_many_there_
         std::fs::write(dir.join(format!("{s}.jsonl")), format!("{p}\n")).unwrap();
     }
     d.spawn();
-    d.wait_for("/v1/health", "the first scan", |h| {
-        h["sources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|s| s["scan_done"] == true)
-    });
+    d.wait_scanned();
     // The copier runs at the lowest priority: give it its time, then every file has a copy.
     let deadline = std::time::Instant::now() + 6 * agentd_tests::WAIT;
     while copies(&d).len() < N && std::time::Instant::now() < deadline {

@@ -270,24 +270,25 @@ impl<F: Format> super::follow::Followed for StoreSource<F> {
             .retain(|_, h| now.0.saturating_sub(h.at.0) < ABANDONED_AFTER_MS);
         // Time moves statuses on: a quiet pending tool call becomes blocked, a quiet answer
         // finishes, an abandoned turn fails.
-        let mut live: Vec<String> = self
-            .emitted
-            .keys()
-            .map(|id| self.id_of(*id).to_owned())
-            .collect();
+        let mut live: Vec<SessionId> = self.emitted.keys().copied().collect();
         // A hook that has just settled (a Codex permission request that stood for its second)
         // takes effect now, whatever the conversation showed.
-        for (id, h) in &self.hooks {
-            let due = h.at.0.saturating_add(h.settle_ms);
-            if h.settle_ms > 0 && now.0 >= due && now.0 - due < 3 * TICK.as_millis() as i64 {
-                live.push(id.clone());
-            }
+        let settled: Vec<String> = self
+            .hooks
+            .iter()
+            .filter(|(_, h)| {
+                let due = h.at.0.saturating_add(h.settle_ms);
+                h.settle_ms > 0 && now.0 >= due && now.0 - due < 3 * TICK.as_millis() as i64
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in settled {
+            live.push(self.session_id(&id));
         }
         live.sort();
         live.dedup();
         let mut batch = self.batch();
         for id in live {
-            let id = self.session_id(&id);
             if let Some(update) = self.render(id, now)
                 && self.emitted.get(&id)
                     != Some(&(update.item.status, update.item.status_detail.clone()))
