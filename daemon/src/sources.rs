@@ -12,7 +12,7 @@
 //! | `Droid` | `droid` | `droid` | Factory Droid sessions |
 //! | `Copilot` | `copilot` | `copilot` | GitHub Copilot CLI session event logs |
 //! | `Kimi` | `kimi` | `kimi` | kimi-cli and Kimi Code wire logs |
-//! | `OpenCode` | `opencode` | `opencode` | OpenCode's SQLite database |
+//! | `OpenCode` | `opencode` | `opencode` | OpenCode's SQLite database, and its older JSON tree |
 //! | `Goose` | `goose` | `goose` | Goose's SQLite database |
 //! | `Cloud` | `cloud` | `cloud` | Warp's Oz Agent API |
 //!

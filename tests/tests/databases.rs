@@ -116,6 +116,20 @@ fn fresh_ingest_equals(d: &mut Daemon, name: &str, harness: &str) {
     d.wait_scanned();
 }
 
+/// Once `ses_sub`'s answer (500 input tokens) is written: session `id` has its tokens, the
+/// sub-agent is no item of its own, and the log begins with the prompt and the streamed answer.
+fn counts_its_sub_agent_and_logs(d: &Daemon, id: &str) -> String {
+    d.wait_item(id, |v| v["usage"]["input_tokens"] == 2000);
+    assert_eq!(d.req("GET", "/v1/agents/opencode:ses_sub", b"").status, 404);
+    let log = d.agentctl(&["logs", id]);
+    let log = String::from_utf8_lossy(&log.stdout).into_owned();
+    assert!(
+        log.starts_with("[you] Add a discount field to the cart\n[opencode] word word"),
+        "{log}"
+    );
+    log
+}
+
 #[test]
 fn an_opencode_session_is_followed_in_its_database_without_locking_opencode_out() {
     let mut d = Daemon::prepare("db-opencode", Options::default());
@@ -218,14 +232,7 @@ fn an_opencode_session_is_followed_in_its_database_without_locking_opencode_out(
         t + 2,
         oc_answer(t + 2, true, 500, 0.01),
     );
-    d.wait_item(id, |v| v["usage"]["input_tokens"] == 2000);
-    assert_eq!(d.req("GET", "/v1/agents/opencode:ses_sub", b"").status, 404);
-    let log = d.agentctl(&["logs", id]);
-    let log = String::from_utf8_lossy(&log.stdout);
-    assert!(
-        log.starts_with("[you] Add a discount field to the cart\n[opencode] word word"),
-        "{log}"
-    );
+    counts_its_sub_agent_and_logs(&d, id);
 
     // Written while agentd is down: a new session, and the first one asked again.
     assert_eq!(d.stop().code(), Some(0));
@@ -429,4 +436,221 @@ fn files_that_are_not_databases_are_reported_and_nothing_else_stops() {
         Some(0),
         "stops with a FIFO in a watched dir"
     );
+}
+
+/// OpenCode's storage tree before its database (releases before 1.2): one JSON file per
+/// session, message and part, each rewritten in place as OpenCode updates it.
+struct OcTree {
+    dir: PathBuf,
+}
+
+impl OcTree {
+    fn write(&self, rel: String, data: &Value) {
+        let path = self.dir.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, serde_json::to_vec_pretty(data).unwrap()).unwrap();
+    }
+
+    fn session(&self, id: &str, parent: Option<&str>, title: &str) {
+        let t = now_ms();
+        let mut s = json!({"id": id, "version": "0.15.31", "projectID": "4b0ea68d7af9a6031a7ffda7ad66e0cb83315750",
+            "directory": "/src/shop", "title": title, "time": {"created": t, "updated": t}});
+        if let Some(p) = parent {
+            s["parentID"] = json!(p);
+        }
+        self.write(
+            format!("session/4b0ea68d7af9a6031a7ffda7ad66e0cb83315750/{id}.json"),
+            &s,
+        );
+    }
+
+    fn message(&self, id: &str, session: &str, mut data: Value) {
+        data["id"] = json!(id);
+        data["sessionID"] = json!(session);
+        self.write(format!("message/{session}/{id}.json"), &data);
+    }
+
+    fn part(&self, id: &str, message: &str, session: &str, mut data: Value) {
+        data["id"] = json!(id);
+        data["messageID"] = json!(message);
+        data["sessionID"] = json!(session);
+        self.write(format!("part/{message}/{id}.json"), &data);
+    }
+}
+
+#[test]
+fn an_opencode_session_in_the_json_tree_of_older_releases_is_followed_and_the_database_wins() {
+    let mut d = Daemon::prepare("db-opencode-tree", Options::default());
+    let data = d.home.join(".local/share/opencode");
+    let tree = OcTree {
+        dir: data.join("storage"),
+    };
+    // One session there before start, complete; a second one written while agentd runs.
+    let t = now_ms();
+    tree.session("ses_old", None, "Rename the cart module");
+    tree.message(
+        "msg_o1",
+        "ses_old",
+        json!({"role": "user", "time": {"created": t - 10}}),
+    );
+    tree.message("msg_o2", "ses_old", oc_answer(t - 9, true, 300, 0.0));
+    d.spawn();
+    d.wait_scanned();
+    let v = d.wait_item("opencode:ses_old", |v| v["status"] == "success");
+    assert_eq!(v["title"], "Rename the cart module");
+    assert_eq!(v["usage"]["input_tokens"], 300);
+
+    tree.session("ses_1", None, "New session - 2026-11-30T09:00:00.000Z");
+    let t = now_ms();
+    tree.message(
+        "msg_u1",
+        "ses_1",
+        json!({"role": "user", "time": {"created": t}, "agent": "build",
+            "model": {"providerID": "anthropic", "modelID": "claude-sonnet-4-5"}}),
+    );
+    let id = "opencode:ses_1";
+    let v = d.wait_item(id, |v| v["status"] == "working");
+    assert_eq!(v["title"], "New session - 2026-11-30T09:00:00.000Z");
+    // The prompt's text comes in a part of its own (parts are not watched: a working session's
+    // files are looked at every tick).
+    tree.part(
+        "prt_u1",
+        "msg_u1",
+        "ses_1",
+        json!({"type": "text", "text": "Add a discount field to the cart"}),
+    );
+    let v = d.wait_item(id, |v| v["title"] == "Add a discount field to the cart");
+    assert_eq!(v["project"], "/src/shop");
+    assert_eq!(
+        v["open"]["command"],
+        "cd /src/shop && opencode --session ses_1"
+    );
+    // The answer streams (its text part rewritten, a tool's output of a mebibyte), then ends.
+    tree.message("msg_a1", "ses_1", oc_answer(t + 1, false, 0, 0.0));
+    for n in 1..20 {
+        tree.part(
+            "prt_a1",
+            "msg_a1",
+            "ses_1",
+            json!({"type": "text", "text": "word ".repeat(n)}),
+        );
+    }
+    tree.part(
+        "prt_a2",
+        "msg_a1",
+        "ses_1",
+        json!({"type": "tool", "tool": "bash", "callID": "c1",
+            "state": {"status": "completed", "input": {"command": "cat big.log"},
+                "output": "x".repeat(1 << 20), "time": {"start": t, "end": t + 1}}}),
+    );
+    tree.message("msg_a1", "ses_1", oc_answer(t + 1, true, 1500, 0.0375));
+    let v = d.wait_item(id, |v| v["status"] == "success");
+    assert_eq!(
+        v["usage"],
+        json!({"input_tokens": 1500, "output_tokens": 150, "cache_read_tokens": 4000, "cache_write_tokens": 200})
+    );
+    assert_eq!(v["cost_usd"], 0.0375);
+    // A sub-agent's session adds its tokens to its parent's.
+    tree.session(
+        "ses_sub",
+        Some("ses_1"),
+        "Explore the cart (@explore subagent)",
+    );
+    tree.message("msg_s1", "ses_sub", oc_answer(t + 2, true, 500, 0.01));
+    let log = counts_its_sub_agent_and_logs(&d, id);
+    assert!(log.contains("  → bash\n"), "{log}");
+
+    // Written while agentd is down: a new session, and the sub-agent asked again.
+    assert_eq!(d.stop().code(), Some(0));
+    tree.session("ses_2", None, "Fix the checkout total");
+    let t2 = now_ms();
+    tree.message(
+        "msg_u2",
+        "ses_2",
+        json!({"role": "user", "time": {"created": t2}}),
+    );
+    tree.message("msg_a2", "ses_2", oc_answer(t2 + 1, true, 700, 0.0));
+    tree.message("msg_s2", "ses_sub", oc_answer(t2 + 2, true, 100, 0.01));
+    d.spawn();
+    d.wait_item("opencode:ses_2", |v| v["status"] == "success");
+    d.wait_item(id, |v| v["usage"]["input_tokens"] == 2100);
+    fresh_ingest_equals(&mut d, "db-opencode-tree-fresh", "opencode");
+
+    // OpenCode 1.2 migrates the tree into its database and leaves the files: the database's
+    // sessions win, the tree's others stay.
+    let c = opencode_db(&data.join("opencode.db"));
+    oc_session(&c, "ses_1", None, "Add a discount field (migrated)");
+    oc_message(
+        &c,
+        "msg_u1",
+        "ses_1",
+        t,
+        json!({"role": "user", "time": {"created": t}}),
+    );
+    oc_message(
+        &c,
+        "msg_a1",
+        "ses_1",
+        t + 1,
+        oc_answer(t + 1, true, 9000, 0.5),
+    );
+    d.wait_item(id, |v| v["usage"]["input_tokens"] == 9000);
+    // A restart reads the tree's copy of it again (its files are newer than its commit) and
+    // still leaves it to the database.
+    tree.message("msg_a1", "ses_1", oc_answer(t + 1, true, 1600, 0.0375));
+    assert_eq!(d.stop().code(), Some(0));
+    d.spawn();
+    let v = d.wait_item(id, |v| v["usage"]["input_tokens"] == 9000);
+    assert_eq!(v["title"], "Add a discount field (migrated)");
+    assert_eq!(
+        d.get("/v1/agents/opencode:ses_2")["usage"]["input_tokens"],
+        700
+    );
+    fresh_ingest_equals(&mut d, "db-opencode-tree-fresh2", "opencode");
+    let h = d.get("/v1/health");
+    assert_eq!(source_in(&h, "opencode").unwrap()["errors"], 0, "{h}");
+}
+
+#[test]
+fn a_broken_file_in_the_opencode_tree_is_reported_and_the_rest_of_its_session_is_read() {
+    let mut d = Daemon::prepare("db-opencode-tree-hostile", Options::default());
+    let tree = OcTree {
+        dir: d.home.join(".local/share/opencode/storage"),
+    };
+    let t = now_ms();
+    tree.session("ses_1", None, "Tidy the imports");
+    tree.message(
+        "msg_u1",
+        "ses_1",
+        json!({"role": "user", "time": {"created": t}}),
+    );
+    tree.message("msg_a1", "ses_1", oc_answer(t + 1, true, 400, 0.0));
+    // A message cut short, and a FIFO where a message belongs (never opened: it would block).
+    std::fs::write(
+        tree.dir.join("message/ses_1/msg_a2.json"),
+        br#"{"role": "assistant", "tokens": {"inp"#,
+    )
+    .unwrap();
+    let fifo = tree.dir.join("message/ses_1/msg_a3.json");
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    d.spawn();
+    d.wait_scanned();
+    let v = d.wait_item("opencode:ses_1", |v| v["status"] == "success");
+    assert_eq!(v["usage"]["input_tokens"], 400);
+    let h = d.get("/v1/health");
+    let oc = source_in(&h, "opencode").unwrap();
+    assert_eq!(oc["errors"], 2, "{oc}");
+    let last = oc["last_error"].as_str().unwrap();
+    assert!(
+        last.contains("msg_a2.json is not JSON")
+            || last.contains("msg_a3.json is not a regular file"),
+        "{oc}"
+    );
+    // Fixed, it counts; the FIFO still there is not counted again.
+    tree.message("msg_a2", "ses_1", oc_answer(t + 2, true, 50, 0.0));
+    d.wait_item("opencode:ses_1", |v| v["usage"]["input_tokens"] == 450);
+    let h = d.get("/v1/health");
+    assert_eq!(source_in(&h, "opencode").unwrap()["errors"], 2, "{h}");
+    assert_eq!(d.stop().code(), Some(0), "stops with a FIFO in the tree");
 }

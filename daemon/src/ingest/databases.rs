@@ -16,6 +16,16 @@
 //! Reading a whole session again, rather than folding rows as they come, is what keeps counts
 //! exact here: rows are updated in place (a message gets its tokens when it completes, a tool
 //! part moves from `pending` to `completed`), and the database is the truth at every moment.
+//!
+//! A format may also keep sessions as a tree of JSON files ([`SessionTree`]: OpenCode before
+//! its database, whose tree stays on disk after the migration). The same follower watches the
+//! dirs of the tree where sessions and messages are written and reads a session whole when one
+//! of its files changes; a session still working is also looked at every tick (its parts, in
+//! a dir per message, are not watched: one watch per message would exhaust the user's
+//! watches), and read again when its files' fingerprint moved. A restart reads again only the
+//! sessions whose files' names, sizes or modification times changed (their fingerprint is
+//! committed with their item). A session that a database of the same root also holds is the
+//! database's: the tree's copy of it is not read.
 
 use super::SourceStats;
 use super::convo::Conversation;
@@ -55,6 +65,15 @@ const BATCH: usize = 256;
 pub struct Mark {
     pub rowids: Vec<i64>,
     pub updated: i64,
+}
+
+/// What is committed of a session read from a tree, with its item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct TreeMark {
+    /// [`SessionTree::fingerprint`] when it was read.
+    fingerprint: u64,
+    /// Its last activity (epoch ms): a recent one is read again on start.
+    active: i64,
 }
 
 /// What a format reads of a session besides what decides its status.
@@ -104,6 +123,8 @@ pub trait SessionView: Send + 'static {
 /// A conversation store kept in a SQLite database.
 pub trait Database: Send + 'static {
     type Session: SessionView;
+    /// Where the format keeps sessions as files instead ([`NoTree`] when it does not).
+    type Tree: SessionTree<Session = Self::Session>;
     const KIND: SourceKind;
     const NAME: &'static str = Self::KIND.name();
     /// The dirs to watch under one configured root (not recursive: the database's own dir).
@@ -125,6 +146,83 @@ pub trait Database: Send + 'static {
     ) -> rusqlite::Result<Option<Self::Session>>;
     /// The shell command that resumes the session.
     fn resume_command(session: &str, cwd: Option<&str>) -> Option<String>;
+    /// Whether the database holds session `id` (a tree's copy of it is then not read).
+    fn has_session(_conn: &Connection, _id: &str) -> rusqlite::Result<bool> {
+        Ok(false)
+    }
+}
+
+/// Sessions kept as a tree of files rather than in a database: each session read whole from
+/// its files, found again from the paths that changed.
+pub trait SessionTree: Send + 'static {
+    type Session: SessionView;
+    /// The tree kept under a configured root, if the format has one.
+    fn under(root: &Path) -> Option<PathBuf>;
+    /// The dirs of a tree to watch, each with everything under it: those where a change to a
+    /// session shows (a live session's other files are looked at every tick).
+    fn watch_dirs(tree: &Path) -> Vec<PathBuf>;
+    /// Follows the tree at `dir`.
+    fn open(dir: PathBuf) -> Self;
+    /// Reads the index of its sessions again (a scan): the ids of its top sessions, the ones
+    /// shown as items (a sub-agent's session counts in its parent).
+    fn index(&mut self) -> Vec<String>;
+    /// The top sessions that paths changed or removed under the tree belong to.
+    fn touched(&mut self, paths: &BTreeSet<PathBuf>) -> BTreeSet<String>;
+    /// A fingerprint of every file a read of top session `id` depends on (names, sizes,
+    /// modification times; no content): while it is unchanged, a read gives the same item.
+    /// `None` when the session is gone.
+    fn fingerprint(&self, id: &str) -> Option<u64>;
+    /// Reads top session `id` whole; `None` when it is gone.
+    fn session(&self, id: &str, prices: &Prices)
+    -> Result<Option<TreeRead<Self::Session>>, String>;
+    /// The file an item of session `id` names as its origin (its log is rendered from it).
+    fn origin(&self, id: &str) -> PathBuf;
+    /// How many sessions it knows.
+    fn sessions(&self) -> usize;
+}
+
+/// One read of a session of a tree.
+pub struct TreeRead<S> {
+    /// `None` when it has nothing to show yet (no message), or is a sub-agent's.
+    pub session: Option<S>,
+    /// The fingerprint of the files it was read from (taken as they were read).
+    pub fingerprint: u64,
+    /// What could not be read of it (files skipped), each said in a sentence.
+    pub problems: Vec<String>,
+}
+
+/// The tree of a format that keeps none.
+pub struct NoTree<S>(std::marker::PhantomData<fn() -> S>);
+
+impl<S: SessionView> SessionTree for NoTree<S> {
+    type Session = S;
+    fn under(_root: &Path) -> Option<PathBuf> {
+        None
+    }
+    fn watch_dirs(_tree: &Path) -> Vec<PathBuf> {
+        Vec::new()
+    }
+    fn open(_dir: PathBuf) -> Self {
+        NoTree(std::marker::PhantomData)
+    }
+    fn index(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+    fn touched(&mut self, _paths: &BTreeSet<PathBuf>) -> BTreeSet<String> {
+        BTreeSet::new()
+    }
+    fn fingerprint(&self, _id: &str) -> Option<u64> {
+        None
+    }
+    fn session(&self, _id: &str, _prices: &Prices) -> Result<Option<TreeRead<S>>, String> {
+        Ok(None)
+    }
+    fn origin(&self, _id: &str) -> PathBuf {
+        PathBuf::new()
+    }
+    fn sessions(&self) -> usize {
+        0
+    }
 }
 
 /// Opens `path` for reading only, after checking it is the user's own regular file (a FIFO or
@@ -175,18 +273,40 @@ pub fn spawn<D: Database>(
 ) -> std::io::Result<(SyncSender<super::IngestEvent>, std::thread::JoinHandle<()>)> {
     let mut dirs = Vec::new();
     let mut named = HashSet::new();
+    let mut trees = BTreeMap::new();
+    let mut tree_of = HashMap::new();
     for root in &roots {
         if root.extension().is_some_and(|e| e == "db") {
             named.insert(root.clone());
             dirs.extend(root.parent().map(Path::to_owned));
         } else {
             dirs.extend(D::watch_dirs(root));
+            if let Some(tree) = D::Tree::under(root) {
+                for dir in D::Tree::watch_dirs(&tree) {
+                    tree_of.insert(dir.clone(), tree.clone());
+                    dirs.push(dir);
+                }
+                trees.insert(
+                    tree.clone(),
+                    FollowedTree {
+                        tree: D::Tree::open(tree),
+                        root: root.clone(),
+                        read_once: false,
+                        scanned: false,
+                        reported: HashSet::new(),
+                    },
+                );
+            }
         }
     }
+    // A root's databases are read before its tree (sorted, the root comes first): a session
+    // both hold is then known to be the database's.
     dirs.sort();
     dirs.dedup();
     let follower = DbFollower::<D> {
         named,
+        trees,
+        tree_of,
         databases: BTreeMap::new(),
         live: HashMap::new(),
         failing: HashMap::new(),
@@ -209,9 +329,26 @@ struct Followed {
     read_once: bool,
 }
 
+/// One tree of session files being followed.
+struct FollowedTree<T> {
+    tree: T,
+    /// The configured root it is under: the databases in it win over it.
+    root: PathBuf,
+    /// It was read once since start (the first read also looks at recently active sessions).
+    read_once: bool,
+    /// It was scanned in the current round of scans (it has several watched dirs).
+    scanned: bool,
+    /// What could not be read of it, each counted once (a live session is read again and
+    /// again).
+    reported: HashSet<String>,
+}
+
 /// A session still working or blocked: kept to be evaluated again as time passes.
 struct Live<S> {
+    /// Its database (read again with it), or its file in a tree: the item's origin.
     db: PathBuf,
+    /// For a session of a tree: the tree's dir and the fingerprint of what was read.
+    tree: Option<(PathBuf, u64)>,
     session: S,
     emitted: (Status, Option<String>),
 }
@@ -219,6 +356,10 @@ struct Live<S> {
 struct DbFollower<D: Database> {
     /// Databases named by a root directly (any file name).
     named: HashSet<PathBuf>,
+    /// Trees of session files, by their dir.
+    trees: BTreeMap<PathBuf, FollowedTree<D::Tree>>,
+    /// The tree each of the trees' watched dirs belongs to.
+    tree_of: HashMap<PathBuf, PathBuf>,
     databases: BTreeMap<PathBuf, Followed>,
     live: HashMap<String, Live<D::Session>>,
     /// Databases that could not be read, with the error: counted once.
@@ -234,12 +375,23 @@ struct DbFollower<D: Database> {
 impl<D: Database> super::follow::Followed for DbFollower<D> {
     const NAME: &'static str = D::NAME;
     const TICK: Duration = TICK;
-    const RECURSIVE: bool = false;
     const EVENT_QUEUE: usize = EVENT_QUEUE;
     const SETTLE: Duration = SETTLE;
 
-    /// Reads the databases in `dir` (and those named in it by a root).
+    /// A database's dir alone; a tree with everything under it.
+    fn recursive(&self, dir: &Path) -> bool {
+        self.tree_of.contains_key(dir)
+    }
+
+    /// Reads the databases in `dir` (and those named in it by a root), or a tree.
     fn scan(&mut self, dir: &Path) -> Step {
+        if let Some(tree) = self.tree_of.get(dir).cloned() {
+            let t = self.trees.get_mut(&tree).expect("a tree");
+            if std::mem::replace(&mut t.scanned, true) {
+                return Ok(()); // scanned already from another of its dirs
+            }
+            return self.scan_tree(&tree);
+        }
         let mut found: Vec<PathBuf> = self
             .named
             .iter()
@@ -261,9 +413,27 @@ impl<D: Database> super::follow::Followed for DbFollower<D> {
 
     fn rescan_begins(&mut self) {
         self.stats.scan_total.store(0, Ordering::Relaxed);
+        for t in self.trees.values_mut() {
+            t.scanned = false;
+        }
     }
 
     fn changed(&mut self, changed: BTreeSet<PathBuf>, removed: BTreeSet<PathBuf>) -> Step {
+        let tree_dirs: Vec<PathBuf> = self.trees.keys().cloned().collect();
+        for dir in tree_dirs {
+            let under: BTreeSet<PathBuf> = changed
+                .iter()
+                .chain(&removed)
+                .filter(|p| p.starts_with(&dir))
+                .cloned()
+                .collect();
+            if under.is_empty() {
+                continue;
+            }
+            let tree = self.trees.get_mut(&dir).expect("listed above");
+            let ids = tree.tree.touched(&under);
+            self.read_tree(&dir, ids, false)?;
+        }
         let dbs: BTreeSet<PathBuf> = changed
             .iter()
             .chain(&removed)
@@ -292,12 +462,29 @@ impl<D: Database> super::follow::Followed for DbFollower<D> {
         for id in finished {
             self.live.remove(&id);
         }
-        self.send(batch)
+        self.send(batch)?;
+        // A live session of a tree whose files moved (a part written: parts are not watched)
+        // is read again.
+        let mut moved: BTreeMap<PathBuf, BTreeSet<String>> = BTreeMap::new();
+        for (id, live) in &self.live {
+            if let Some((tree, fingerprint)) = &live.tree
+                && self.trees[tree].tree.fingerprint(id) != Some(*fingerprint)
+            {
+                moved.entry(tree.clone()).or_default().insert(id.clone());
+            }
+        }
+        for (tree, ids) in moved {
+            self.read_tree(&tree, ids, false)?;
+        }
+        Ok(())
     }
 
     fn forget(&mut self) {
         self.databases.clear();
         self.live.clear();
+        for t in self.trees.values_mut() {
+            t.read_once = false;
+        }
     }
 }
 
@@ -384,24 +571,7 @@ impl<D: Database> DbFollower<D> {
                     continue;
                 }
             };
-            let c = session.conversation(now);
-            let emitted = (c.status, c.status_detail.clone());
-            batch.updates.push(Self::item(&id, db, &session, c, now));
-            if emitted.0.is_active() {
-                self.live.insert(
-                    id,
-                    Live {
-                        db: db.to_owned(),
-                        session,
-                        emitted,
-                    },
-                );
-            } else {
-                self.live.remove(&id);
-            }
-            if batch.updates.len() >= BATCH {
-                self.send(std::mem::replace(&mut batch, self.batch()))?;
-            }
+            self.emit(&mut batch, id, db.to_owned(), None, session, now)?;
         }
         batch.errors += errors;
         // A database's "lines" are the sessions read from it.
@@ -412,10 +582,146 @@ impl<D: Database> DbFollower<D> {
         }
         // The mark goes with the last batch: committed with the items it accounts for.
         batch.cursors.push((key, crate::store::encode(&mark)));
+        self.count_files();
+        self.send(batch)
+    }
+
+    /// What the source counts as its files: its databases and the sessions of its trees.
+    fn count_files(&self) {
+        let sessions: usize = self.trees.values().map(|t| t.tree.sessions()).sum();
         self.stats
             .files
-            .store(self.databases.len() as u64, Ordering::Relaxed);
+            .store((self.databases.len() + sessions) as u64, Ordering::Relaxed);
+    }
+
+    /// Reads a tree's index again and the sessions that changed since their committed
+    /// fingerprints (or that were recently active: time may have moved their status on).
+    fn scan_tree(&mut self, dir: &Path) -> Step {
+        let t = self.trees.get_mut(dir).expect("a tree");
+        let ids = t.tree.index();
+        self.stats
+            .scan_total
+            .fetch_add(ids.len() as u64, Ordering::Relaxed);
+        self.read_tree(dir, ids.into_iter().collect(), true)
+    }
+
+    /// Whether a database under `root` holds session `id`.
+    fn in_a_database(&self, root: &Path, id: &str) -> bool {
+        self.databases.iter().any(|(path, f)| {
+            path.parent() == Some(root)
+                && f.conn
+                    .as_ref()
+                    .is_some_and(|c| D::has_session(c, id).unwrap_or(false))
+        })
+    }
+
+    /// Reads sessions `ids` of the tree at `dir` and sends their items, each with its
+    /// fingerprint. A scan skips those whose committed fingerprint is unchanged.
+    fn read_tree(&mut self, dir: &Path, ids: BTreeSet<String>, scan: bool) -> Step {
+        let t = &self.trees[dir];
+        let recent = if t.read_once {
+            i64::MAX
+        } else {
+            Millis::now().0 - super::convo::ABANDONED_AFTER_MS - 60_000
+        };
+        let now = Millis::now();
+        let mut batch = self.batch();
+        let mut read = 0u64;
+        for id in ids {
+            if self.stop.load(Ordering::Relaxed) {
+                return Err(Stopped);
+            }
+            let t = &self.trees[dir];
+            if self.in_a_database(&t.root, &id) {
+                continue;
+            }
+            let key = format!("{}:{}#{id}", D::NAME, dir.display());
+            if scan
+                && let Ok(Some(bytes)) = self.store.cursor(&key)
+                && let Ok(mark) = crate::store::decode::<TreeMark>(&bytes)
+                && mark.active < recent
+                && t.tree.fingerprint(&id) == Some(mark.fingerprint)
+            {
+                continue; // read before, and nothing it depends on changed
+            }
+            read += 1;
+            let TreeRead {
+                session,
+                fingerprint,
+                problems,
+            } = match t.tree.session(&id, &self.prices) {
+                Ok(Some(r)) => r,
+                Ok(None) => {
+                    self.live.remove(&id);
+                    continue;
+                }
+                Err(e) => {
+                    batch.errors += 1;
+                    batch.last_error = Some(e);
+                    continue;
+                }
+            };
+            let t = self.trees.get_mut(dir).expect("a tree");
+            for problem in problems {
+                if t.reported.insert(problem.clone()) {
+                    tracing::warn!("{problem}");
+                    batch.errors += 1;
+                    batch.last_error = Some(problem);
+                }
+            }
+            let Some(session) = session else {
+                self.live.remove(&id);
+                continue;
+            };
+            let origin = t.tree.origin(&id);
+            let active = session.conversation(now).updated_at.unwrap_or(now).0;
+            batch.cursors.push((
+                key,
+                crate::store::encode(&TreeMark {
+                    fingerprint,
+                    active,
+                }),
+            ));
+            let tree = Some((dir.to_owned(), fingerprint));
+            self.emit(&mut batch, id, origin, tree, session, now)?;
+        }
+        self.stats.read(read, 0);
+        self.trees.get_mut(dir).expect("a tree").read_once = true;
+        self.count_files();
         self.send(batch)
+    }
+
+    /// Adds session `id`'s item to `batch` (sent when full) and keeps the session while it is
+    /// working or blocked.
+    fn emit(
+        &mut self,
+        batch: &mut IngestBatch,
+        id: String,
+        origin: PathBuf,
+        tree: Option<(PathBuf, u64)>,
+        session: D::Session,
+        now: Millis,
+    ) -> Step {
+        let c = session.conversation(now);
+        let emitted = (c.status, c.status_detail.clone());
+        batch
+            .updates
+            .push(Self::item(&id, &origin, &session, c, now));
+        if emitted.0.is_active() {
+            let live = Live {
+                db: origin,
+                tree,
+                session,
+                emitted,
+            };
+            self.live.insert(id, live);
+        } else {
+            self.live.remove(&id);
+        }
+        if batch.updates.len() >= BATCH {
+            self.send(std::mem::replace(batch, self.batch()))?;
+        }
+        Ok(())
     }
 
     fn failed(&mut self, db: &Path, msg: String) -> Step {

@@ -41,15 +41,16 @@ pub trait Followed: Send + 'static {
     const NAME: &'static str;
     /// How often [`Followed::tick`] runs and unwatched dirs are scanned.
     const TICK: Duration;
-    /// Whether dirs are watched with everything under them (conversation stores nest by
-    /// project and day) or alone (a runs dir, a database's dir).
-    const RECURSIVE: bool;
     /// Notifications queued before a rescan replaces them.
     const EVENT_QUEUE: usize = 8192;
     /// How long a burst of notifications may go on before it is handled (a database commit
     /// touches the file, its WAL and SHM in several writes); zero handles it at once.
     const SETTLE: Duration = Duration::ZERO;
 
+    /// Whether `dir` is watched with everything under it (conversation stores nest by project
+    /// and day; OpenCode's JSON tree by session and message) or alone (a runs dir, a
+    /// database's dir).
+    fn recursive(&self, dir: &Path) -> bool;
     /// Reads what changed under `dir` since the committed cursors: a dir newly watched, a
     /// polled one, or a rescan.
     fn scan(&mut self, dir: &Path) -> Step;
@@ -317,15 +318,15 @@ impl<S: Followed> Follower<S> {
 
     /// Watches and scans every configured dir that exists and is not watched yet.
     fn watch_new_dirs(&mut self) -> Step {
-        let mode = if S::RECURSIVE {
-            RecursiveMode::Recursive
-        } else {
-            RecursiveMode::NonRecursive
-        };
         for dir in self.dirs.clone() {
             if self.watched.contains(&dir) || !dir.is_dir() {
                 continue;
             }
+            let mode = if self.source.recursive(&dir) {
+                RecursiveMode::Recursive
+            } else {
+                RecursiveMode::NonRecursive
+            };
             if let Some(w) = self.watcher.as_mut()
                 && let Err(e) = w.watch(&dir, mode)
             {

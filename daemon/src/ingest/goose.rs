@@ -102,6 +102,7 @@ pub struct Goose;
 
 impl Database for Goose {
     type Session = GooseSession;
+    type Tree = super::databases::NoTree<GooseSession>;
     const KIND: SourceKind = SourceKind::Goose;
 
     fn watch_dirs(root: &Path) -> Vec<PathBuf> {

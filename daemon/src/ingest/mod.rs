@@ -9,7 +9,8 @@
 //! - [`runs`]: run logs (contract section 6), folded by [`runlog`].
 //! - [`stores`]: line-file conversation stores, one [`stores::Format`] per CLI (see
 //!   [`formats`]), folded by each CLI's module.
-//! - [`databases`]: SQLite conversation stores ([`opencode`], [`goose`]).
+//! - [`databases`]: SQLite conversation stores ([`opencode`], with its older JSON tree
+//!   [`opencode_storage`]; [`goose`]).
 //! - [`tail`]: incremental, restart-safe reading of line files.
 //! - [`names`]: the interned paths and conversation ids a store source keeps for every file.
 //! - [`transcript`]: a conversation's log as text, through each format's own renderer.
@@ -28,6 +29,7 @@ pub mod hooks;
 pub mod kimi;
 pub mod names;
 pub mod opencode;
+pub mod opencode_storage;
 pub mod qwen;
 pub mod runlog;
 pub mod runs;

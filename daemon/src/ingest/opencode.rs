@@ -2,7 +2,8 @@
 //! in `$XDG_DATA_HOME/opencode`, else `~/.local/share/opencode`): tables `session` (title,
 //! directory, `parent_id` for sub-agents), `message` and `part`, each row's `data` a JSON
 //! document. A session's sub-agent sessions add their tokens and cost to it and are not shown
-//! on their own.
+//! on their own. Releases before 1.2 kept the same documents as files
+//! ([`super::opencode_storage`]); both are folded by [`fold_session`] under the rules below.
 //!
 //! | latest message of the session | status | status_detail |
 //! |---|---|---|
@@ -116,6 +117,139 @@ fn error_of(m: &Value) -> Option<(Status, Option<String>)> {
     Some((Status::Failed, Some(msg)))
 }
 
+/// What a session says of itself before its messages (its row, or its file in the JSON tree).
+#[derive(Debug, Clone)]
+pub(crate) struct SessionHead {
+    pub title: Option<String>,
+    pub cwd: Option<String>,
+    /// Epoch ms.
+    pub created: i64,
+}
+
+/// One message of a session or of one of its sub-agent sessions.
+#[derive(Debug, Clone)]
+pub(crate) struct MessageRecord {
+    pub id: String,
+    /// The session it belongs to (the top session, or a sub-agent's).
+    pub session: String,
+    /// When it was last written (epoch ms).
+    pub updated: i64,
+    /// Its JSON document (`Null` when it could not be read: counted as nothing).
+    pub data: Value,
+}
+
+/// Folds a top session's messages (its own and its sub-agents', in creation order, then by id)
+/// into the session, wherever they are kept: `part_active` says when the session's own parts
+/// were last written, `parts` reads one message's parts (ordered by id) when the status or the
+/// title needs them (the first prompt, the latest answer). `None` for a session with no
+/// message yet.
+pub(crate) fn fold_session<E>(
+    head: SessionHead,
+    top: &str,
+    messages: impl IntoIterator<Item = Result<MessageRecord, E>>,
+    part_active: impl FnOnce() -> Result<Option<i64>, E>,
+    mut parts: impl FnMut(&str) -> Result<Vec<Value>, E>,
+    prices: &Prices,
+) -> Result<Option<OpenCodeSession>, E> {
+    let mut usage = Usage::default();
+    let mut cost = CostSum::default();
+    let mut model = None;
+    let mut last: Option<(String, Value)> = None;
+    let mut first_user: Option<String> = None;
+    let mut active = head.created;
+    for m in messages {
+        let MessageRecord {
+            id: mid,
+            session: sid,
+            updated,
+            data: m,
+        } = m?;
+        if let Some((u, m_model)) = message_usage(&m) {
+            usage.add(&u);
+            match m.get("cost").and_then(Value::as_f64).filter(|c| *c > 0.0) {
+                Some(c) => {
+                    cost.micros += c * 1e6;
+                    cost.any = true;
+                }
+                None => cost.add(prices, m_model, &u, 1.0),
+            }
+        }
+        if sid != top || m.is_null() {
+            continue; // a sub-agent's message: its tokens only
+        }
+        active = active.max(updated);
+        if let Some(mm) = m
+            .get("modelID")
+            .or_else(|| m.pointer("/model/modelID"))
+            .and_then(Value::as_str)
+        {
+            model = Some(mm.to_owned());
+        }
+        if first_user.is_none() && m.get("role").and_then(Value::as_str) == Some("user") {
+            first_user = Some(mid.clone());
+        }
+        last = Some((mid, m));
+    }
+    let Some((last_id, last_msg)) = last else {
+        return Ok(None); // a session with no message yet says nothing
+    };
+    active = active.max(part_active()?.unwrap_or(0));
+    let state = if last_msg.get("role").and_then(Value::as_str) == Some("user") {
+        Last::Asked
+    } else if let Some((s, d)) = error_of(&last_msg) {
+        Last::Ended(s, d)
+    } else if last_msg
+        .pointer("/time/completed")
+        .is_some_and(|c| !c.is_null())
+    {
+        Last::Answered(last_msg.get("finish").and_then(Value::as_str) == Some("tool-calls"))
+    } else {
+        let pending = parts(&last_id)?.into_iter().find_map(|p| {
+            (p.get("type").and_then(Value::as_str) == Some("tool")
+                && p.pointer("/state/status").and_then(Value::as_str) == Some("pending"))
+            .then(|| {
+                p.get("tool")
+                    .and_then(Value::as_str)
+                    .unwrap_or("a tool")
+                    .to_owned()
+            })
+        });
+        Last::Streaming(pending)
+    };
+    let SessionHead {
+        title,
+        cwd,
+        created,
+    } = head;
+    let placeholder = title
+        .as_deref()
+        .is_none_or(|t| t.trim().is_empty() || t.starts_with("New session - "));
+    let title = if placeholder {
+        match &first_user {
+            Some(mid) => parts(mid)?
+                .iter()
+                .find_map(text_of)
+                .map(cut_title)
+                .or(title),
+            None => title,
+        }
+    } else {
+        title.map(|t| cut_title(&t))
+    };
+    Ok(Some(OpenCodeSession {
+        facts: SessionFacts {
+            title,
+            cwd: cwd.filter(|c| !c.is_empty()),
+            model,
+            created: Millis(created),
+            active: Millis(active),
+            usage,
+            cost,
+        },
+        last: state,
+    }))
+}
+
 /// OpenCode's database.
 pub struct OpenCode;
 
@@ -158,6 +292,7 @@ impl OpenCode {
 
 impl Database for OpenCode {
     type Session = OpenCodeSession;
+    type Tree = super::opencode_storage::Storage;
     const KIND: SourceKind = SourceKind::OpenCode;
 
     fn watch_dirs(root: &Path) -> Vec<PathBuf> {
@@ -215,15 +350,17 @@ impl Database for OpenCode {
         prices: &Prices,
     ) -> rusqlite::Result<Option<OpenCodeSession>> {
         let tx = conn.unchecked_transaction()?;
-        let Some((title, cwd, created, parent)) = tx
+        let Some((head, parent)) = tx
             .query_row(
                 "SELECT title, directory, time_created, parent_id FROM session WHERE id = ?1",
                 [id],
                 |r| {
                     Ok((
-                        r.get::<_, Option<String>>(0)?,
-                        r.get::<_, Option<String>>(1)?,
-                        r.get::<_, i64>(2)?,
+                        SessionHead {
+                            title: r.get(0)?,
+                            cwd: r.get(1)?,
+                            created: r.get(2)?,
+                        },
                         r.get::<_, Option<String>>(3)?,
                     ))
                 },
@@ -235,139 +372,62 @@ impl Database for OpenCode {
         if parent.is_some() {
             return Ok(None); // a sub-agent: counted in its parent
         }
-        let mut usage = Usage::default();
-        let mut cost = CostSum::default();
-        let mut model = None;
-        let mut last: Option<(String, Value)> = None;
-        let mut first_user: Option<String> = None;
-        let mut active = created;
-        let mut any = false;
-        {
+        let session = {
             let mut stmt = tx.prepare(&format!(
                 "{TREE} SELECT m.id, m.session_id, m.time_updated, m.data FROM message m \
                  WHERE m.session_id IN (SELECT id FROM tree) ORDER BY m.time_created, m.id"
             ))?;
             let rows = stmt.query_map([id], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
+                Ok(MessageRecord {
+                    id: r.get(0)?,
+                    session: r.get(1)?,
+                    updated: r.get(2)?,
+                    // A row of another shape counts as nothing.
+                    data: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or(Value::Null),
+                })
             })?;
-            for row in rows {
-                let (mid, sid, updated, data) = row?;
-                let Ok(m) = serde_json::from_str::<Value>(&data) else {
-                    continue; // a row of another shape: counted as nothing
-                };
-                if let Some((u, m_model)) = message_usage(&m) {
-                    usage.add(&u);
-                    match m.get("cost").and_then(Value::as_f64).filter(|c| *c > 0.0) {
-                        Some(c) => {
-                            cost.micros += c * 1e6;
-                            cost.any = true;
-                        }
-                        None => cost.add(prices, m_model, &u, 1.0),
+            let part_active = || {
+                tx.query_row(
+                    "SELECT max(time_updated) FROM part WHERE session_id = ?1",
+                    [id],
+                    |r| r.get(0),
+                )
+            };
+            let parts = |mid: &str| -> rusqlite::Result<Vec<Value>> {
+                let mut stmt =
+                    tx.prepare("SELECT data FROM part WHERE message_id = ?1 ORDER BY id")?;
+                let rows = stmt.query_map([mid], |r| r.get::<_, String>(0))?;
+                let mut out = Vec::new();
+                for r in rows {
+                    if let Ok(v) = serde_json::from_str(&r?) {
+                        out.push(v);
                     }
                 }
-                if sid != id {
-                    continue; // a sub-agent's message: its tokens only
-                }
-                any = true;
-                active = active.max(updated);
-                if let Some(mm) = m
-                    .get("modelID")
-                    .or_else(|| m.pointer("/model/modelID"))
-                    .and_then(Value::as_str)
-                {
-                    model = Some(mm.to_owned());
-                }
-                if first_user.is_none() && m.get("role").and_then(Value::as_str) == Some("user") {
-                    first_user = Some(mid.clone());
-                }
-                last = Some((mid, m));
-            }
-        }
-        if !any {
-            return Ok(None); // a session with no message yet says nothing
-        }
-        let part_active: Option<i64> = tx.query_row(
-            "SELECT max(time_updated) FROM part WHERE session_id = ?1",
-            [id],
-            |r| r.get(0),
-        )?;
-        active = active.max(part_active.unwrap_or(0));
-        let parts = |mid: &str| -> rusqlite::Result<Vec<Value>> {
-            let mut stmt = tx.prepare("SELECT data FROM part WHERE message_id = ?1 ORDER BY id")?;
-            let rows = stmt.query_map([mid], |r| r.get::<_, String>(0))?;
-            let mut out = Vec::new();
-            for r in rows {
-                if let Ok(v) = serde_json::from_str(&r?) {
-                    out.push(v);
-                }
-            }
-            Ok(out)
-        };
-        let (last_id, last_msg) = last.expect("any message");
-        let state = if last_msg.get("role").and_then(Value::as_str) == Some("user") {
-            Last::Asked
-        } else if let Some((s, d)) = error_of(&last_msg) {
-            Last::Ended(s, d)
-        } else if last_msg
-            .pointer("/time/completed")
-            .is_some_and(|c| !c.is_null())
-        {
-            Last::Answered(last_msg.get("finish").and_then(Value::as_str) == Some("tool-calls"))
-        } else {
-            let pending = parts(&last_id)?.into_iter().find_map(|p| {
-                (p.get("type").and_then(Value::as_str) == Some("tool")
-                    && p.pointer("/state/status").and_then(Value::as_str) == Some("pending"))
-                .then(|| {
-                    p.get("tool")
-                        .and_then(Value::as_str)
-                        .unwrap_or("a tool")
-                        .to_owned()
-                })
-            });
-            Last::Streaming(pending)
-        };
-        let placeholder = title
-            .as_deref()
-            .is_none_or(|t| t.trim().is_empty() || t.starts_with("New session - "));
-        let title = if placeholder {
-            match &first_user {
-                Some(mid) => parts(mid)?
-                    .iter()
-                    .find_map(text_of)
-                    .map(cut_title)
-                    .or(title),
-                None => title,
-            }
-        } else {
-            title.map(|t| cut_title(&t))
+                Ok(out)
+            };
+            fold_session(head, id, rows, part_active, parts, prices)?
         };
         tx.finish()?;
-        Ok(Some(OpenCodeSession {
-            facts: SessionFacts {
-                title,
-                cwd: cwd.filter(|c| !c.is_empty()),
-                model,
-                created: Millis(created),
-                active: Millis(active),
-                usage,
-                cost,
-            },
-            last: state,
-        }))
+        Ok(session)
     }
 
     fn resume_command(session: &str, cwd: Option<&str>) -> Option<String> {
         super::formats::resume(cwd, &["opencode", "--session", session])
     }
+
+    fn has_session(conn: &Connection, id: &str) -> rusqlite::Result<bool> {
+        conn.query_row("SELECT 1 FROM session WHERE id = ?1", [id], |_| Ok(()))
+            .optional()
+            .map(|r| r.is_some())
+    }
 }
 
-/// `agentctl logs` of an OpenCode session: its prompts, answers and tools, read from `db`.
+/// `agentctl logs` of an OpenCode session: its prompts, answers and tools, read from `db` (or
+/// from its file, for a session of the JSON tree).
 pub fn render_log(db: &Path, session: &str) -> Result<String, String> {
+    if db.extension().is_some_and(|e| e == "json") {
+        return super::opencode_storage::Storage::render_log(db, session);
+    }
     let conn = super::databases::open_read_only(db)?;
     let read = || -> rusqlite::Result<String> {
         let tx = conn.unchecked_transaction()?;
@@ -387,22 +447,7 @@ pub fn render_log(db: &Path, session: &str) -> Result<String, String> {
             ) else {
                 continue;
             };
-            let who = match m.get("role").and_then(Value::as_str) {
-                Some("user") => "you",
-                _ => "opencode",
-            };
-            match p.get("type").and_then(Value::as_str) {
-                Some("text") if p.get("synthetic").and_then(Value::as_bool) != Some(true) => {
-                    if let Some(t) = text_of(&p) {
-                        super::transcript::say(&mut out, who, t);
-                    }
-                }
-                Some("tool") => out.push_str(&format!(
-                    "  → {}\n",
-                    p.get("tool").and_then(Value::as_str).unwrap_or("tool")
-                )),
-                _ => {}
-            }
+            render_part(&mut out, &m, &p);
         }
         drop(stmt);
         tx.finish()?;
@@ -411,8 +456,29 @@ pub fn render_log(db: &Path, session: &str) -> Result<String, String> {
     read().map_err(|e| format!("cannot read {}: {e}", db.display()))
 }
 
+/// One part of message `m` in a log: a prompt or an answer (not OpenCode's synthetic text),
+/// or the tool it called.
+pub(crate) fn render_part(out: &mut String, m: &Value, p: &Value) {
+    let who = match m.get("role").and_then(Value::as_str) {
+        Some("user") => "you",
+        _ => "opencode",
+    };
+    match p.get("type").and_then(Value::as_str) {
+        Some("text") if p.get("synthetic").and_then(Value::as_bool) != Some(true) => {
+            if let Some(t) = text_of(p) {
+                super::transcript::say(out, who, t);
+            }
+        }
+        Some("tool") => out.push_str(&format!(
+            "  → {}\n",
+            p.get("tool").and_then(Value::as_str).unwrap_or("tool")
+        )),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A database in OpenCode's schema (the tables and indexes agentd reads), in memory.

@@ -121,8 +121,12 @@ struct FileResult {
 impl super::follow::Followed for RunsSource {
     const NAME: &'static str = SOURCE;
     const TICK: Duration = TICK;
-    const RECURSIVE: bool = false;
     const EVENT_QUEUE: usize = EVENT_QUEUE;
+
+    /// A runs dir holds its logs directly.
+    fn recursive(&self, _dir: &Path) -> bool {
+        false
+    }
 
     fn scan(&mut self, dir: &Path) -> Step {
         self.scan_dir(dir)

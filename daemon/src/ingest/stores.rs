@@ -231,8 +231,12 @@ struct StoreSource<F: Format> {
 impl<F: Format> super::follow::Followed for StoreSource<F> {
     const NAME: &'static str = F::NAME;
     const TICK: Duration = TICK;
-    const RECURSIVE: bool = true;
     const EVENT_QUEUE: usize = EVENT_QUEUE;
+
+    /// Conversation stores nest by project and day.
+    fn recursive(&self, _dir: &Path) -> bool {
+        true
+    }
 
     fn scan(&mut self, dir: &Path) -> Step {
         self.scan_dir(dir)

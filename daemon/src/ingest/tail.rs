@@ -54,9 +54,18 @@ pub struct FileCursor {
 
 /// FNV-1a, 64-bit: tiny and good enough to tell two byte ranges apart.
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    fnv1a_more(FNV1A_START, bytes)
+}
+
+/// Where an FNV-1a hash starts.
+pub(crate) const FNV1A_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// An FNV-1a hash `h` of what came before, continued over `bytes` (stable across builds and
+/// versions, unlike std's hasher: it is committed).
+pub(crate) fn fnv1a_more(h: u64, bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// The hash of `len` bytes of `file` at `at`, if it has them.

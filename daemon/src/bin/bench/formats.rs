@@ -1,11 +1,12 @@
 //! `agentd-bench --formats`: every conversation store format agentd reads, one corpus each.
 //!
-//! For each of the nine formats it generates the same number of finished sessions (seeded,
+//! For each of the ten formats (OpenCode's twice: its database, and the JSON tree of its releases
+//! before 1.2) it generates the same number of finished sessions (seeded,
 //! the same bytes every run) in that tool's own layout under a home of its own, starts a fresh
 //! agentd over it and reports the backfill time and throughput (MB of the tool's files, or of
 //! its database, per second), and the total cost agentd shows next to `ccusage <tool> session
 //! --offline --json` on the same home (when given `--ccusage PATH` and ccusage reads that
-//! tool). A last run follows all nine homes at once (the mixed corpus).
+//! tool). A last run follows all the homes at once (the mixed corpus).
 
 use super::stores::{claude_session, codex_session, filler, uuid};
 use super::{Lcg, health, now_ms, request, rfc3339, start_with_env};
@@ -20,6 +21,8 @@ const SESSIONS: usize = 300;
 /// One format: its harness name, ccusage's name for it (when ccusage reads it), the config key
 /// of its roots and the root under a home.
 struct Format {
+    /// The row's name, and its home's.
+    name: &'static str,
     harness: &'static str,
     ccusage: Option<&'static str>,
     root: &'static str,
@@ -28,36 +31,42 @@ struct Format {
 
 const FORMATS: &[Format] = &[
     Format {
+        name: "claude-code",
         harness: "claude-code",
         ccusage: Some("claude"),
         root: ".claude",
         generate: gen_claude,
     },
     Format {
+        name: "codex",
         harness: "codex",
         ccusage: Some("codex"),
         root: ".codex",
         generate: gen_codex,
     },
     Format {
+        name: "gemini",
         harness: "gemini",
         ccusage: Some("gemini"),
         root: ".gemini",
         generate: gen_gemini,
     },
     Format {
+        name: "qwen",
         harness: "qwen",
         ccusage: Some("qwen"),
         root: ".qwen",
         generate: gen_qwen,
     },
     Format {
+        name: "droid",
         harness: "droid",
         ccusage: Some("droid"),
         root: ".factory/sessions",
         generate: gen_droid,
     },
     Format {
+        name: "copilot",
         harness: "copilot",
         // ccusage reads only Copilot CLI's opt-in OpenTelemetry files, not its sessions.
         ccusage: None,
@@ -65,18 +74,28 @@ const FORMATS: &[Format] = &[
         generate: gen_copilot,
     },
     Format {
+        name: "kimi",
         harness: "kimi",
         ccusage: Some("kimi"),
         root: ".kimi",
         generate: gen_kimi,
     },
     Format {
+        name: "opencode",
         harness: "opencode",
         ccusage: Some("opencode"),
         root: ".local/share/opencode",
         generate: gen_opencode,
     },
     Format {
+        name: "opencode-json",
+        harness: "opencode",
+        ccusage: Some("opencode"),
+        root: ".local/share/opencode",
+        generate: gen_opencode_tree,
+    },
+    Format {
+        name: "goose",
         harness: "goose",
         ccusage: Some("goose"),
         root: ".local/share/goose",
@@ -364,6 +383,49 @@ fn gen_opencode(home: &Path, rng: &mut Lcg, now: i64) -> u64 {
     std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0)
 }
 
+/// The same shape of sessions as [`gen_opencode`], in the JSON tree OpenCode kept before its
+/// database: a file per session, message and part.
+fn gen_opencode_tree(home: &Path, rng: &mut Lcg, now: i64) -> u64 {
+    let storage = home.join(".local/share/opencode/storage");
+    let mut bytes = 0;
+    for i in 0..SESSIONS {
+        let (t0, n) = (start_of(rng, now), turns(rng));
+        // Ids of their own: the mixed run follows both OpenCode homes.
+        let sid = format!("ses_json{i:05}");
+        let session = json!({"id": sid, "version": "0.15.31", "projectID": "global",
+            "directory": format!("/src/app{}", i % 20), "title": filler(rng, 40),
+            "time": {"created": t0, "updated": t0 + n as i64 * 4000}});
+        bytes += write(
+            &storage.join(format!("session/global/{sid}.json")),
+            &session.to_string(),
+        );
+        for k in 0..n {
+            let t = t0 + k as i64 * 4000;
+            let (u, a) = (format!("msg_{i:05}_{k:02}u"), format!("msg_{i:05}_{k:02}a"));
+            let user = json!({"id": u, "sessionID": sid, "role": "user", "time": {"created": t},
+                "agent": "build", "model": {"providerID": "anthropic", "modelID": "claude-sonnet-4-5"}});
+            let answer = json!({"id": a, "sessionID": sid, "role": "assistant", "parentID": u,
+                "modelID": "claude-sonnet-4-5", "providerID": "anthropic", "mode": "build", "cost": 0,
+                "finish": "stop", "time": {"created": t + 1, "completed": t + 2000},
+                "tokens": {"input": tokens(rng, 20_000), "output": tokens(rng, 2000), "reasoning": tokens(rng, 300),
+                    "cache": {"read": tokens(rng, 30_000), "write": tokens(rng, 3000)}}});
+            for (id, data, text_len) in [(&u, user, 300), (&a, answer, 2500)] {
+                bytes += write(
+                    &storage.join(format!("message/{sid}/{id}.json")),
+                    &data.to_string(),
+                );
+                let part = json!({"id": format!("prt_{id}"), "messageID": id, "sessionID": sid,
+                    "type": "text", "text": filler(rng, text_len)});
+                bytes += write(
+                    &storage.join(format!("part/{id}/prt_{id}.json")),
+                    &part.to_string(),
+                );
+            }
+        }
+    }
+    bytes
+}
+
 fn gen_goose(home: &Path, rng: &mut Lcg, now: i64) -> u64 {
     let path = home.join(".local/share/goose/sessions/sessions.db");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -414,7 +476,7 @@ fn gen_goose(home: &Path, rng: &mut Lcg, now: i64) -> u64 {
 
 /// Generates a format's home (kept and reused the same day).
 fn generate(dir: &Path, f: &Format) -> (PathBuf, u64) {
-    let home = dir.join(f.harness);
+    let home = dir.join(f.name);
     let marker = home.join(".generated");
     let today = &rfc3339(now_ms())[..10];
     if let Ok(text) = std::fs::read_to_string(&marker)
@@ -427,7 +489,7 @@ fn generate(dir: &Path, f: &Format) -> (PathBuf, u64) {
     std::fs::create_dir_all(&home).unwrap();
     // Each format its own seed: adding one never changes another's corpus.
     let seed = f
-        .harness
+        .name
         .bytes()
         .fold(42u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
     let bytes = (f.generate)(&home, &mut Lcg(seed), now_ms());
@@ -532,7 +594,7 @@ pub fn bench(dir: &Path, ccusage: Option<&Path>) -> (Vec<Vec<String>>, String) {
     println!("== every format ({SESSIONS} finished sessions each)");
     let mut rows = Vec::new();
     println!(
-        "  {:<12} {:>8} {:>9} {:>8} {:>12} {:>12} {:>9}  note",
+        "  {:<13} {:>8} {:>9} {:>8} {:>12} {:>12} {:>9}  note",
         "format", "MB", "backfill", "MB/s", "agentd $", "ccusage $", "diff"
     );
     let mut homes = Vec::new();
@@ -541,7 +603,7 @@ pub fn bench(dir: &Path, ccusage: Option<&Path>) -> (Vec<Vec<String>>, String) {
         let (home, bytes) = generate(&dir.join("homes"), f);
         warm(&home);
         total_bytes += bytes;
-        let run = dir.join("run").join(f.harness);
+        let run = dir.join("run").join(f.name);
         let _ = std::fs::remove_dir_all(&run);
         std::fs::create_dir_all(&run).unwrap();
         let started = Instant::now();
@@ -577,8 +639,8 @@ pub fn bench(dir: &Path, ccusage: Option<&Path>) -> (Vec<Vec<String>>, String) {
             None => ("-".into(), "-".into()),
         };
         println!(
-            "  {:<12} {:>8.1} {:>8.2}s {:>8.0} {:>12} {:>12} {:>9}  {note}",
-            f.harness,
+            "  {:<13} {:>8.1} {:>8.2}s {:>8.0} {:>12} {:>12} {:>9}  {note}",
+            f.name,
             bytes as f64 / 1e6,
             took.as_secs_f64(),
             bytes as f64 / 1e6 / took.as_secs_f64(),
@@ -587,7 +649,7 @@ pub fn bench(dir: &Path, ccusage: Option<&Path>) -> (Vec<Vec<String>>, String) {
             diff
         );
         rows.push(vec![
-            f.harness.to_owned(),
+            f.name.to_owned(),
             format!("{:.1}", bytes as f64 / 1e6),
             format!("{:.2}", took.as_secs_f64()),
             format!("{:.0}", bytes as f64 / 1e6 / took.as_secs_f64()),
@@ -598,7 +660,7 @@ pub fn bench(dir: &Path, ccusage: Option<&Path>) -> (Vec<Vec<String>>, String) {
         ]);
         homes.push((f, home));
     }
-    // All nine at once: each store's roots from a config file.
+    // All at once: each store's roots from a config file.
     let run = dir.join("run").join("mixed");
     let _ = std::fs::remove_dir_all(&run);
     std::fs::create_dir_all(&run).unwrap();
@@ -606,15 +668,16 @@ pub fn bench(dir: &Path, ccusage: Option<&Path>) -> (Vec<Vec<String>>, String) {
         "claude-code" => "claude_code".to_owned(),
         other => other.to_owned(),
     };
-    let config: String = homes
+    let mut roots: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (f, home) in &homes {
+        roots
+            .entry(key(f.harness))
+            .or_default()
+            .push(home.join(f.root).display().to_string());
+    }
+    let config: String = roots
         .iter()
-        .map(|(f, home)| {
-            format!(
-                "[sources.{}]\nroots = [{:?}]\n",
-                key(f.harness),
-                home.join(f.root).display().to_string()
-            )
-        })
+        .map(|(key, roots)| format!("[sources.{key}]\nroots = {roots:?}\n"))
         .collect();
     std::fs::write(run.join("config.toml"), config).unwrap();
     let empty = run.join("home");

@@ -13,7 +13,7 @@
 //! - 100,000 run logs (and 1,000,000 with `--large`), warm in the page cache: backfill, database
 //!   size per item, list latency (one filter, and two that match nothing) and summary latency,
 //!   restart (and the RSS after it), cold start, `agentctl prompt` against a hello-world binary;
-//! - every store format on its own and all nine at once, costs against ccusage.
+//! - every store format on its own and all of them at once, costs against ccusage.
 //!
 //! The corpora are kept under `--dir` (default `$TMPDIR/agentd-bench`) and reused the same day.
 
@@ -448,7 +448,7 @@ pub fn main(args: Vec<String>) {
     for r in rows {
         let _ = writeln!(md, "| {} |", r.join(" | "));
     }
-    let _ = writeln!(md, "\nAll nine at once: {mixed}.\n");
+    let _ = writeln!(md, "\nAll at once: {mixed}.\n");
     let _ = writeln!(
         md,
         "_Total run time {:.0} s._",
