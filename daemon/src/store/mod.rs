@@ -48,7 +48,13 @@ pub(crate) const TOTALS: TableDefinition<&str, &[u8]> = TableDefinition::new("to
 ///   it twice): version-1 file cursors are dropped, so every file is read again whole and its
 ///   item replaced by a fresh fold.
 /// - 3: `counts` gained the fleet tallies (see [`tallies`]); the indexes are rebuilt once.
-pub const SCHEMA_VERSION: u32 = 3;
+/// - 4: the tallies gained `y:` (the user's own items by status, source and harness), which
+///   the list planner reads; added to a version-3 file by one pass over the user's items.
+pub const SCHEMA_VERSION: u32 = 4;
+
+/// Files older than this have their indexes, counts and totals rebuilt from the items; a
+/// version-3 file only gains the `y:` tallies.
+pub(crate) const REBUILD_BELOW: u32 = 3;
 
 /// The first schema whose file cursors can be trusted (see [`SCHEMA_VERSION`]).
 pub(crate) const TRUSTED_CURSORS_SINCE: u32 = 2;
@@ -727,12 +733,18 @@ pub fn partitions(item: &Item, tz: &TimeZone) -> Vec<String> {
     p.iter().map(Partition::key).collect()
 }
 
-/// The key prefixes of the fleet tallies (see [`tallies`]).
+/// The tally of every item by `<status>|<source>|<harness>` (see [`tallies`]).
+pub(crate) const ALL_COMBINATIONS: &str = "x:";
+/// The same for the user's own items.
+pub(crate) const MINE_COMBINATIONS: &str = "y:";
+
+/// The key prefixes of the fleet tallies (see [`tallies`]) that are exported.
 pub const TALLY_PREFIXES: [&str; 6] = ["x:", "t:", "u:", "k:", "w:", "f:"];
 
 /// The fleet tallies an item adds to, kept in `counts` beside the partition sizes (count-only:
 /// no index entries) so that `/metrics` reads a few hundred keys rather than the items:
-/// `x:<status>|<source>|<harness>` (agents now, 1 each), `t:<harness>|<kind>` (tokens by kind:
+/// `x:<status>|<source>|<harness>` (agents now, 1 each; `y:` the same for the user's own items,
+/// read by the list planner to know how many items a filter matches, not exported), `t:<harness>|<kind>` (tokens by kind:
 /// `input`, `output`, `cache_read`, `cache_write`), `u:<harness>` (cost, micro-USD),
 /// `k:<harness>` (credits, micro-credits), `w:<harness>` (milliseconds spent blocked in finished
 /// waits). Label values are bounded: the harness is one of
@@ -742,10 +754,12 @@ pub fn tallies(item: &Item) -> Vec<(String, i64)> {
     let h = crate::sources::harness_label(item.harness.as_deref());
     let micros = |v: Option<f64>| v.map_or(0, |v| (v * 1e6).round() as i64);
     let u = &item.usage;
-    let mut out = vec![(
-        format!("x:{}|{}|{h}", item.status.as_str(), item.source.as_str()),
-        1,
-    )];
+    let combination = format!("{}|{}|{h}", item.status.as_str(), item.source.as_str());
+    let mut out = Vec::with_capacity(8);
+    if item.mine {
+        out.push((format!("{MINE_COMBINATIONS}{combination}"), 1));
+    }
+    out.push((format!("{ALL_COMBINATIONS}{combination}"), 1));
     for (kind, n) in [
         ("input", u.input_tokens),
         ("output", u.output_tokens),

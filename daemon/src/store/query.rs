@@ -4,6 +4,13 @@
 //! in (by their stored counts), merging those partitions' index ranges newest-first, and checking
 //! each candidate against the whole filter until the page is full. A cursor is the index position
 //! of the last candidate looked at, so the next page resumes exactly there.
+//!
+//! A filter of the tab, statuses, sources and harnesses alone matches a number of items the
+//! tallies know exactly (every item counted by status, source and harness, and the user's own
+//! apart): a first page stops as soon as it holds them all, and a filter that matches nothing
+//! is answered without looking at a candidate. (Two filters each matching many items, such as
+//! `status=working&source=slack`, would otherwise check the smaller side whole against the
+//! other.)
 
 use super::{INDEX, ITEMS, Partition, Store, StoreError, decode_item, recency_ms};
 use crate::model::{Item, Source, Status, local_day};
@@ -73,6 +80,55 @@ impl Filter {
                     |v: &Option<String>| v.as_ref().is_some_and(|t| t.to_lowercase().contains(q));
                 hit(&item.title) || hit(&item.project)
             })
+    }
+
+    /// How many items the filter matches, when the tallies say it exactly: a first page of a
+    /// filter of the tab, statuses, sources and harnesses agentd names alone (a harness of free
+    /// text is tallied as `other`, with every other such). `None` otherwise.
+    fn exact_count(
+        &self,
+        counts: &redb::ReadOnlyTable<&'static str, u64>,
+    ) -> Result<Option<u64>, StoreError> {
+        let free_text = |h: &String| {
+            let label = crate::sources::harness_label(Some(h));
+            label != h || label == "other"
+        };
+        if self.cursor.is_some()
+            || !self.creators.is_empty()
+            || self.day.is_some()
+            || self.updated_day.is_some()
+            || self.since.is_some()
+            || self.until.is_some()
+            || self.q.is_some()
+            || self.harnesses.iter().any(free_text)
+            || (self.statuses.is_empty() && self.sources.is_empty() && self.harnesses.is_empty())
+        {
+            return Ok(None);
+        }
+        let prefix = if self.personal {
+            super::MINE_COMBINATIONS
+        } else {
+            super::ALL_COMBINATIONS
+        };
+        let end = format!("{};", &prefix[..1]);
+        let mut total = 0u64;
+        for entry in counts.range::<&str>(prefix..end.as_str())? {
+            let (key, n) = entry?;
+            let key = key.value();
+            let mut parts = key[prefix.len()..].split('|');
+            let (Some(status), Some(source), Some(harness)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            if (self.statuses.is_empty() || self.statuses.iter().any(|s| s.as_str() == status))
+                && (self.sources.is_empty() || self.sources.iter().any(|s| s.as_str() == source))
+                && (self.harnesses.is_empty() || self.harnesses.iter().any(|h| h == harness))
+            {
+                total += n.value();
+            }
+        }
+        Ok(Some(total))
     }
 
     /// The candidate partition unions; every matching item is in each of them.
@@ -184,6 +240,13 @@ impl Store {
         // One snapshot for planning and scanning.
         let rx = self.db()?.begin_read()?;
         let counts = rx.open_table(super::COUNTS)?;
+        let expected = filter.exact_count(&counts)?;
+        if expected == Some(0) {
+            return Ok(Page {
+                items: Vec::new(),
+                next_cursor: None,
+            });
+        }
         let mut plans = filter.plans(self);
         let mut best: Option<(u64, usize)> = None;
         for (i, plan) in plans.iter().enumerate() {
@@ -256,6 +319,13 @@ impl Store {
                     next_cursor: None,
                 });
             };
+            if expected == Some(out.len() as u64) {
+                // Every match is in the page: no further candidate can be one.
+                return Ok(Page {
+                    items: out,
+                    next_cursor: None,
+                });
+            }
             let pos = heads[i].current.take().unwrap_or_default();
             heads[i].advance()?;
             if out.len() == filter.limit {
@@ -302,5 +372,131 @@ impl Store {
             }
             last_pos = Some(pos);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Millis;
+    use crate::store::writer::tests::{ingest, run_item};
+
+    /// A store holding `n` run items spread over every status and source, some the user's,
+    /// with a known harness, a free-text one or none.
+    fn store_with(n: usize, name: &str) -> (Store, Vec<Item>) {
+        let dir = std::env::temp_dir().join(format!("agentd-query-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ctx = super::super::IndexContext {
+            me: "me".into(),
+            tz: jiff::tz::TimeZone::UTC,
+        };
+        let store = Store::open(&dir.join("agentd.redb"), ctx).unwrap();
+        let (writer, _published, _thread) = crate::store::writer::spawn(
+            store.clone(),
+            0,
+            crate::metrics::Metrics::new("test".into()),
+        )
+        .unwrap();
+        let harnesses = [Some("claude-code"), Some("codex"), Some("my-script"), None];
+        ingest(
+            &writer,
+            (0..n).map(|i| {
+                let mut item = run_item(i);
+                item.id = format!("cli:q{i:05}");
+                item.status = Status::ALL[(i * 7 + i / 13) % Status::ALL.len()];
+                item.source = Source::ALL[(i * 5 + i / 7) % Source::ALL.len()];
+                item.harness = harnesses[(i / 3) % 4].map(str::to_owned);
+                item.creator = Some(if i % 3 == 0 { "bob" } else { "me" }.to_owned());
+                let t = 1_780_000_000_000 + (i as i64 % 97) * 1000;
+                (item.created_at, item.updated_at) = (Millis(t - 5000), Millis(t));
+                item
+            }),
+        );
+        let mut all: Vec<Item> = (0..n)
+            .map(|i| store.get(&format!("cli:q{i:05}")).unwrap().unwrap())
+            .collect();
+        // The index order: newest update first, then by id.
+        all.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(a.id.cmp(&b.id)));
+        (store, all)
+    }
+
+    /// Every page of `filter`, and what a scan of every item says it must return.
+    fn check(store: &Store, all: &[Item], filter: &Filter) {
+        let expected: Vec<&str> = all
+            .iter()
+            .filter(|i| filter.matches(i))
+            .map(|i| i.id.as_str())
+            .collect();
+        let mut got = Vec::new();
+        let mut page_filter = filter.clone();
+        let mut pages = 0;
+        loop {
+            let page = store.list(&page_filter).unwrap();
+            pages += 1;
+            got.extend(page.items.iter().map(|i| i.id.clone()));
+            match page.next_cursor {
+                Some(c) => page_filter.cursor = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(got, expected, "{filter:?}");
+        let rx = store.db().unwrap().begin_read().unwrap();
+        let counts = rx.open_table(super::super::COUNTS).unwrap();
+        let exact = filter.exact_count(&counts).unwrap();
+        if let Some(n) = exact {
+            assert_eq!(n, expected.len() as u64, "{filter:?}");
+        }
+        if exact.is_some() && expected.len() <= filter.limit {
+            // A first page holding every match says there is no next one.
+            assert_eq!(pages, 1, "{filter:?}");
+        }
+    }
+
+    #[test]
+    fn lists_agree_with_a_scan_of_every_item_and_end_when_the_tallies_say_all_are_found() {
+        let (store, all) = store_with(600, "agree");
+        let subsets = |n: usize, k: usize| -> Vec<Vec<usize>> {
+            (0..1usize << n)
+                .filter(|m| m.count_ones() as usize <= k)
+                .map(|m| (0..n).filter(|b| m & (1 << b) != 0).collect())
+                .collect()
+        };
+        let harness_names = ["claude-code", "codex", "my-script", "gemini"];
+        let mut checked = 0;
+        for personal in [false, true] {
+            for statuses in subsets(Status::ALL.len(), 2) {
+                for sources in subsets(Source::ALL.len(), 2) {
+                    for harnesses in [vec![], vec![0], vec![1, 3], vec![2]] {
+                        let limit = [1000, 7, 1][checked % 3];
+                        let filter = Filter {
+                            personal,
+                            statuses: statuses.iter().map(|&i| Status::ALL[i]).collect(),
+                            sources: sources.iter().map(|&i| Source::ALL[i]).collect(),
+                            harnesses: harnesses
+                                .iter()
+                                .map(|&i| harness_names[i].to_owned())
+                                .collect(),
+                            limit,
+                            ..Default::default()
+                        };
+                        check(&store, &all, &filter);
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        // A filter the tallies cannot answer is still answered by the scan.
+        check(
+            &store,
+            &all,
+            &Filter {
+                statuses: vec![Status::Failed],
+                creators: vec!["bob".into()],
+                limit: 5,
+                ..Default::default()
+            },
+        );
+        assert!(checked > 1000, "{checked}");
     }
 }

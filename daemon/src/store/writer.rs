@@ -158,9 +158,10 @@ pub(super) fn prepare(store: &Store, found_version: Option<u32>) -> Result<(), S
     let tz = store
         .meta("tz")?
         .map(|v| String::from_utf8_lossy(&v).into_owned());
-    let rebuild = found_version.is_some_and(|v| v < SCHEMA_VERSION)
+    let rebuild = found_version.is_some_and(|v| v < super::REBUILD_BELOW)
         || me.as_deref().is_some_and(|m| m != store.ctx.me)
         || tz.as_deref().is_some_and(|t| t != tz_now);
+    let add_mine_tallies = !rebuild && found_version.is_some_and(|v| v < SCHEMA_VERSION);
 
     let mut tx = store.db()?.begin_write()?;
     tx.set_quick_repair(true);
@@ -194,6 +195,8 @@ pub(super) fn prepare(store: &Store, found_version: Option<u32>) -> Result<(), S
 
     if rebuild {
         rebuild_indexes(store)?;
+    } else if add_mine_tallies {
+        count_mine_combinations(store)?;
     }
     // Recorded last: a crash in the middle of a rebuild leaves the old values, so the next
     // start rebuilds again from scratch.
@@ -206,6 +209,50 @@ pub(super) fn prepare(store: &Store, found_version: Option<u32>) -> Result<(), S
     }
     tx.set_quick_repair(true);
     tx.commit()?;
+    Ok(())
+}
+
+/// Adds the `y:` tallies to a version-3 file: one pass over the user's own items (their
+/// partition of the index), one transaction.
+fn count_mine_combinations(store: &Store) -> Result<(), StoreError> {
+    let started = std::time::Instant::now();
+    let mut deltas: HashMap<String, i64> = HashMap::new();
+    let mut n = 0u64;
+    {
+        let rx = store.db()?.begin_read()?;
+        let index = rx.open_table(INDEX)?;
+        let items = rx.open_table(ITEMS)?;
+        let mine = super::Partition::Mine.key();
+        let (start, end) = (format!("{mine}\0"), format!("{mine}\x01"));
+        for entry in index.range::<&[u8]>(start.as_bytes()..end.as_bytes())? {
+            let (key, _) = entry?;
+            let id = std::str::from_utf8(&key.value()[start.len() + 8..]).unwrap_or_default();
+            if let Some(v) = items.get(id)? {
+                let item = decode_item(v.value())?;
+                for (k, v) in super::tallies(&item) {
+                    if k.starts_with(super::MINE_COMBINATIONS) {
+                        *deltas.entry(k).or_default() += v;
+                    }
+                }
+                n += 1;
+            }
+        }
+    }
+    let mut tx = store.db()?.begin_write()?;
+    tx.set_quick_repair(true);
+    {
+        let mut counts = tx.open_table(COUNTS)?;
+        // From nothing: a crash before the version is recorded makes the next start count again.
+        counts.retain(|k, _| !k.starts_with(super::MINE_COMBINATIONS))?;
+        for (k, v) in deltas {
+            counts.insert(k.as_str(), v.max(0) as u64)?;
+        }
+    }
+    tx.commit()?;
+    tracing::info!(
+        "counted the user's own {n} items by status, source and harness in {:?}",
+        started.elapsed()
+    );
     Ok(())
 }
 
@@ -967,11 +1014,33 @@ impl WriterState {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::ingest::runlog;
 
-    fn run_item(i: usize) -> Item {
+    /// Sends `items` to the writer as the runs source does (`mine` by creator) and waits for
+    /// the commit.
+    pub(crate) fn ingest(writer: &WriterHandle, items: impl IntoIterator<Item = Item>) {
+        let updates = items
+            .into_iter()
+            .map(|item| ItemUpdate {
+                item,
+                mine: MineRule::Creator,
+                origin: None,
+            })
+            .collect();
+        writer
+            .send(WriteOp::Ingest(IngestBatch {
+                source: "runs",
+                updates,
+                ..Default::default()
+            }))
+            .unwrap();
+        writer.barrier().unwrap();
+    }
+
+    /// A started run, `r<i>`, created and updated `i` seconds into a minute of 2026-11-30.
+    pub(crate) fn run_item(i: usize) -> Item {
         let mut fold = runlog::RunFold::default();
         let start = format!(
             r#"{{"v":1,"type":"start","ts":"2026-11-30T10:{:02}:{:02}.000Z","title":"run {i}","cwd":"/src/p{}"}}"#,
@@ -1119,6 +1188,76 @@ mod tests {
         );
         writer.send(WriteOp::Shutdown).unwrap();
         thread.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The tallies of the user's own items by status, source and harness.
+    fn mine_tallies(store: &Store) -> Vec<(String, u64)> {
+        let rx = store.db().unwrap().begin_read().unwrap();
+        let counts = rx.open_table(COUNTS).unwrap();
+        counts
+            .range::<&str>("y:".."y;")
+            .unwrap()
+            .map(|e| {
+                let (k, v) = e.unwrap();
+                (k.value().to_owned(), v.value())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_version_3_file_gains_the_tallies_of_the_users_own_items() {
+        let dir = std::env::temp_dir().join(format!("agentd-v3-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("agentd.redb");
+        let ctx = || super::super::IndexContext {
+            me: "me".into(),
+            tz: jiff::tz::TimeZone::UTC,
+        };
+        let store = Store::open(&path, ctx()).unwrap();
+        let (writer, _published, thread) = spawn(
+            store.clone(),
+            0,
+            crate::metrics::Metrics::new("test".into()),
+        )
+        .unwrap();
+        ingest(
+            &writer,
+            (0..300).map(|i| {
+                let mut item = run_item(i);
+                item.creator = Some(if i % 4 == 0 { "bob" } else { "me" }.into());
+                item.status = crate::model::Status::ALL[i % 5];
+                item
+            }),
+        );
+        writer.send(WriteOp::Shutdown).unwrap();
+        thread.join().unwrap();
+        let tallied = mine_tallies(&store);
+        assert_eq!(
+            tallied.iter().map(|(_, n)| n).sum::<u64>(),
+            225,
+            "{tallied:?}"
+        );
+        // As a version-3 file was: without them.
+        {
+            let tx = store.db().unwrap().begin_write().unwrap();
+            {
+                let mut counts = tx.open_table(COUNTS).unwrap();
+                counts.retain(|k, _| !k.starts_with("y:")).unwrap();
+                let mut meta = tx.open_table(META).unwrap();
+                meta.insert("schema_version", b"3".as_slice()).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        assert!(mine_tallies(&store).is_empty());
+        drop(store);
+        let store = Store::open(&path, ctx()).unwrap();
+        assert_eq!(mine_tallies(&store), tallied);
+        assert_eq!(
+            store.meta_u32("schema_version").unwrap(),
+            Some(SCHEMA_VERSION)
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -435,8 +435,9 @@ pub fn main(args: Vec<String>) {
     let _ = writeln!(
         md,
         "\nThe list of two filters is `status=blocked,working&source=slack`, which no generated \
-         run matches: the smaller side (the 2 % working or blocked) is checked whole against the \
-         other before the empty answer is known."
+         run matches: the tallies of items by status, source and harness say so before a \
+         candidate is looked at (without them the smaller side, the 2 % working or blocked, \
+         would be checked whole against the other)."
     );
 
     let (rows, mixed) = super::formats::bench(&o.dir.join("formats"), o.ccusage.as_deref());
