@@ -4,7 +4,8 @@
 //! the sizes of the `s:working`/`s:blocked` partitions (and their Personal twins), and today's
 //! totals are a per-day bucket ([`DayTotals`]) that the writer adjusts in the same transaction
 //! as each item. After every commit (and at local midnight) the writer publishes a fresh
-//! [`Summaries`] snapshot on a `watch` channel, so `/v1/summary` answers from memory.
+//! [`Summaries`] snapshot on a `watch` channel, so `/v1/summary` answers from memory. The
+//! oldest current wait comes from [`Waits`], which the writer keeps as it commits.
 
 use crate::model::{Item, Status};
 use agentd_wire::{Summary, Today};
@@ -22,6 +23,54 @@ impl Summaries {
     /// The summary of one tab.
     pub fn tab(&self, personal: bool) -> Summary {
         if personal { self.personal } else { self.all }
+    }
+}
+
+/// When each blocked item's current wait began, per tab, ordered: the oldest wait at once. The
+/// writer reads it from the blocked items once at start and then keeps it as it commits
+/// (reading every blocked item after each commit cost as much as the commit itself with
+/// thousands blocked).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Waits {
+    all: std::collections::BTreeSet<(i64, String)>,
+    mine: std::collections::BTreeSet<(i64, String)>,
+}
+
+/// One item's current wait: when it began, the item, whether it is the user's own.
+pub type Wait = (i64, String, bool);
+
+impl Waits {
+    /// The current wait of `item`, if it is blocked and its wait's start is known.
+    pub fn of(item: &Item) -> Option<Wait> {
+        let since = item
+            .blocked_since
+            .filter(|_| item.status == Status::Blocked)?;
+        Some((since.0, item.id.clone(), item.mine))
+    }
+
+    /// An item's wait went from `old` to `new` (either may be none).
+    pub fn moved(&mut self, old: Option<Wait>, new: Option<Wait>) {
+        if let Some((since, id, mine)) = old {
+            let key = (since, id);
+            if mine {
+                self.mine.remove(&key);
+            }
+            self.all.remove(&key);
+        }
+        if let Some((since, id, mine)) = new {
+            if mine {
+                self.mine.insert((since, id.clone()));
+            }
+            self.all.insert((since, id));
+        }
+    }
+
+    /// The oldest current wait of the user's own items, and of all.
+    pub fn oldest(&self) -> (Option<crate::model::Millis>, Option<crate::model::Millis>) {
+        let first = |set: &std::collections::BTreeSet<(i64, String)>| {
+            set.first().map(|(since, _)| crate::model::Millis(*since))
+        };
+        (first(&self.mine), first(&self.all))
     }
 }
 

@@ -127,7 +127,7 @@ impl Lcg {
 /// Writes `n` run logs: 1% working and 1% blocked (recent), the rest finished over a year.
 fn generate(runs: &Path, n: usize) -> std::io::Result<()> {
     let marker = runs.join(".generated");
-    if std::fs::read_to_string(&marker).ok().as_deref() == Some(&n.to_string()) {
+    if std::fs::read_to_string(&marker).ok().as_deref() == Some(&generated_marker(n)) {
         println!("  reusing {n} generated run logs in {}", runs.display());
         return Ok(());
     }
@@ -167,31 +167,54 @@ fn generate(runs: &Path, n: usize) -> std::io::Result<()> {
             rng.next() % 10_000,
             (rng.next() % 10_000) as f64 / 10_000.0
         ));
-        match kind {
-            0 => {}
-            1 => text.push_str(&format!(
-                "{{\"type\":\"status\",\"ts\":\"{}\",\"status\":\"blocked\",\"detail\":\"waiting for approval\"}}\n",
-                rfc3339(start + 2000)
-            )),
+        let last = match kind {
+            0 => start + 1000,
+            1 => {
+                text.push_str(&format!(
+                    "{{\"type\":\"status\",\"ts\":\"{}\",\"status\":\"blocked\",\"detail\":\"waiting for approval\"}}\n",
+                    rfc3339(start + 2000)
+                ));
+                start + 2000
+            }
             k => {
-                let status = if k < 70 { "success" } else if k < 90 { "failed" } else { "canceled" };
+                let status = if k < 70 {
+                    "success"
+                } else if k < 90 {
+                    "failed"
+                } else {
+                    "canceled"
+                };
+                let end = start + 1000 + (rng.next() % 3_600_000) as i64;
                 text.push_str(&format!(
                     "{{\"type\":\"end\",\"ts\":\"{}\",\"status\":\"{status}\",\"exit_code\":{}}}\n",
-                    rfc3339(start + 1000 + (rng.next() % 3_600_000) as i64),
+                    rfc3339(end),
                     if status == "success" { 0 } else { 1 }
                 ));
+                end
             }
-        }
+        };
         bytes += text.len();
-        std::fs::write(runs.join(format!("run-{i:07}.jsonl")), text)?;
+        let path = runs.join(format!("run-{i:07}.jsonl"));
+        std::fs::write(&path, text)?;
+        // Written when its last record was, as a run's writer leaves it.
+        std::fs::File::options()
+            .write(true)
+            .open(&path)?
+            .set_modified(std::time::UNIX_EPOCH + Duration::from_millis(last.max(0) as u64))?;
     }
-    std::fs::write(&marker, n.to_string())?;
+    std::fs::write(&marker, generated_marker(n))?;
     println!(
         "  generated {n} run logs ({:.1} MB) in {:.1}s",
         bytes as f64 / 1e6,
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// What `.generated` says of a corpus of `n` run logs of this generator (a corpus of an older
+/// one is generated again).
+fn generated_marker(n: usize) -> String {
+    format!("{n} (modified when last written)")
 }
 
 fn request(socket: &Path, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
@@ -614,7 +637,7 @@ fn main() {
         let runs = dir.join("state").join("runs");
         let db = dir.join("state").join("agentd.redb");
         let fresh_db = !db.exists()
-            || std::fs::read_to_string(runs.join(".generated")).ok() != Some(n.to_string());
+            || std::fs::read_to_string(runs.join(".generated")).ok() != Some(generated_marker(n));
         generate(&runs, n).expect("generate run logs");
         if fresh_db {
             let _ = std::fs::remove_file(&db);

@@ -49,7 +49,8 @@ pub(crate) const TOTALS: TableDefinition<&str, &[u8]> = TableDefinition::new("to
 ///   item replaced by a fresh fold.
 /// - 3: `counts` gained the fleet tallies (see [`tallies`]); the indexes are rebuilt once.
 /// - 4: the tallies gained `y:` (the user's own items by status, source and harness), which
-///   the list planner reads; added to a version-3 file by one pass over the user's items.
+///   the list planner reads, and the id-scheme partitions (`i:`) are counted only, without
+///   index entries: a version-3 file gains the one and drops the other's entries.
 pub const SCHEMA_VERSION: u32 = 4;
 
 /// Files older than this have their indexes, counts and totals rebuilt from the items; a
@@ -461,10 +462,11 @@ impl Store {
     }
 
     /// Both tabs' summaries as committed: active counts from partition sizes, today's totals
-    /// from today's bucket. A few point lookups.
+    /// from today's bucket (a few point lookups), the oldest waits from `waits`.
     pub fn summaries(
         &self,
         now: crate::model::Millis,
+        waits: &crate::summary::Waits,
     ) -> Result<crate::summary::Summaries, StoreError> {
         use crate::summary::{DayTotals, summary};
         let rx = self.db()?.begin_read()?;
@@ -480,41 +482,42 @@ impl Store {
                 .map(|v| DayTotals::decode(v.value()))
                 .unwrap_or_default())
         };
-        // The oldest current wait, per tab: the blocked partitions are small.
-        let index = rx.open_table(INDEX)?;
-        let items = rx.open_table(ITEMS)?;
-        let oldest_wait = |p: &Partition| -> Result<Option<crate::model::Millis>, StoreError> {
-            let key = p.key();
-            let mut start = key.as_bytes().to_vec();
-            start.push(0);
-            let mut end = key.as_bytes().to_vec();
-            end.push(1);
-            let mut oldest: Option<crate::model::Millis> = None;
-            for entry in index.range::<&[u8]>(start.as_slice()..end.as_slice())? {
-                let (k, _) = entry?;
-                let id = String::from_utf8_lossy(&k.value()[start.len() + 8..]).into_owned();
-                if let Some(v) = items.get(id.as_str())?
-                    && let Some(since) = decode_item(v.value())?.blocked_since
-                {
-                    oldest = Some(oldest.map_or(since, |o| o.min(since)));
-                }
-            }
-            Ok(oldest)
-        };
+        let (mine_since, all_since) = waits.oldest();
         Ok(crate::summary::Summaries {
             personal: summary(
                 count(&Partition::MineStatus(Status::Working).key())?,
                 count(&Partition::MineStatus(Status::Blocked).key())?,
                 &bucket("me")?,
-                oldest_wait(&Partition::MineStatus(Status::Blocked))?,
+                mine_since,
             ),
             all: summary(
                 count(&Partition::Status(Status::Working).key())?,
                 count(&Partition::Status(Status::Blocked).key())?,
                 &bucket("all")?,
-                oldest_wait(&Partition::Status(Status::Blocked))?,
+                all_since,
             ),
         })
+    }
+
+    /// Every current wait, read from the blocked items (see [`crate::summary::Waits`]).
+    pub fn waits(&self) -> Result<crate::summary::Waits, StoreError> {
+        let rx = self.db()?.begin_read()?;
+        let index = rx.open_table(INDEX)?;
+        let items = rx.open_table(ITEMS)?;
+        let key = Partition::Status(Status::Blocked).key();
+        let mut start = key.as_bytes().to_vec();
+        start.push(0);
+        let mut end = key.as_bytes().to_vec();
+        end.push(1);
+        let mut waits = crate::summary::Waits::default();
+        for entry in index.range::<&[u8]>(start.as_slice()..end.as_slice())? {
+            let (k, _) = entry?;
+            let id = String::from_utf8_lossy(&k.value()[start.len() + 8..]).into_owned();
+            if let Some(v) = items.get(id.as_str())? {
+                waits.moved(None, crate::summary::Waits::of(&decode_item(v.value())?));
+            }
+        }
+        Ok(waits)
     }
 
     /// The ids in one partition that start with `id_prefix`, newest first.
@@ -688,7 +691,8 @@ pub enum Partition<'a> {
     Harness(&'a str),
     /// Created on this local date (`YYYY-MM-DD`).
     Day(&'a str),
-    /// Items of one id scheme (`cli`, `claude-code`, …): one source's items.
+    /// Items of one id scheme (`cli`, `claude-code`, …): one source's items. Counted only (no
+    /// list asks for it: `/v1/health` shows each source's count).
     Scheme(&'a str),
 }
 
@@ -710,7 +714,7 @@ impl Partition<'_> {
     }
 }
 
-/// Every partition an item belongs to, as stored keys.
+/// Every partition an item is listed in (an index entry each, and a count), as stored keys.
 pub fn partitions(item: &Item, tz: &TimeZone) -> Vec<String> {
     let day = local_day(item.created_at, tz);
     let mut p = vec![
@@ -718,7 +722,6 @@ pub fn partitions(item: &Item, tz: &TimeZone) -> Vec<String> {
         Partition::Status(item.status),
         Partition::Source(item.source),
         Partition::Day(&day),
-        Partition::Scheme(id_scheme(&item.id)),
     ];
     if item.mine {
         p.push(Partition::Mine);
@@ -731,6 +734,11 @@ pub fn partitions(item: &Item, tz: &TimeZone) -> Vec<String> {
         p.push(Partition::Harness(h));
     }
     p.iter().map(Partition::key).collect()
+}
+
+/// The partitions an item is only counted in (no index entry: nothing lists them).
+pub fn counted_partitions(item: &Item) -> [String; 1] {
+    [Partition::Scheme(id_scheme(&item.id)).key()]
 }
 
 /// The tally of every item by `<status>|<source>|<harness>` (see [`tallies`]).

@@ -379,25 +379,12 @@ impl Store {
 mod tests {
     use super::*;
     use crate::model::Millis;
-    use crate::store::writer::tests::{ingest, run_item};
+    use crate::store::writer::tests::{Scratch, ingest, run_item, scratch_store};
 
     /// A store holding `n` run items spread over every status and source, some the user's,
     /// with a known harness, a free-text one or none.
     fn store_with(n: usize, name: &str) -> (Store, Vec<Item>) {
-        let dir = std::env::temp_dir().join(format!("agentd-query-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let ctx = super::super::IndexContext {
-            me: "me".into(),
-            tz: jiff::tz::TimeZone::UTC,
-        };
-        let store = Store::open(&dir.join("agentd.redb"), ctx).unwrap();
-        let (writer, _published, _thread) = crate::store::writer::spawn(
-            store.clone(),
-            0,
-            crate::metrics::Metrics::new("test".into()),
-        )
-        .unwrap();
+        let Scratch { store, writer, .. } = scratch_store(&format!("query-{name}"));
         let harnesses = [Some("claude-code"), Some("codex"), Some("my-script"), None];
         ingest(
             &writer,

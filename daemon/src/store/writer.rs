@@ -197,6 +197,7 @@ pub(super) fn prepare(store: &Store, found_version: Option<u32>) -> Result<(), S
         rebuild_indexes(store)?;
     } else if add_mine_tallies {
         count_mine_combinations(store)?;
+        drop_scheme_entries(store)?;
     }
     // Recorded last: a crash in the middle of a rebuild leaves the old values, so the next
     // start rebuilds again from scratch.
@@ -253,6 +254,36 @@ fn count_mine_combinations(store: &Store) -> Result<(), StoreError> {
         "counted the user's own {n} items by status, source and harness in {:?}",
         started.elapsed()
     );
+    Ok(())
+}
+
+/// Drops a version-3 file's index entries of the id-scheme partitions (`i:`), now counted only
+/// (their counts stay), a chunk of entries per transaction.
+fn drop_scheme_entries(store: &Store) -> Result<(), StoreError> {
+    let (start, end) = (b"i:".as_slice(), b"i;".as_slice());
+    let mut dropped = 0usize;
+    loop {
+        let mut tx = store.db()?.begin_write()?;
+        tx.set_quick_repair(true);
+        let n = {
+            let mut index = tx.open_table(INDEX)?;
+            let keys: Vec<Vec<u8>> = index
+                .range::<&[u8]>(start..end)?
+                .take(REBUILD_CHUNK * 8)
+                .map(|e| e.map(|(k, _)| k.value().to_vec()))
+                .collect::<Result<_, _>>()?;
+            for k in &keys {
+                index.remove(k.as_slice())?;
+            }
+            keys.len()
+        };
+        tx.commit()?;
+        dropped += n;
+        if n == 0 {
+            break;
+        }
+    }
+    tracing::info!("dropped {dropped} index entries of id schemes, now counted only");
     Ok(())
 }
 
@@ -337,6 +368,9 @@ impl Deltas {
             *self.index.entry(key).or_default() += sign as i8;
             *self.counts.entry(p).or_default() += sign;
         }
+        for p in super::counted_partitions(item) {
+            *self.counts.entry(p).or_default() += sign;
+        }
         for (key, v) in super::tallies(item) {
             *self.counts.entry(key).or_default() += sign * v;
         }
@@ -409,7 +443,8 @@ pub fn spawn(
     min_free_bytes: u64,
     metrics: crate::metrics::Metrics,
 ) -> Result<(WriterHandle, Published, std::thread::JoinHandle<()>), StoreError> {
-    let (summary_tx, summary_rx) = watch::channel(store.summaries(Millis::now())?);
+    let waits = store.waits()?;
+    let (summary_tx, summary_rx) = watch::channel(store.summaries(Millis::now(), &waits)?);
     let (changes, _) = broadcast::channel(CHANGE_BUS_CAPACITY);
     let mut errors = HashMap::new();
     {
@@ -434,6 +469,7 @@ pub fn spawn(
     let state = WriterState {
         metrics,
         store,
+        waits,
         summary: summary_tx,
         published: published.clone(),
         min_free_bytes,
@@ -478,6 +514,8 @@ struct WriterState {
     /// Commit and append-to-visible latencies, the queue depth.
     metrics: crate::metrics::Metrics,
     store: Store,
+    /// Every current wait, as committed (the summary's oldest wait).
+    waits: crate::summary::Waits,
     summary: watch::Sender<Summaries>,
     published: Published,
     /// Below this much free space on the database's file system, batches are not written.
@@ -705,7 +743,7 @@ impl WriterState {
     }
 
     fn publish_summary(&self) {
-        match self.store.summaries(Millis::now()) {
+        match self.store.summaries(Millis::now(), &self.waits) {
             Ok(next) => {
                 self.summary.send_if_modified(|cur| {
                     let moved = *cur != next;
@@ -916,6 +954,8 @@ impl WriterState {
     ) -> Result<Vec<Arc<Item>>, StoreError> {
         let ctx = self.store.ctx.clone();
         let mut changed = Vec::new();
+        // How the items' waits move, applied once the transaction is committed.
+        let mut wait_moves = Vec::new();
         let mut tx = self.store.db()?.begin_write()?;
         tx.set_quick_repair(true);
         let durable = self.last_durable.elapsed() >= DURABLE_EVERY;
@@ -963,6 +1003,13 @@ impl WriterState {
                         deltas.finished(&item);
                     }
                     deltas.index(&item, &ctx.tz, 1);
+                    let (was, now) = (
+                        old_item.as_ref().and_then(crate::summary::Waits::of),
+                        crate::summary::Waits::of(&item),
+                    );
+                    if was != now {
+                        wait_moves.push((was, now));
+                    }
                     new_items.insert(update.item.id.as_str(), bytes);
                     changed.push(Arc::new(item));
                 }
@@ -1003,6 +1050,9 @@ impl WriterState {
             deltas.flush(&mut index, &mut counts, &mut totals)?;
         }
         tx.commit()?;
+        for (was, now) in wait_moves {
+            self.waits.moved(was, now);
+        }
         if durable {
             self.last_durable = std::time::Instant::now();
             self.unsynced = false;
@@ -1017,6 +1067,42 @@ impl WriterState {
 pub(crate) mod tests {
     use super::*;
     use crate::ingest::runlog;
+
+    /// A store of user `me` in UTC, in a fresh scratch dir named after `name`, and its writer.
+    pub(crate) struct Scratch {
+        pub dir: std::path::PathBuf,
+        pub store: Store,
+        pub writer: WriterHandle,
+        pub published: Published,
+        pub thread: std::thread::JoinHandle<()>,
+    }
+
+    pub(crate) fn scratch_store(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("agentd-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir.join("agentd.redb"), scratch_context()).unwrap();
+        let (writer, published, thread) = spawn(
+            store.clone(),
+            0,
+            crate::metrics::Metrics::new("test".into()),
+        )
+        .unwrap();
+        Scratch {
+            dir,
+            store,
+            writer,
+            published,
+            thread,
+        }
+    }
+
+    fn scratch_context() -> super::super::IndexContext {
+        super::super::IndexContext {
+            me: "me".into(),
+            tz: jiff::tz::TimeZone::UTC,
+        }
+    }
 
     /// Sends `items` to the writer as the runs source does (`mine` by creator) and waits for
     /// the commit.
@@ -1206,22 +1292,16 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_version_3_file_gains_the_tallies_of_the_users_own_items() {
-        let dir = std::env::temp_dir().join(format!("agentd-v3-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+    fn a_version_3_file_gains_the_tallies_of_the_users_own_items_and_drops_the_id_schemes_entries()
+    {
+        let Scratch {
+            dir,
+            store,
+            writer,
+            thread,
+            ..
+        } = scratch_store("v3");
         let path = dir.join("agentd.redb");
-        let ctx = || super::super::IndexContext {
-            me: "me".into(),
-            tz: jiff::tz::TimeZone::UTC,
-        };
-        let store = Store::open(&path, ctx()).unwrap();
-        let (writer, _published, thread) = spawn(
-            store.clone(),
-            0,
-            crate::metrics::Metrics::new("test".into()),
-        )
-        .unwrap();
         ingest(
             &writer,
             (0..300).map(|i| {
@@ -1245,6 +1325,11 @@ pub(crate) mod tests {
             {
                 let mut counts = tx.open_table(COUNTS).unwrap();
                 counts.retain(|k, _| !k.starts_with("y:")).unwrap();
+                let mut index = tx.open_table(INDEX).unwrap();
+                for i in 0..300 {
+                    let key = index_key("i:cli", 1_000 + i, &format!("cli:r{i:05}"));
+                    index.insert(key.as_slice(), ()).unwrap();
+                }
                 let mut meta = tx.open_table(META).unwrap();
                 meta.insert("schema_version", b"3".as_slice()).unwrap();
             }
@@ -1252,12 +1337,70 @@ pub(crate) mod tests {
         }
         assert!(mine_tallies(&store).is_empty());
         drop(store);
-        let store = Store::open(&path, ctx()).unwrap();
+        let store = Store::open(&path, scratch_context()).unwrap();
         assert_eq!(mine_tallies(&store), tallied);
+        let rx = store.db().unwrap().begin_read().unwrap();
+        let index = rx.open_table(INDEX).unwrap();
+        assert_eq!(
+            index
+                .range::<&[u8]>(b"i:".as_slice()..b"i;".as_slice())
+                .unwrap()
+                .count(),
+            0,
+            "the id schemes' entries are dropped"
+        );
+        drop((index, rx));
+        assert_eq!(
+            store
+                .count(&super::super::Partition::Scheme("cli"))
+                .unwrap(),
+            300,
+            "and their counts kept"
+        );
         assert_eq!(
             store.meta_u32("schema_version").unwrap(),
             Some(SCHEMA_VERSION)
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A regression test for a summary that read every blocked item after each commit: the
+    /// waits the writer keeps as it commits give the same summary as reading them all.
+    #[test]
+    fn the_waits_kept_while_committing_equal_the_blocked_items_read_whole() {
+        let Scratch {
+            dir,
+            store,
+            writer,
+            published,
+            thread,
+        } = scratch_store("waits");
+        let item = |i: usize, status: crate::model::Status| {
+            let mut item = run_item(i);
+            item.creator = Some(if i.is_multiple_of(3) { "bob" } else { "me" }.into());
+            item.status = status;
+            item
+        };
+        use crate::model::Status::{Blocked, Success, Working};
+        let rounds: [&[(usize, crate::model::Status)]; 4] = [
+            &[(0, Blocked), (1, Blocked), (2, Working), (3, Blocked)],
+            &[(4, Blocked), (5, Blocked), (1, Working)],
+            // Blocked again: a new wait, not the old one.
+            &[(1, Blocked), (0, Success), (3, Blocked)],
+            &[(4, Success), (5, Success), (1, Success), (3, Success)],
+        ];
+        for round in rounds {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            ingest(&writer, round.iter().map(|&(i, s)| item(i, s)));
+            let read_whole = store
+                .summaries(Millis::now(), &store.waits().unwrap())
+                .unwrap();
+            let kept = *published.summary.borrow();
+            assert_eq!(kept, read_whole, "{round:?}");
+        }
+        assert_eq!(published.summary.borrow().all.waiting_since, None);
+        writer.send(WriteOp::Shutdown).unwrap();
+        thread.join().unwrap();
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
