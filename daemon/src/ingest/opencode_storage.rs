@@ -726,4 +726,122 @@ mod tests {
         tree.touched(&paths(&["session/global/ses_3.json"]));
         assert_eq!(tree.fingerprint("ses_3"), None, "gone");
     }
+
+    /// One write OpenCode makes to a session.
+    #[derive(Debug, Clone)]
+    enum Write {
+        Prompt(String),
+        Answer {
+            completed: bool,
+            tool_calls: bool,
+            input: u64,
+            cost: f64,
+            error: Option<&'static str>,
+        },
+        /// The latest answer's tool, in a state.
+        Tool(&'static str),
+        /// The latest answer's text.
+        Text(String),
+        /// A sub-agent's session answers once.
+        SubAgent(u64),
+        /// The latest message written again as it was (a rewrite in place).
+        Rewrite,
+    }
+
+    fn write() -> impl proptest::strategy::Strategy<Value = Write> {
+        use proptest::prelude::*;
+        prop_oneof![
+            "[a-z ]{0,20}".prop_map(Write::Prompt),
+            (
+                any::<bool>(),
+                any::<bool>(),
+                0u64..5000,
+                prop_oneof![Just(0.0), Just(0.02)],
+                prop_oneof![
+                    3 => Just(None),
+                    1 => Just(Some("MessageAbortedError")),
+                    1 => Just(Some("APIError")),
+                ],
+            )
+                .prop_map(|(completed, tool_calls, input, cost, error)| {
+                    Write::Answer {
+                        completed,
+                        tool_calls,
+                        input,
+                        cost,
+                        error,
+                    }
+                }),
+            prop_oneof![Just("pending"), Just("running"), Just("completed")].prop_map(Write::Tool),
+            "[a-z ]{0,20}".prop_map(Write::Text),
+            (1u64..900).prop_map(Write::SubAgent),
+            Just(Write::Rewrite),
+        ]
+    }
+
+    /// Whatever OpenCode writes, in whatever order, the tree and the database read the same.
+    #[test]
+    fn any_writes_read_the_same_from_the_tree_and_the_database() {
+        use proptest::test_runner::{Config, TestRunner};
+        let mut runner = TestRunner::new(Config {
+            cases: 48,
+            ..Config::default()
+        });
+        let case = std::sync::atomic::AtomicUsize::new(0);
+        runner
+            .run(&proptest::collection::vec(write(), 1..14), |writes| {
+                let n = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let b = Both::new(&format!("prop-{n}"));
+                let t0 = 1_784_000_000_000;
+                b.session("ses_p", None, "New session - 2026-07-14T03:33:20.000Z", t0);
+                let mut last: Option<(String, Value)> = None;
+                let mut subs = 0;
+                for (k, w) in writes.iter().enumerate() {
+                    let t = t0 + 10 * (k as i64 + 1);
+                    match w {
+                        Write::Prompt(text) => {
+                            let id = format!("msg_{k:02}u");
+                            let m = json!({"role": "user", "time": {"created": t}});
+                            b.message(&id, "ses_p", t, m.clone());
+                            b.part(&format!("prt_{k:02}"), &id, "ses_p", t, json!({"type": "text", "text": text}));
+                            last = Some((id, m));
+                        }
+                        Write::Answer { completed, tool_calls, input, cost, error } => {
+                            let id = format!("msg_{k:02}a");
+                            let finish = if *tool_calls { "tool-calls" } else { "stop" };
+                            let mut m = answer(t, *completed, finish, *input, *cost);
+                            if let Some(name) = error {
+                                m["error"] = json!({"name": name, "data": {"message": "it broke"}});
+                            }
+                            b.message(&id, "ses_p", t, m.clone());
+                            last = Some((id, m));
+                        }
+                        Write::Tool(_) | Write::Text(_) if last.is_none() => {}
+                        Write::Tool(state) => {
+                            let (id, _) = last.as_ref().unwrap();
+                            b.part(&format!("prt_{id}_tool"), id, "ses_p", t, json!({"type": "tool",
+                                "tool": "bash", "callID": "c", "state": {"status": state, "input": {}}}));
+                        }
+                        Write::Text(text) => {
+                            let (id, _) = last.as_ref().unwrap();
+                            b.part(&format!("prt_{id}_text"), id, "ses_p", t, json!({"type": "text", "text": text}));
+                        }
+                        Write::SubAgent(input) => {
+                            subs += 1;
+                            let sid = format!("ses_sub{subs}");
+                            b.session(&sid, Some("ses_p"), "Explore", t);
+                            b.message(&format!("msg_{k:02}s"), &sid, t, answer(t, true, "stop", *input, 0.0));
+                        }
+                        Write::Rewrite => {
+                            if let Some((id, m)) = &last {
+                                b.message(id, "ses_p", t, m.clone());
+                            }
+                        }
+                    }
+                    b.check("ses_p");
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
 }
