@@ -334,6 +334,14 @@ fn a_codex_rollout_becomes_an_item_with_tokens_and_cost() {
     // log is read from agentd's own copy.
     let log_before = d.agentctl(&["logs", &id]).stdout;
     assert!(String::from_utf8_lossy(&log_before).contains("add rate limiting"));
+    // (Codex's cleanup comes days later; the copier, at the lowest priority, may take a moment
+    // on a loaded machine to copy the file under its new name.)
+    let copy = agentd_tests::history_copy(&d, &file);
+    let deadline = std::time::Instant::now() + agentd_tests::WAIT;
+    while !copy.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(copy.exists(), "no copy of {} was made", file.display());
     std::fs::remove_file(&file).unwrap();
     let v = d.wait_item(&id, |v| {
         v["status_detail"] == "transcript deleted by Codex; agentd kept a copy"
