@@ -78,10 +78,7 @@ pub struct Storage {
 
 impl Storage {
     fn read_session_file(path: &Path) -> Result<(String, SessionFile), String> {
-        let bytes = fsread::read_bounded(path, Trust::Found, MAX_FILE)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let file: SessionFile = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("{} is not an OpenCode session: {e}", path.display()))?;
+        let file: SessionFile = Self::read_json(path)?;
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
         let id = file
             .id
@@ -223,8 +220,8 @@ impl Storage {
         Some(walk)
     }
 
-    /// Reads a JSON file of the tree, or says why not.
-    fn read_json(path: &Path) -> Result<Value, String> {
+    /// Reads a JSON file of the tree (the user's own regular file, bounded), or says why not.
+    fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
         let bytes = fsread::read_bounded(path, Trust::Found, MAX_FILE)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         serde_json::from_slice(&bytes).map_err(|e| format!("{} is not JSON: {e}", path.display()))
@@ -399,9 +396,8 @@ impl SessionTree for Storage {
                     Some((*session).to_owned())
                 }
                 ["part", _message, file] if file.ends_with(".json") => {
-                    fsread::read_bounded(path, Trust::Found, MAX_FILE)
+                    Self::read_json::<PartFile>(path)
                         .ok()
-                        .and_then(|b| serde_json::from_slice::<PartFile>(&b).ok())
                         .and_then(|p| p.session)
                 }
                 _ => None,
