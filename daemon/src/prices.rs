@@ -15,9 +15,13 @@ use agentd_wire::Usage;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::RwLock;
 
 /// Tokens of one field beyond this, in one request, are charged at the `above_200k` rate.
 const TIER_TOKENS: u64 = 200_000;
+/// Model names whose match is remembered. A user's history names a few dozen models; the bound
+/// keeps a stream of made-up names from growing the memory (those are matched every time).
+const REMEMBERED_MODELS: usize = 512;
 
 /// Rates of one model, USD per million tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -54,18 +58,29 @@ pub enum PricesError {
 }
 
 /// Model prices, looked up by model name.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Prices {
     /// Longest key first, so that the first contained key is the most specific.
     entries: Vec<(String, Price)>,
+    /// Each key with its dots as dashes (`gpt-5.1` → `gpt-5-1`), as model names are normalised,
+    /// in the order of `entries`.
+    dashed: Vec<String>,
+    /// Model names already matched → the index of their entry: every response of a backfill is
+    /// priced, and matching a name is a scan of the whole table.
+    matched: RwLock<HashMap<Box<str>, Option<usize>>>,
+}
+
+impl Clone for Prices {
+    fn clone(&self) -> Prices {
+        Prices::from_entries(self.entries.clone())
+    }
 }
 
 impl Prices {
     /// The table shipped with the binary.
     pub fn builtin() -> Prices {
-        Prices::from_json(include_str!("../data/prices.json")).unwrap_or(Prices {
-            entries: Vec::new(),
-        })
+        Prices::from_json(include_str!("../data/prices.json"))
+            .unwrap_or_else(|_| Prices::from_entries(Vec::new()))
     }
 
     /// The built-in table with the entries of `path` added or replacing.
@@ -101,21 +116,47 @@ impl Prices {
     fn from_map(map: HashMap<String, Price>) -> Prices {
         let mut entries: Vec<(String, Price)> = map.into_iter().collect();
         entries.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
-        Prices { entries }
+        Prices::from_entries(entries)
+    }
+
+    fn from_entries(entries: Vec<(String, Price)>) -> Prices {
+        Prices {
+            dashed: entries.iter().map(|(k, _)| k.replace('.', "-")).collect(),
+            entries,
+            matched: RwLock::default(),
+        }
     }
 
     /// The price of `model`, if the table knows it.
     pub fn lookup(&self, model: &str) -> Option<&Price> {
+        // A poisoned lock only means another thread panicked mid-insert: the map is still valid.
+        let seen = self
+            .matched
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(model)
+            .copied();
+        let index = seen.unwrap_or_else(|| {
+            let index = self.match_name(model);
+            let mut matched = self.matched.write().unwrap_or_else(|e| e.into_inner());
+            if matched.len() < REMEMBERED_MODELS {
+                matched.insert(model.into(), index);
+            }
+            index
+        });
+        index.map(|i| &self.entries[i].1)
+    }
+
+    /// The index of the entry `model` matches: its longest key contained in the name.
+    fn match_name(&self, model: &str) -> Option<usize> {
         let name = model.to_ascii_lowercase();
         let name = name
             .rsplit('/')
             .next()
             .unwrap_or(&name)
             .replace(['.', '@'], "-");
-        self.entries
-            .iter()
-            .find(|(key, _)| name.contains(key.as_str()) || name.contains(&key.replace('.', "-")))
-            .map(|(_, p)| p)
+        (0..self.entries.len())
+            .find(|&i| name.contains(self.entries[i].0.as_str()) || name.contains(&self.dashed[i]))
     }
 
     /// The cost of one request's usage on `model`; `None` when the model is unknown.
@@ -170,8 +211,24 @@ mod tests {
             ("<synthetic>", None),
             ("llama-3-70b", None),
         ] {
-            assert_eq!(p.lookup(model).map(|x| x.base.input), input_rate, "{model}");
+            // The second lookup is answered from the remembered matches.
+            for round in 0..2 {
+                assert_eq!(
+                    p.lookup(model).map(|x| x.base.input),
+                    input_rate,
+                    "{model}, lookup {round}"
+                );
+            }
         }
+        // Past the names remembered, names are still matched (every time).
+        for i in 0..REMEMBERED_MODELS + 10 {
+            assert_eq!(p.lookup(&format!("made-up-{i}")), None);
+        }
+        assert_eq!(
+            p.lookup("claude-haiku-4-5-x").map(|x| x.base.input),
+            Some(1.0)
+        );
+        assert_eq!(p.matched.read().unwrap().len(), REMEMBERED_MODELS);
     }
 
     #[test]

@@ -157,17 +157,6 @@ struct Tokens {
 }
 
 impl Tokens {
-    fn from_value(v: Option<&Value>) -> Option<Tokens> {
-        let v = v.filter(|v| v.is_object())?;
-        let n = |key: &str| v.get(key).and_then(Value::as_u64).unwrap_or(0);
-        Some(Tokens {
-            input: n("input_tokens"),
-            cached: n("cached_input_tokens"),
-            output: n("output_tokens"),
-            total: n("total_tokens"),
-        })
-    }
-
     /// How far the cumulative count has gone: `total_tokens`, or input + output without it.
     fn size(&self) -> u64 {
         if self.total > 0 {
@@ -336,17 +325,15 @@ impl CodexFold {
         self.any_answer = true;
     }
 
-    fn tokens(&mut self, info: Option<&Value>, prices: &Prices) {
-        let Some(total) = Tokens::from_value(info.and_then(|i| i.get("total_token_usage"))) else {
+    fn tokens(&mut self, info: Option<&TokenInfo>, prices: &Prices) {
+        let Some(total) = info.and_then(|i| i.total) else {
             return; // `info: null`: a rate-limit refresh only
         };
         let delta = match self.last_total {
             None => total,
             Some(prev) if total.size() > prev.size() => total.minus(&prev),
             Some(prev) if total.size() == prev.size() => return, // a re-emit
-            Some(_) => {
-                Tokens::from_value(info.and_then(|i| i.get("last_token_usage"))).unwrap_or_default()
-            }
+            Some(_) => info.and_then(|i| i.last).unwrap_or_default(),
         };
         self.last_total = Some(total);
         let usage = delta.usage();
@@ -467,6 +454,31 @@ fn error_ends_turn(info: Option<&Value>) -> bool {
     )
 }
 
+/// The `visit_*` methods of a lenient visitor for numbers, booleans and null: all give
+/// `$default` (`<$t>::default()` when not given).
+macro_rules! scalars_as_default {
+    ($t:ty) => {
+        scalars_as_default!($t, <$t>::default());
+    };
+    ($t:ty, $default:expr) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<$t, E> {
+            Ok($default)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<$t, E> {
+            Ok($default)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<$t, E> {
+            Ok($default)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<$t, E> {
+            Ok($default)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<$t, E> {
+            Ok($default)
+        }
+    };
+}
+
 /// One rollout line: `timestamp`, `type` and the `payload`, read without building the parts
 /// this fold does not use (tool outputs and instructions are most of a rollout's bytes).
 struct Line {
@@ -494,8 +506,169 @@ struct Payload {
     /// `last_agent_message` is present and not null.
     last_agent_message: bool,
     reason: Option<String>,
-    info: Option<Value>,
+    info: Option<TokenInfo>,
     codex_error_info: Option<Value>,
+}
+
+/// `token_count.info`: the two usage objects the fold reads, each kept only when it is an
+/// object; the rest of `info` (and an `info` that is not an object) is skipped unbuilt.
+#[derive(Default)]
+struct TokenInfo {
+    /// `total_token_usage`: the session's running total.
+    total: Option<Tokens>,
+    /// `last_token_usage`: the latest request's.
+    last: Option<Tokens>,
+}
+
+impl<'de> Deserialize<'de> for TokenInfo {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<TokenInfo, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TokenInfo;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TokenInfo, A::Error> {
+                let mut info = TokenInfo::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "total_token_usage" => info.total = map.next_value::<Counts>()?.0,
+                        "last_token_usage" => info.last = map.next_value::<Counts>()?.0,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(info)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<TokenInfo, A::Error> {
+                skip_seq(seq).map(|()| TokenInfo::default())
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<TokenInfo, E> {
+                Ok(TokenInfo::default())
+            }
+            scalars_as_default!(TokenInfo);
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A usage object's counts (`Some` only for an object); a count that is not a non-negative
+/// integer is 0.
+struct Counts(Option<Tokens>);
+
+impl<'de> Deserialize<'de> for Counts {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Counts, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Counts;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Counts, A::Error> {
+                let mut t = Tokens::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    let slot = match key.as_ref() {
+                        "input_tokens" => &mut t.input,
+                        "cached_input_tokens" => &mut t.cached,
+                        "output_tokens" => &mut t.output,
+                        "total_tokens" => &mut t.total,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *slot = map.next_value::<Count>()?.0;
+                }
+                Ok(Counts(Some(t)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Counts, A::Error> {
+                skip_seq(seq).map(|()| Counts(None))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Counts, E> {
+                Ok(Counts(None))
+            }
+            scalars_as_default!(Counts, Counts(None));
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A token count: a non-negative integer, anything else 0.
+struct Count(u64);
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Count, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Count;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Count, E> {
+                Ok(Count(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Count, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Count(0))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Count, A::Error> {
+                skip_seq(seq).map(|()| Count(0))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Count, E> {
+                Ok(Count(u64::try_from(v).unwrap_or(0)))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Count, E> {
+                Ok(Count(0))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Count, E> {
+                Ok(Count(0))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Count, E> {
+                Ok(Count(0))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Count, E> {
+                Ok(Count(0))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A string, or `None` for any other value (skipped unbuilt).
+struct MaybeString(Option<String>);
+
+impl<'de> Deserialize<'de> for MaybeString {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<MaybeString, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = MaybeString;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<MaybeString, E> {
+                Ok(MaybeString(Some(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<MaybeString, E> {
+                Ok(MaybeString(Some(v)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<MaybeString, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(MaybeString(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<MaybeString, A::Error> {
+                skip_seq(seq).map(|()| MaybeString(None))
+            }
+            scalars_as_default!(MaybeString, MaybeString(None));
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Skips the rest of a sequence unbuilt.
+fn skip_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+    while seq.next_element::<IgnoredAny>()?.is_some() {}
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -533,10 +706,7 @@ enum PayloadField {
 
 /// A value kept only if it is a string.
 fn string<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Option<String>, A::Error> {
-    Ok(match map.next_value::<Value>()? {
-        Value::String(s) => Some(s),
-        _ => None,
-    })
+    Ok(map.next_value::<MaybeString>()?.0)
 }
 
 impl<'de> Deserialize<'de> for Line {
@@ -1019,6 +1189,65 @@ mod tests {
         let c = f.conversation(Millis(last_ts(&f)));
         assert_eq!(c.usage.input_tokens, 8_000);
         assert_eq!(c.cost_usd, None);
+    }
+
+    /// Token counts read straight from the line equal what reading `info` as a JSON value and
+    /// taking `as_u64` of each field gave, for every odd shape a count or `info` can have.
+    #[test]
+    fn odd_token_values_read_as_the_json_value_reading_did() {
+        fn by_value(info: &Value) -> Option<Tokens> {
+            let t = info.get("total_token_usage").filter(|v| v.is_object())?;
+            let n = |key: &str| t.get(key).and_then(Value::as_u64).unwrap_or(0);
+            Some(Tokens {
+                input: n("input_tokens"),
+                cached: n("cached_input_tokens"),
+                output: n("output_tokens"),
+                total: n("total_tokens"),
+            })
+        }
+        let counts = [
+            "12",
+            "-5",
+            "1.5",
+            "1e3",
+            "\"7\"",
+            "true",
+            "null",
+            "{}",
+            "[1,2]",
+            "{\"a\":[3]}",
+            "18446744073709551615",
+        ];
+        let mut infos = vec![
+            "null".to_owned(),
+            "\"x\"".to_owned(),
+            "[1]".to_owned(),
+            "{}".to_owned(),
+            r#"{"total_token_usage":null}"#.to_owned(),
+            r#"{"total_token_usage":[{"input_tokens":1}]}"#.to_owned(),
+            r#"{"total_token_usage":"9"}"#.to_owned(),
+            // A repeated key: the last one counts, as in a JSON value.
+            r#"{"total_token_usage":{"input_tokens":5},"total_token_usage":{"input_tokens":6}}"#
+                .to_owned(),
+            r#"{"total_token_usage":{"input_tokens":5},"total_token_usage":7}"#.to_owned(),
+        ];
+        for c in counts {
+            infos.push(format!(
+                r#"{{"model_context_window":1,"total_token_usage":{{"input_tokens":{c},"cached_input_tokens":3,"output_tokens":{c},"total_tokens":{c},"reasoning":{{"x":[{c}]}}}},"last_token_usage":{{"input_tokens":{c}}}}}"#
+            ));
+        }
+        for info in &infos {
+            let line = format!(
+                r#"{{"timestamp":"2026-02-23T19:50:00.000Z","type":"event_msg","payload":{{"type":"token_count","info":{info},"rate_limits":null}}}}"#
+            );
+            let typed: Line = serde_json::from_str(&line).unwrap();
+            let value: Value = serde_json::from_str(info).unwrap();
+            let read = typed.payload.and_then(|p| p.info).and_then(|i| i.total);
+            assert_eq!(read, by_value(&value), "{info}");
+            // And the fold takes such a line without failing.
+            let (_, errors) = fold(&[META, &line]);
+            assert!(errors.is_empty(), "{info}: {errors:?}");
+        }
     }
 
     #[test]

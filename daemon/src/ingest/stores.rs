@@ -23,7 +23,7 @@ use crate::store::Store;
 use crate::store::writer::{IngestBatch, ItemUpdate, WriteOp, WriterHandle};
 use agentd_wire::{Item, Kind, Open, Source, Status, StatusSource};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -355,22 +355,24 @@ impl<F: Format> StoreSource<F> {
         let mut group: Option<PathBuf> = None;
         let mut in_batch = 0usize;
         let mut n = 0usize;
-        for chunk in found.chunks(READ_CHUNK) {
-            if self.stop.load(Ordering::Relaxed) {
-                return Err(Stopped);
-            }
-            // The files are read and folded on several threads; what they gave is taken in
-            // here, in order, on this one.
-            let jobs = chunk
-                .iter()
-                .map(|p| {
-                    (
-                        p.clone(),
-                        self.file(p).and_then(|e| e.state.as_deref().cloned()),
-                    )
-                })
-                .collect();
-            for read in read_many::<F>(jobs, &self.store, &self.prices, reader_threads()) {
+        // The files are read and folded on reader threads; what they read is taken in here, in
+        // order, on this one, while the next files are being read.
+        let jobs = found
+            .iter()
+            .map(|p| {
+                (
+                    p.clone(),
+                    self.file(p).and_then(|e| e.state.as_deref().cloned()),
+                )
+            })
+            .collect();
+        let (store, prices) = (self.store.clone(), Arc::clone(&self.prices));
+        std::thread::scope(|scope| -> Step {
+            let reads = read_in_order::<F>(scope, jobs, &store, &prices, reader_threads());
+            for read in reads {
+                if self.stop.load(Ordering::Relaxed) {
+                    return Err(Stopped);
+                }
                 let same_group = group.as_ref().is_some_and(|g| read.path.starts_with(g));
                 if in_batch >= SCAN_BATCH && !same_group {
                     self.stats
@@ -389,7 +391,8 @@ impl<F: Format> StoreSource<F> {
                 in_batch += 1;
                 n += 1;
             }
-        }
+            Ok(())
+        })?;
         self.render_into(&mut batch, touched);
         self.send(batch)?;
         self.stats
@@ -903,61 +906,115 @@ enum ReadOutcome {
     },
 }
 
-/// Files a scan reads at once, spread over the reader threads.
-const READ_CHUNK: usize = 64;
+/// Files read ahead of the one a scan is taking in, at most: bounds the reads held in memory
+/// while one large file is still being read.
+const READ_AHEAD: usize = 128;
 /// Reader threads at most: parsing is the backfill's cost, and files are independent.
 const MAX_READERS: usize = 4;
 
-/// Reader threads for a scan: one per core beyond the first (the writer commits on a core of
-/// its own meanwhile; on two cores reading beside the writer already keeps both busy, and more
-/// readers only make them take turns), up to [`MAX_READERS`].
+/// Reader threads for a scan: one per core (the scan's own thread takes what they read in and
+/// the writer commits it, both light beside reading), up to [`MAX_READERS`].
 fn reader_threads() -> usize {
     std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .saturating_sub(1)
         .clamp(1, MAX_READERS)
 }
 
-/// [`read_path`] for each job, on `workers` threads, the results in the jobs' order.
-fn read_many<F: Format>(
-    jobs: Vec<(PathBuf, Option<FileState<F::Fold>>)>,
-    store: &Store,
-    prices: &Prices,
+/// One file for a reader: its path and its state in memory, if held.
+type ReadJob<F> = (PathBuf, Option<FileState<F>>);
+
+/// Reads `jobs` with [`read_path`] on `workers` threads of `scope` and yields what they read in
+/// the jobs' order, each as soon as it and every job before it are read: the caller takes
+/// files in while the next ones are being read. Dropping it early stops the readers.
+fn read_in_order<'scope, 'env, F: Format>(
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    jobs: Vec<ReadJob<F::Fold>>,
+    store: &'env Store,
+    prices: &'env Prices,
     workers: usize,
-) -> Vec<FileRead<F::Fold>> {
-    let workers = workers.min(jobs.len());
-    if workers <= 1 {
-        return jobs
-            .into_iter()
-            .map(|(p, s)| read_path::<F>(&p, s, store, prices))
-            .collect();
+) -> InOrder<FileRead<F::Fold>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let taken = Arc::new((
+        std::sync::Mutex::new(Some(0usize)),
+        std::sync::Condvar::new(),
+    ));
+    let queue = Arc::new(std::sync::Mutex::new(jobs.into_iter().enumerate()));
+    for _ in 0..workers.max(1) {
+        let (tx, taken, queue) = (tx.clone(), Arc::clone(&taken), Arc::clone(&queue));
+        scope.spawn(move || {
+            loop {
+                let Some((i, (path, prior))) =
+                    queue.lock().unwrap_or_else(|e| e.into_inner()).next()
+                else {
+                    return;
+                };
+                // Wait until the caller has taken in all but READ_AHEAD of the files before.
+                let (lock, moved) = &*taken;
+                let mut t = lock.lock().unwrap_or_else(|e| e.into_inner());
+                while t.is_some_and(|t| i >= t + READ_AHEAD) {
+                    t = moved.wait(t).unwrap_or_else(|e| e.into_inner());
+                }
+                if t.is_none() {
+                    return; // dropped: stop reading
+                }
+                drop(t);
+                if tx
+                    .send((i, read_path::<F>(&path, prior, store, prices)))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
     }
-    let per = jobs.len().div_ceil(workers);
-    let mut parts = Vec::with_capacity(workers);
-    let mut jobs = jobs.into_iter();
-    loop {
-        let part: Vec<_> = jobs.by_ref().take(per).collect();
-        if part.is_empty() {
-            break;
+    InOrder {
+        rx,
+        early: BTreeMap::new(),
+        next: 0,
+        taken,
+    }
+}
+
+/// What [`read_in_order`] yields.
+struct InOrder<T> {
+    rx: std::sync::mpsc::Receiver<(usize, T)>,
+    /// Reads that arrived before one of a file ahead of them.
+    early: BTreeMap<usize, T>,
+    /// The index of the next job to yield.
+    next: usize,
+    /// How many jobs were taken (`None` once dropped), for the readers to wait on.
+    taken: Arc<(std::sync::Mutex<Option<usize>>, std::sync::Condvar)>,
+}
+
+impl<T> InOrder<T> {
+    fn set_taken(&self, taken: Option<usize>) {
+        let (lock, moved) = &*self.taken;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = taken;
+        moved.notify_all();
+    }
+}
+
+impl<T> Iterator for InOrder<T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        loop {
+            if let Some(read) = self.early.remove(&self.next) {
+                self.next += 1;
+                self.set_taken(Some(self.next));
+                return Some(read);
+            }
+            // Every job is read by some reader unless a reader panicked (the scope then
+            // propagates the panic); all senders gone means no job is left.
+            let (i, read) = self.rx.recv().ok()?;
+            self.early.insert(i, read);
         }
-        parts.push(part);
     }
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = parts
-            .into_iter()
-            .map(|part| {
-                scope.spawn(move || {
-                    part.into_iter()
-                        .map(|(p, s)| read_path::<F>(&p, s, store, prices))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("a file reader thread panicked"))
-            .collect()
-    })
+}
+
+impl<T> Drop for InOrder<T> {
+    fn drop(&mut self) {
+        self.set_taken(None);
+    }
 }
 
 /// Reads what is new in `path` from `prior` (its state in memory, else its committed cursor)
@@ -1168,15 +1225,31 @@ mod tests {
                 })
                 .collect::<Vec<_>>()
         };
-        let one = summary(read_many::<super::super::formats::Qwen>(
-            jobs.clone(),
-            &store,
-            &prices,
-            1,
-        ));
-        let three = summary(read_many::<super::super::formats::Qwen>(
-            jobs, &store, &prices, 3,
-        ));
+        let read = |workers| {
+            std::thread::scope(|scope| {
+                summary(
+                    read_in_order::<super::super::formats::Qwen>(
+                        scope,
+                        jobs.clone(),
+                        &store,
+                        &prices,
+                        workers,
+                    )
+                    .collect(),
+                )
+            })
+        };
+        let one = read(1);
+        let three = read(3);
+        // Dropped early, with more jobs than are read ahead, the readers waiting to read ahead
+        // stop (the scope would not end otherwise).
+        let many: Vec<_> = jobs.iter().cycle().take(READ_AHEAD * 3).cloned().collect();
+        std::thread::scope(|scope| {
+            let mut reads =
+                read_in_order::<super::super::formats::Qwen>(scope, many, &store, &prices, 2);
+            assert!(reads.next().is_some());
+            std::thread::sleep(Duration::from_millis(50)); // the readers reach the bound
+        });
         assert_eq!(one.len(), 23);
         assert_eq!(one, three);
         assert_eq!(

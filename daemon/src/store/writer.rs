@@ -481,6 +481,7 @@ pub fn spawn(
         written_since_compaction: COMPACT_AFTER,
         compaction_attempts: 0,
         last_write: std::time::Instant::now(),
+        trim_pending: false,
     };
     let thread = std::thread::Builder::new()
         .name("agentd-writer".into())
@@ -489,10 +490,14 @@ pub fn spawn(
     Ok((WriterHandle { tx, queued }, published, thread))
 }
 
-/// A transaction at least this large is a burst (a backfill); when the queue is empty after it,
-/// freed memory is handed back to the system so that the daemon's resident size falls back to
-/// its steady state instead of staying at the burst's peak.
+/// A transaction at least this large is a burst (a backfill); once the writer has been quiet
+/// for [`TRIM_WHEN_QUIET`] after it, freed memory is handed back to the system so that the
+/// daemon's resident size falls back to its steady state instead of staying at the burst's peak.
 const TRIM_AFTER_UPDATES: usize = 256;
+/// How long the writer waits after a burst before handing memory back: a backfill's
+/// transactions come a few milliseconds apart, and trimming between them (a walk of the whole
+/// heap, then faulting the pages back in) cost a backfill a twentieth of its CPU time.
+const TRIM_WHEN_QUIET: Duration = Duration::from_millis(300);
 
 /// Hands freed heap memory back to the system (glibc keeps it otherwise).
 pub(crate) fn release_free_memory() {
@@ -530,8 +535,11 @@ struct WriterState {
     written_since_compaction: usize,
     /// Compactions given up because a reader held the database (retried a few times).
     compaction_attempts: u8,
-    /// When batches were last committed (idleness, for compaction).
+    /// When batches were last committed (idleness, for compaction and trimming).
     last_write: std::time::Instant,
+    /// A burst was committed and its freed memory is not handed back yet (see
+    /// [`TRIM_WHEN_QUIET`]).
+    trim_pending: bool,
 }
 
 /// After this many item updates (a backfill, a burst of runs) the database file is compacted
@@ -592,6 +600,15 @@ impl WriterState {
             if self.unsynced {
                 wait = wait.min(DURABLE_EVERY.saturating_sub(self.last_durable.elapsed()));
             }
+            if self.trim_pending {
+                let quiet_for = self.last_write.elapsed();
+                if quiet_for >= TRIM_WHEN_QUIET {
+                    release_free_memory();
+                    self.trim_pending = false;
+                } else {
+                    wait = wait.min(TRIM_WHEN_QUIET - quiet_for);
+                }
+            }
             if self.written_since_compaction >= COMPACT_AFTER && !self.degraded {
                 // Barriers and empty wake-ups do not count as activity: only commits do.
                 let quiet_for = self.last_write.elapsed();
@@ -620,17 +637,13 @@ impl WriterState {
             };
             let mut updates = op_updates(&first);
             let mut ops = vec![first];
-            let mut drained = false;
             while ops.len() < MAX_OPS_PER_TXN && updates < MAX_UPDATES_PER_TXN {
                 match rx.try_recv() {
                     Ok(op) => {
                         updates += op_updates(&op);
                         ops.push(op);
                     }
-                    Err(_) => {
-                        drained = true;
-                        break;
-                    }
+                    Err(_) => break,
                 }
             }
             let mut barriers = Vec::new();
@@ -658,8 +671,8 @@ impl WriterState {
                 if Millis::now().0 >= tomorrow {
                     self.publish_summary(); // midnight passed while busy
                 }
-                if updates >= TRIM_AFTER_UPDATES && drained {
-                    release_free_memory();
+                if updates >= TRIM_AFTER_UPDATES {
+                    self.trim_pending = true;
                 }
             }
             for done in barriers {

@@ -1,10 +1,13 @@
-//! `agentd-bench report [--ccusage PATH] [--out FILE] [--large] [--quick]`: the whole benchmark
-//! in one run, written as a Markdown report (and an SVG chart beside it).
+//! `agentd-bench report [--ccusage PATH] [--out FILE] [--large] [--quick] [--backfill-only]`:
+//! the whole benchmark in one run, written as a Markdown report (and an SVG chart beside it).
 //!
 //! - backfill of seeded conversation corpora (Claude Code 70 %, Codex 30 %, all today) of
 //!   2,000 and 10,000 conversations (and 50,000 with `--large`): agentd from start to every
 //!   item queryable, against `ccusage claude daily` + `ccusage codex daily` on the same files,
-//!   wall time, CPU time and peak RSS side by side, their ratios, when agentd's history copies
+//!   and against the fold limit (every line decoded and folded on one core, in memory, nothing
+//!   read from disk or stored: the least work a backfill can do; divided by the cores, the
+//!   shortest a backfill could take), wall time, CPU time and peak RSS side by side, their
+//!   ratios, when agentd's history copies
 //!   (made after the backfill) were all made and its CPU time by then, its RSS settled after
 //!   them, and today's cost from both;
 //! - "cost today" again: agentd's `/v1/summary` against a ccusage rerun;
@@ -29,6 +32,8 @@ struct Options {
     dir: PathBuf,
     large: bool,
     quick: bool,
+    /// Only the backfill rows, printed; no report written.
+    backfill_only: bool,
 }
 
 fn options(args: Vec<String>) -> Options {
@@ -38,6 +43,7 @@ fn options(args: Vec<String>) -> Options {
         dir: std::env::temp_dir().join("agentd-bench"),
         large: false,
         quick: false,
+        backfill_only: false,
     };
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
@@ -47,10 +53,11 @@ fn options(args: Vec<String>) -> Options {
             "--dir" => o.dir = it.next().map(PathBuf::from).unwrap_or(o.dir),
             "--large" => o.large = true,
             "--quick" => o.quick = true,
+            "--backfill-only" => o.backfill_only = true,
             other => {
                 eprintln!(
                     "agentd-bench report: unknown argument {other}\n\
-                     usage: agentd-bench report [--ccusage PATH] [--out FILE] [--dir DIR] [--large] [--quick]"
+                     usage: agentd-bench report [--ccusage PATH] [--out FILE] [--dir DIR] [--large] [--quick] [--backfill-only]"
                 );
                 std::process::exit(2);
             }
@@ -72,7 +79,50 @@ struct Scale {
     copied: f64,
     cpu_with_copies: f64,
     cost: f64,
+    /// Every line of the corpus decoded and folded on one core, in memory (seconds).
+    fold_limit: f64,
     ccusage: Option<(f64, f64, f64, f64)>, // wall, cpu, peak MB (larger of the two runs), cost
+}
+
+/// The least work a backfill of `home` can do: every line of every conversation file decoded
+/// and folded by agentd's own folds on one core, the files already in memory, nothing stored.
+/// The best of three rounds, in seconds.
+fn fold_limit(home: &Path) -> f64 {
+    use agentd::ingest::convo::ConversationFold;
+    fn fold_all<F: ConversationFold>(files: &[Vec<u8>], prices: &agentd::prices::Prices) -> usize {
+        let mut lines = 0;
+        for bytes in files {
+            let mut fold = F::default();
+            for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                let _ = fold.apply(line, prices);
+                lines += 1;
+            }
+            std::hint::black_box(&fold);
+        }
+        lines
+    }
+    fn read_all(dir: &Path, out: &mut Vec<Vec<u8>>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                read_all(&p, out);
+            } else if p.extension().is_some_and(|x| x == "jsonl") {
+                out.push(std::fs::read(&p).unwrap_or_default());
+            }
+        }
+    }
+    let (mut claude, mut codex) = (Vec::new(), Vec::new());
+    read_all(&home.join(".claude/projects"), &mut claude);
+    read_all(&home.join(".codex/sessions"), &mut codex);
+    let prices = agentd::prices::Prices::builtin();
+    (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            fold_all::<agentd::ingest::claude::ClaudeFold>(&claude, &prices);
+            fold_all::<agentd::ingest::codex::CodexFold>(&codex, &prices);
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
 }
 
 fn backfill_scale(dir: &Path, sessions: usize, ccusage: Option<&Path>) -> Scale {
@@ -95,6 +145,7 @@ fn backfill_scale(dir: &Path, sessions: usize, ccusage: Option<&Path>) -> Scale 
     let (settled, _) = d.rss_kib();
     let cost = stores::today_cost(&d.socket);
     d.stop();
+    let fold_limit = fold_limit(&home);
     let theirs = ccusage.and_then(|bin| {
         let args = |agent| [agent, "daily", "--json", "--offline", "-z", "UTC"];
         let a = ccusage_run(bin, &home, &args("claude"))?;
@@ -116,13 +167,17 @@ fn backfill_scale(dir: &Path, sessions: usize, ccusage: Option<&Path>) -> Scale 
         copied,
         cpu_with_copies,
         cost,
+        fold_limit,
         ccusage: theirs,
     };
     println!(
-        "  {sessions} conversations: agentd {:.2}s (cpu {:.2}s, peak {:.0} MB){}",
+        "  {sessions} conversations: agentd {:.2}s (cpu {:.2}s, peak {:.0} MB, settled {:.0} MB; \
+         fold limit {:.2}s on one core){}",
         s.wall,
         s.cpu,
         s.peak_mb,
+        s.settled_mb,
+        s.fold_limit,
         s.ccusage.map_or(String::new(), |(w, c, r, _)| format!(
             "; ccusage {w:.2}s (cpu {c:.2}s, peak {r:.0} MB)"
         ))
@@ -285,13 +340,16 @@ pub fn main(args: Vec<String>) {
         .iter()
         .map(|n| backfill_scale(&o.dir, *n, o.ccusage.as_deref()))
         .collect();
+    if o.backfill_only {
+        return;
+    }
     let _ = writeln!(
         md,
         "## Backfill: conversation stores (Claude Code 70 % / Codex 30 %)\n"
     );
     let _ = writeln!(
         md,
-        "| conversations | MB | agentd wall | ccusage wall | wall ratio | agentd CPU | ccusage CPU | CPU ratio | history copies made (agentd CPU by then) | agentd peak RSS | ccusage peak RSS | agentd RSS settled | cost today agentd / ccusage |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| conversations | MB | agentd wall | ccusage wall | wall ratio | agentd CPU | ccusage CPU | CPU ratio | fold limit: one core / all cores | agentd wall against the limit on all cores | history copies made (agentd CPU by then) | agentd peak RSS | ccusage peak RSS | agentd RSS settled | cost today agentd / ccusage |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for s in &scales {
         let c = s.ccusage;
@@ -299,7 +357,7 @@ pub fn main(args: Vec<String>) {
             |v: Option<f64>, unit: &str| v.map_or("–".to_owned(), |v| format!("{v:.2}{unit}"));
         let _ = writeln!(
             md,
-            "| {} | {:.0} | {:.2} s | {} | {} | {:.2} s | {} | {} | {:.1} s ({:.2} s) | {:.0} MB | {} | {:.0} MB | ${:.2} / {} |",
+            "| {} | {:.0} | {:.2} s | {} | {} | {:.2} s | {} | {} | {:.2} s / {:.2} s | {:.2}× | {:.1} s ({:.2} s) | {:.0} MB | {} | {:.0} MB | ${:.2} / {} |",
             s.sessions,
             s.mb,
             s.wall,
@@ -308,6 +366,9 @@ pub fn main(args: Vec<String>) {
             s.cpu,
             f(c.map(|c| c.1), " s"),
             f(c.map(|c| s.cpu / c.1), ""),
+            s.fold_limit,
+            s.fold_limit / cores as f64,
+            s.wall / (s.fold_limit / cores as f64),
             s.copied,
             s.cpu_with_copies,
             s.peak_mb,
@@ -322,6 +383,14 @@ pub fn main(args: Vec<String>) {
         let _ = std::fs::create_dir_all(parent);
     }
     std::fs::write(&chart, svg(&scales)).expect("write the chart");
+    let _ = writeln!(
+        md,
+        "\nThe fold limit is the least work a backfill can do: every line of the corpus decoded and \
+         folded by agentd's own folds on one core, the files already in memory, nothing stored (the \
+         best of three rounds). Divided by the cores it is the shortest a backfill could take if that \
+         work were spread perfectly and reading the files, keeping the database and answering cost \
+         nothing; the column after it says how far agentd's backfill is from that."
+    );
     let _ = writeln!(
         md,
         "\n![backfill time against conversations, agentd and ccusage]({})\n",
