@@ -934,13 +934,16 @@ fn read_in_order<'scope, 'env, F: Format>(
     workers: usize,
 ) -> InOrder<FileRead<F::Fold>> {
     let (tx, rx) = std::sync::mpsc::channel();
-    let taken = Arc::new((
-        std::sync::Mutex::new(Some(0usize)),
+    let progress = Arc::new((
+        std::sync::Mutex::new(Progress {
+            taken: Some(0),
+            waiting: 0,
+        }),
         std::sync::Condvar::new(),
     ));
     let queue = Arc::new(std::sync::Mutex::new(jobs.into_iter().enumerate()));
     for _ in 0..workers.max(1) {
-        let (tx, taken, queue) = (tx.clone(), Arc::clone(&taken), Arc::clone(&queue));
+        let (tx, progress, queue) = (tx.clone(), Arc::clone(&progress), Arc::clone(&queue));
         scope.spawn(move || {
             loop {
                 let Some((i, (path, prior))) =
@@ -949,15 +952,17 @@ fn read_in_order<'scope, 'env, F: Format>(
                     return;
                 };
                 // Wait until the caller has taken in all but READ_AHEAD of the files before.
-                let (lock, moved) = &*taken;
-                let mut t = lock.lock().unwrap_or_else(|e| e.into_inner());
-                while t.is_some_and(|t| i >= t + READ_AHEAD) {
-                    t = moved.wait(t).unwrap_or_else(|e| e.into_inner());
+                let (lock, moved) = &*progress;
+                let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+                while p.taken.is_some_and(|t| i >= t + READ_AHEAD) {
+                    p.waiting += 1;
+                    p = moved.wait(p).unwrap_or_else(|e| e.into_inner());
+                    p.waiting -= 1;
                 }
-                if t.is_none() {
+                if p.taken.is_none() {
                     return; // dropped: stop reading
                 }
-                drop(t);
+                drop(p);
                 if tx
                     .send((i, read_path::<F>(&path, prior, store, prices)))
                     .is_err()
@@ -971,8 +976,17 @@ fn read_in_order<'scope, 'env, F: Format>(
         rx,
         early: BTreeMap::new(),
         next: 0,
-        taken,
+        progress,
     }
+}
+
+/// How far the caller of [`read_in_order`] is, for the readers to wait on.
+struct Progress {
+    /// How many jobs were taken (`None` once dropped).
+    taken: Option<usize>,
+    /// Readers waiting for it to move: only then is it worth waking them (a wake-up is a
+    /// system call, and most files are taken with no reader waiting).
+    waiting: usize,
 }
 
 /// What [`read_in_order`] yields.
@@ -982,15 +996,17 @@ struct InOrder<T> {
     early: BTreeMap<usize, T>,
     /// The index of the next job to yield.
     next: usize,
-    /// How many jobs were taken (`None` once dropped), for the readers to wait on.
-    taken: Arc<(std::sync::Mutex<Option<usize>>, std::sync::Condvar)>,
+    progress: Arc<(std::sync::Mutex<Progress>, std::sync::Condvar)>,
 }
 
 impl<T> InOrder<T> {
     fn set_taken(&self, taken: Option<usize>) {
-        let (lock, moved) = &*self.taken;
-        *lock.lock().unwrap_or_else(|e| e.into_inner()) = taken;
-        moved.notify_all();
+        let (lock, moved) = &*self.progress;
+        let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+        p.taken = taken;
+        if p.waiting > 0 {
+            moved.notify_all();
+        }
     }
 }
 

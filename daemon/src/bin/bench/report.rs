@@ -9,7 +9,8 @@
 //!   shortest a backfill could take), wall time, CPU time and peak RSS side by side, their
 //!   ratios, when agentd's history copies
 //!   (made after the backfill) were all made and its CPU time by then, its RSS settled after
-//!   them, and today's cost from both;
+//!   them, a restart over what it ingested (to every source scanned, and its RSS then), and
+//!   today's cost from both;
 //! - "cost today" again: agentd's `/v1/summary` against a ccusage rerun;
 //! - a line appended → its item's update on `/v1/events`;
 //! - agentd's CPU while idle for 60 s (10 s with `--quick`);
@@ -79,6 +80,9 @@ struct Scale {
     copied: f64,
     cpu_with_copies: f64,
     cost: f64,
+    /// A restart over the ingested corpus, to every source scanned (seconds), and the RSS then.
+    restart: f64,
+    restart_mb: f64,
     /// Every line of the corpus decoded and folded on one core, in memory (seconds).
     fold_limit: f64,
     ccusage: Option<(f64, f64, f64, f64)>, // wall, cpu, peak MB (larger of the two runs), cost
@@ -93,9 +97,15 @@ fn fold_limit(home: &Path) -> f64 {
         let mut lines = 0;
         for bytes in files {
             let mut fold = F::default();
-            for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                let _ = fold.apply(line, prices);
-                lines += 1;
+            let mut start = 0;
+            // Lines found as agentd finds them (memchr), not byte by byte.
+            for end in memchr::memchr_iter(b'\n', bytes).chain([bytes.len()]) {
+                let line = &bytes[start..end];
+                start = end + 1;
+                if !line.is_empty() {
+                    let _ = fold.apply(line, prices);
+                    lines += 1;
+                }
             }
             std::hint::black_box(&fold);
         }
@@ -145,6 +155,12 @@ fn backfill_scale(dir: &Path, sessions: usize, ccusage: Option<&Path>) -> Scale 
     let (settled, _) = d.rss_kib();
     let cost = stores::today_cost(&d.socket);
     d.stop();
+    // A restart over what was ingested: every file's cursor is checked, none is read again.
+    let (d, _) = start_with_home(&dir, &home);
+    let restart_started = Instant::now();
+    let restart = super::formats::backfill(&d.socket, sessions, restart_started).as_secs_f64();
+    let (restart_rss, _) = d.rss_kib();
+    d.stop();
     let fold_limit = fold_limit(&home);
     let theirs = ccusage.and_then(|bin| {
         let args = |agent| [agent, "daily", "--json", "--offline", "-z", "UTC"];
@@ -167,17 +183,21 @@ fn backfill_scale(dir: &Path, sessions: usize, ccusage: Option<&Path>) -> Scale 
         copied,
         cpu_with_copies,
         cost,
+        restart,
+        restart_mb: restart_rss as f64 / 1024.0,
         fold_limit,
         ccusage: theirs,
     };
     println!(
         "  {sessions} conversations: agentd {:.2}s (cpu {:.2}s, peak {:.0} MB, settled {:.0} MB; \
-         fold limit {:.2}s on one core){}",
+         fold limit {:.2}s on one core; restart {:.2}s, {:.0} MB){}",
         s.wall,
         s.cpu,
         s.peak_mb,
         s.settled_mb,
         s.fold_limit,
+        s.restart,
+        s.restart_mb,
         s.ccusage.map_or(String::new(), |(w, c, r, _)| format!(
             "; ccusage {w:.2}s (cpu {c:.2}s, peak {r:.0} MB)"
         ))
@@ -349,7 +369,7 @@ pub fn main(args: Vec<String>) {
     );
     let _ = writeln!(
         md,
-        "| conversations | MB | agentd wall | ccusage wall | wall ratio | agentd CPU | ccusage CPU | CPU ratio | fold limit: one core / all cores | agentd wall against the limit on all cores | history copies made (agentd CPU by then) | agentd peak RSS | ccusage peak RSS | agentd RSS settled | cost today agentd / ccusage |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| conversations | MB | agentd wall | ccusage wall | wall ratio | agentd CPU | ccusage CPU | CPU ratio | fold limit: one core / all cores | agentd wall against the limit on all cores | history copies made (agentd CPU by then) | agentd peak RSS | ccusage peak RSS | agentd RSS settled | restart: all scanned (RSS then) | cost today agentd / ccusage |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for s in &scales {
         let c = s.ccusage;
@@ -357,7 +377,7 @@ pub fn main(args: Vec<String>) {
             |v: Option<f64>, unit: &str| v.map_or("–".to_owned(), |v| format!("{v:.2}{unit}"));
         let _ = writeln!(
             md,
-            "| {} | {:.0} | {:.2} s | {} | {} | {:.2} s | {} | {} | {:.2} s / {:.2} s | {:.2}× | {:.1} s ({:.2} s) | {:.0} MB | {} | {:.0} MB | ${:.2} / {} |",
+            "| {} | {:.0} | {:.2} s | {} | {} | {:.2} s | {} | {} | {:.2} s / {:.2} s | {:.2}× | {:.1} s ({:.2} s) | {:.0} MB | {} | {:.0} MB | {:.2} s ({:.0} MB) | ${:.2} / {} |",
             s.sessions,
             s.mb,
             s.wall,
@@ -374,6 +394,8 @@ pub fn main(args: Vec<String>) {
             s.peak_mb,
             c.map_or("–".to_owned(), |c| format!("{:.0} MB", c.2)),
             s.settled_mb,
+            s.restart,
+            s.restart_mb,
             s.cost,
             c.map_or("–".to_owned(), |c| format!("${:.2}", c.3)),
         );
