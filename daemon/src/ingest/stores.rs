@@ -361,8 +361,9 @@ impl<F: Format> StoreSource<F> {
             .iter()
             .map(|p| {
                 (
-                    p.clone(),
-                    self.file(p).and_then(|e| e.state.as_deref().cloned()),
+                    p.as_path(),
+                    self.file(p)
+                        .and_then(|e| e.state.as_ref().map(|s| Box::new((**s).clone()))),
                 )
             })
             .collect();
@@ -912,23 +913,27 @@ const READ_AHEAD: usize = 128;
 /// Reader threads at most: parsing is the backfill's cost, and files are independent.
 const MAX_READERS: usize = 4;
 
-/// Reader threads for a scan: one per core (the scan's own thread takes what they read in and
-/// the writer commits it, both light beside reading), up to [`MAX_READERS`].
+/// Reader threads for a scan: one per core beyond the first (the writer commits on a core of
+/// its own meanwhile, and the scan's thread takes in what is read; on two cores one reader
+/// beside them already keeps both busy: two made a backfill no faster and its peak memory
+/// larger), up to [`MAX_READERS`].
 fn reader_threads() -> usize {
     std::thread::available_parallelism()
         .map_or(1, |n| n.get())
+        .saturating_sub(1)
         .clamp(1, MAX_READERS)
 }
 
-/// One file for a reader: its path and its state in memory, if held.
-type ReadJob<F> = (PathBuf, Option<FileState<F>>);
+/// One file for a reader: its path and its state in memory, if held (boxed: a scan makes a job
+/// for every file at once, and most have no state in memory).
+type ReadJob<'a, F> = (&'a Path, Option<Box<FileState<F>>>);
 
 /// Reads `jobs` with [`read_path`] on `workers` threads of `scope` and yields what they read in
 /// the jobs' order, each as soon as it and every job before it are read: the caller takes
 /// files in while the next ones are being read. Dropping it early stops the readers.
 fn read_in_order<'scope, 'env, F: Format>(
     scope: &'scope std::thread::Scope<'scope, 'env>,
-    jobs: Vec<ReadJob<F::Fold>>,
+    jobs: Vec<ReadJob<'env, F::Fold>>,
     store: &'env Store,
     prices: &'env Prices,
     workers: usize,
@@ -964,7 +969,7 @@ fn read_in_order<'scope, 'env, F: Format>(
                 }
                 drop(p);
                 if tx
-                    .send((i, read_path::<F>(&path, prior, store, prices)))
+                    .send((i, read_path::<F>(path, prior.map(|b| *b), store, prices)))
                     .is_err()
                 {
                     return;
@@ -1209,7 +1214,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let chats = dir.join("projects/-src/chats");
         std::fs::create_dir_all(&chats).unwrap();
-        let mut jobs = Vec::new();
+        let mut paths = Vec::new();
         for i in 0..23 {
             let path = chats.join(format!("s{i:02}.jsonl"));
             let lines: String = (0..=i)
@@ -1221,7 +1226,7 @@ mod tests {
                 })
                 .collect();
             std::fs::write(&path, lines).unwrap();
-            jobs.push((path, None));
+            paths.push(path);
         }
         let store = Store::open(
             &dir.join("agentd.redb"),
@@ -1246,7 +1251,7 @@ mod tests {
                 summary(
                     read_in_order::<super::super::formats::Qwen>(
                         scope,
-                        jobs.clone(),
+                        paths.iter().map(|p| (p.as_path(), None)).collect(),
                         &store,
                         &prices,
                         workers,
@@ -1259,7 +1264,12 @@ mod tests {
         let three = read(3);
         // Dropped early, with more jobs than are read ahead, the readers waiting to read ahead
         // stop (the scope would not end otherwise).
-        let many: Vec<_> = jobs.iter().cycle().take(READ_AHEAD * 3).cloned().collect();
+        let many: Vec<_> = paths
+            .iter()
+            .cycle()
+            .take(READ_AHEAD * 3)
+            .map(|p| (p.as_path(), None))
+            .collect();
         std::thread::scope(|scope| {
             let mut reads =
                 read_in_order::<super::super::formats::Qwen>(scope, many, &store, &prices, 2);

@@ -482,6 +482,7 @@ pub fn spawn(
         compaction_attempts: 0,
         last_write: std::time::Instant::now(),
         trim_pending: false,
+        last_trim: std::time::Instant::now(),
     };
     let thread = std::thread::Builder::new()
         .name("agentd-writer".into())
@@ -490,13 +491,17 @@ pub fn spawn(
     Ok((WriterHandle { tx, queued }, published, thread))
 }
 
-/// A transaction at least this large is a burst (a backfill); once the writer has been quiet
-/// for [`TRIM_WHEN_QUIET`] after it, freed memory is handed back to the system so that the
-/// daemon's resident size falls back to its steady state instead of staying at the burst's peak.
+/// A transaction at least this large is a burst (a backfill); freed memory is then handed back
+/// to the system so that the daemon's resident size falls back to its steady state instead of
+/// staying at the burst's peak: when the queue is empty after it, at most every
+/// [`TRIM_EVERY`], and once the writer has been quiet for [`TRIM_WHEN_QUIET`].
 const TRIM_AFTER_UPDATES: usize = 256;
-/// How long the writer waits after a burst before handing memory back: a backfill's
-/// transactions come a few milliseconds apart, and trimming between them (a walk of the whole
-/// heap, then faulting the pages back in) cost a backfill a twentieth of its CPU time.
+/// Trims during a burst at most this often: a backfill's transactions come a few milliseconds
+/// apart, and trimming after each (a walk of the whole heap, then faulting the pages back in)
+/// cost a backfill a twentieth of its CPU time; never trimming during it let a 50,000
+/// conversation backfill peak at twice its settled size.
+const TRIM_EVERY: Duration = Duration::from_millis(500);
+/// How long the writer waits after a burst before the last trim.
 const TRIM_WHEN_QUIET: Duration = Duration::from_millis(300);
 
 /// Hands freed heap memory back to the system (glibc keeps it otherwise).
@@ -540,6 +545,8 @@ struct WriterState {
     /// A burst was committed and its freed memory is not handed back yet (see
     /// [`TRIM_WHEN_QUIET`]).
     trim_pending: bool,
+    /// When freed memory was last handed back (see [`TRIM_EVERY`]).
+    last_trim: std::time::Instant,
 }
 
 /// After this many item updates (a backfill, a burst of runs) the database file is compacted
@@ -604,6 +611,7 @@ impl WriterState {
                 let quiet_for = self.last_write.elapsed();
                 if quiet_for >= TRIM_WHEN_QUIET {
                     release_free_memory();
+                    self.last_trim = std::time::Instant::now();
                     self.trim_pending = false;
                 } else {
                     wait = wait.min(TRIM_WHEN_QUIET - quiet_for);
@@ -637,13 +645,17 @@ impl WriterState {
             };
             let mut updates = op_updates(&first);
             let mut ops = vec![first];
+            let mut drained = false;
             while ops.len() < MAX_OPS_PER_TXN && updates < MAX_UPDATES_PER_TXN {
                 match rx.try_recv() {
                     Ok(op) => {
                         updates += op_updates(&op);
                         ops.push(op);
                     }
-                    Err(_) => break,
+                    Err(_) => {
+                        drained = true;
+                        break;
+                    }
                 }
             }
             let mut barriers = Vec::new();
@@ -672,7 +684,12 @@ impl WriterState {
                     self.publish_summary(); // midnight passed while busy
                 }
                 if updates >= TRIM_AFTER_UPDATES {
-                    self.trim_pending = true;
+                    if drained && self.last_trim.elapsed() >= TRIM_EVERY {
+                        release_free_memory();
+                        self.last_trim = std::time::Instant::now();
+                    } else {
+                        self.trim_pending = true;
+                    }
                 }
             }
             for done in barriers {
