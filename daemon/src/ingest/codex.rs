@@ -50,6 +50,7 @@
 use super::convo::{
     ABANDONED_AFTER_MS, BLOCKED_AFTER_MS, Conversation, ConversationFold, CostSum, QUIET_DONE_MS,
 };
+use super::lenient::{scalars_are_empty, skip_map, skip_seq};
 use super::transcript::{say, tool};
 use crate::prices::Prices;
 use agentd_wire::{Millis, Status, Usage};
@@ -454,31 +455,6 @@ fn error_ends_turn(info: Option<&Value>) -> bool {
     )
 }
 
-/// The `visit_*` methods of a lenient visitor for numbers, booleans and null: all give
-/// `$default` (`<$t>::default()` when not given).
-macro_rules! scalars_as_default {
-    ($t:ty) => {
-        scalars_as_default!($t, <$t>::default());
-    };
-    ($t:ty, $default:expr) => {
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<$t, E> {
-            Ok($default)
-        }
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<$t, E> {
-            Ok($default)
-        }
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<$t, E> {
-            Ok($default)
-        }
-        fn visit_f64<E: de::Error>(self, _: f64) -> Result<$t, E> {
-            Ok($default)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<$t, E> {
-            Ok($default)
-        }
-    };
-}
-
 /// One rollout line: `timestamp`, `type` and the `payload`, read without building the parts
 /// this fold does not use (tool outputs and instructions are most of a rollout's bytes).
 struct Line {
@@ -547,7 +523,7 @@ impl<'de> Deserialize<'de> for TokenInfo {
             fn visit_str<E: de::Error>(self, _: &str) -> Result<TokenInfo, E> {
                 Ok(TokenInfo::default())
             }
-            scalars_as_default!(TokenInfo);
+            scalars_are_empty!();
         }
         d.deserialize_any(V)
     }
@@ -555,6 +531,7 @@ impl<'de> Deserialize<'de> for TokenInfo {
 
 /// A usage object's counts (`Some` only for an object); a count that is not a non-negative
 /// integer is 0.
+#[derive(Default)]
 struct Counts(Option<Tokens>);
 
 impl<'de> Deserialize<'de> for Counts {
@@ -588,7 +565,7 @@ impl<'de> Deserialize<'de> for Counts {
             fn visit_str<E: de::Error>(self, _: &str) -> Result<Counts, E> {
                 Ok(Counts(None))
             }
-            scalars_as_default!(Counts, Counts(None));
+            scalars_are_empty!();
         }
         d.deserialize_any(V)
     }
@@ -608,9 +585,8 @@ impl<'de> Deserialize<'de> for Count {
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Count, E> {
                 Ok(Count(v))
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Count, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Count(0))
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Count, A::Error> {
+                skip_map(map).map(|()| Count(0))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Count, A::Error> {
                 skip_seq(seq).map(|()| Count(0))
@@ -636,6 +612,7 @@ impl<'de> Deserialize<'de> for Count {
 }
 
 /// A string, or `None` for any other value (skipped unbuilt).
+#[derive(Default)]
 struct MaybeString(Option<String>);
 
 impl<'de> Deserialize<'de> for MaybeString {
@@ -652,23 +629,16 @@ impl<'de> Deserialize<'de> for MaybeString {
             fn visit_string<E: de::Error>(self, v: String) -> Result<MaybeString, E> {
                 Ok(MaybeString(Some(v)))
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<MaybeString, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(MaybeString(None))
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<MaybeString, A::Error> {
+                skip_map(map).map(|()| MaybeString(None))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<MaybeString, A::Error> {
                 skip_seq(seq).map(|()| MaybeString(None))
             }
-            scalars_as_default!(MaybeString, MaybeString(None));
+            scalars_are_empty!();
         }
         d.deserialize_any(V)
     }
-}
-
-/// Skips the rest of a sequence unbuilt.
-fn skip_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
-    while seq.next_element::<IgnoredAny>()?.is_some() {}
-    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -780,28 +750,13 @@ impl<'de> Deserialize<'de> for Payload {
                 Ok(p)
             }
             // A payload that is not an object has none of the fields: the line is ignored.
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Payload, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Payload::default())
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Payload, A::Error> {
+                skip_seq(seq).map(|()| Payload::default())
             }
             fn visit_str<E: de::Error>(self, _: &str) -> Result<Payload, E> {
                 Ok(Payload::default())
             }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Payload, E> {
-                Ok(Payload::default())
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Payload, E> {
-                Ok(Payload::default())
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Payload, E> {
-                Ok(Payload::default())
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Payload, E> {
-                Ok(Payload::default())
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Payload, E> {
-                Ok(Payload::default())
-            }
+            scalars_are_empty!();
         }
         d.deserialize_any(V)
     }

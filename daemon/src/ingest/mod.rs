@@ -27,6 +27,7 @@ pub mod gemini;
 pub mod goose;
 pub mod hooks;
 pub mod kimi;
+mod lenient;
 pub mod names;
 pub mod opencode;
 pub mod opencode_storage;
