@@ -81,24 +81,26 @@ pub const KEY: &str = "oz-test-key";
 /// A daemon syncing from `oz` with `key`, with `u-me` as the user's cloud uid and one-second
 /// polling.
 pub fn cloud_daemon(name: &str, oz: &FakeOz, key: &str) -> crate::Daemon {
-    let config =
-        std::env::temp_dir().join(format!("agentd-cloud-{}-{name}.toml", std::process::id()));
+    let opts = crate::Options {
+        env: vec![
+            ("WARP_API_KEY".into(), key.into()),
+            ("AGENTD_CLOUD_URL".into(), oz.url.clone()),
+        ],
+        ..crate::Options::default()
+    };
+    let mut d = crate::Daemon::prepare(name, opts);
+    // In the daemon's own scratch dir, so it goes when the test's scratch does.
+    let config = d.dir.0.join("cloud.toml");
     std::fs::write(
         &config,
         "[cloud]\nme = \"u-me\"\npoll_active_secs = 1\npoll_idle_secs = 1\nhorizon_days = 3650\n",
     )
     .unwrap();
-    crate::Daemon::start_with(
-        name,
-        crate::Options {
-            env: vec![
-                ("WARP_API_KEY".into(), key.into()),
-                ("AGENTD_CLOUD_URL".into(), oz.url.clone()),
-                ("AGENTD_CONFIG".into(), config.display().to_string()),
-            ],
-            ..crate::Options::default()
-        },
-    )
+    d.opts
+        .env
+        .push(("AGENTD_CONFIG".into(), config.display().to_string()));
+    d.spawn();
+    d
 }
 
 /// A run as the API describes it.

@@ -119,6 +119,29 @@ pub fn spawn<S: Followed>(
     Ok((tx, thread))
 }
 
+/// What a watcher error means for the follower.
+#[derive(Debug, PartialEq, Eq)]
+enum WatchError {
+    /// Notifications may have been lost (the watcher could not read the kernel's queue):
+    /// rescan.
+    Lost,
+    /// A dir under a watched one could not be watched, the watch limit reached: poll.
+    TooManyWatches,
+    /// A dir under a watched one could not be walked or watched (no permission, say): the
+    /// rest is followed, and a rescan would fail the same way.
+    Unreadable,
+}
+
+impl WatchError {
+    fn of(e: &notify::Error) -> WatchError {
+        match &e.kind {
+            notify::ErrorKind::MaxFilesWatch => WatchError::TooManyWatches,
+            _ if e.paths.is_empty() => WatchError::Lost,
+            _ => WatchError::Unreadable,
+        }
+    }
+}
+
 /// Why the loop woke up.
 enum Wake {
     Event(IngestEvent),
@@ -249,10 +272,38 @@ impl<S: Followed> Follower<S> {
             match ev {
                 IngestEvent::Fs(fs) => match *fs {
                     Ok(ev) => rescan |= self.collect(ev, &mut changed, &mut removed),
-                    Err(e) => {
-                        tracing::warn!("file watcher error, rescanning {}: {e}", S::NAME);
-                        rescan = true;
-                    }
+                    Err(e) => match WatchError::of(&e) {
+                        WatchError::Lost => {
+                            tracing::warn!("file watcher error, rescanning {}: {e}", S::NAME);
+                            rescan = true;
+                        }
+                        WatchError::TooManyWatches => {
+                            // Part of a tree is not watched: scan the dirs it is under every
+                            // tick instead (a rescan would run into the same limit).
+                            let roots: Vec<PathBuf> = self
+                                .watched
+                                .iter()
+                                .filter(|d| {
+                                    e.paths.is_empty() || e.paths.iter().any(|p| p.starts_with(d))
+                                })
+                                .cloned()
+                                .collect();
+                            for dir in roots {
+                                if self.polled.insert(dir.clone()) {
+                                    tracing::warn!(
+                                        "cannot watch all of {} (the inotify watch limit, fs.inotify.max_user_watches): scanning it every {:?} instead",
+                                        dir.display(),
+                                        S::TICK
+                                    );
+                                }
+                            }
+                        }
+                        WatchError::Unreadable => {
+                            // A dir that cannot be watched cannot be read either: nothing to
+                            // rescan, the rest of the tree is watched.
+                            tracing::warn!("{} cannot follow part of its dirs: {e}", S::NAME);
+                        }
+                    },
                 },
                 IngestEvent::Tick => {}
                 IngestEvent::Hook(signal) => hooks.push(*signal),
@@ -362,5 +413,41 @@ impl<S: Followed> Follower<S> {
         let step = self.watch_new_dirs();
         crate::store::writer::release_free_memory();
         step
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WatchError;
+
+    /// notify reports the parts of a watched tree it could not watch as errors naming them
+    /// (where older versions left those subtrees unwatched in silence): such an error must not
+    /// start a rescan, which would walk into the same dir and fail again, forever.
+    #[test]
+    fn a_dir_that_cannot_be_watched_is_not_a_reason_to_rescan() {
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let cases = [
+            (
+                notify::Error::io(denied).add_path("/home/u/.claude/projects/locked".into()),
+                WatchError::Unreadable,
+            ),
+            (
+                notify::Error::new(notify::ErrorKind::MaxFilesWatch)
+                    .add_path("/home/u/.claude/projects/p".into()),
+                WatchError::TooManyWatches,
+            ),
+            (
+                notify::Error::new(notify::ErrorKind::MaxFilesWatch),
+                WatchError::TooManyWatches,
+            ),
+            (
+                notify::Error::io(std::io::Error::other("read of the inotify fd failed")),
+                WatchError::Lost,
+            ),
+            (notify::Error::generic("queue gone"), WatchError::Lost),
+        ];
+        for (error, want) in cases {
+            assert_eq!(WatchError::of(&error), want, "{error:?}");
+        }
     }
 }

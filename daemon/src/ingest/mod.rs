@@ -72,8 +72,8 @@ pub fn unqueue(queued: &Mutex<HashSet<PathBuf>>, paths: &[PathBuf]) {
 
 /// Starts a notify watcher that hands events to an ingestor's loop through `events`.
 ///
-/// Open and close events (inotify reports every open, a scan's included) say nothing about new
-/// content and stop here. A file being appended to produces an event per write: one queued
+/// Open and close events say nothing about new content: they are not watched (and any a
+/// backend still reports stop here). A file being appended to produces an event per write: one queued
 /// data event per file is enough, so `queued` holds the files that have one waiting (the
 /// ingestor takes a file off it before reading). When the queue is full the event is dropped
 /// and `overflowed` asks for a rescan instead: memory stays bounded and nothing is missed.
@@ -82,7 +82,7 @@ pub fn start_watcher(
     overflowed: Arc<AtomicBool>,
     queued: Arc<Mutex<HashSet<PathBuf>>>,
 ) -> notify::Result<notify::RecommendedWatcher> {
-    notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+    let handler = move |res: notify::Result<notify::Event>| {
         let mut data_path = None;
         if let Ok(e) = &res {
             if matches!(e.kind, EventKind::Access(_)) {
@@ -110,7 +110,11 @@ pub fn start_watcher(
             }
             overflowed.store(true, Ordering::Relaxed);
         }
-    })
+    };
+    // Access events (opens and closes) are not watched at all: the kernel then never queues one
+    // for each file a scan opens, nor wakes the watcher's thread for it.
+    let config = notify::Config::default().with_event_kinds(notify::EventKindMask::CORE);
+    <notify::RecommendedWatcher as notify::Watcher>::new(handler, config)
 }
 
 /// What wakes an ingestor's loop. Boxed payloads keep a slot small: each follower's queue holds

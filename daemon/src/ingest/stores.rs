@@ -121,6 +121,11 @@ type MainFile<'a, Fold> = (
 /// user's history: 128 folds is a few MB.
 const RESIDENT_FOLDS: usize = 128;
 
+/// Folds in memory during a scan past which it waits for the writer to commit what it sent
+/// (see `StoreSource::let_go_while_scanning`): a few scan batches, enough to keep the writer
+/// busy.
+const RESIDENT_WHILE_BEHIND: usize = 8 * RESIDENT_FOLDS;
+
 /// The status last stored for a conversation, to notice when the clock changes it.
 type Emitted = (Status, Option<String>);
 
@@ -346,11 +351,23 @@ impl<F: Format> StoreSource<F> {
                 batch.last_error = Some(msg);
             }
         }
-        // Sorted by their path without the extension, a conversation's files are neighbours, its
-        // main file first (`S`, then `S/subagents/…`; by whole paths `S/…` would come before
-        // `S.jsonl`), and a batch is only cut between groups, so an item is rarely committed
-        // before all of its files are read (`rendered` and `unrendered` correct it when it is).
-        found.sort_by_cached_key(|p| p.with_extension(""));
+        // A conversation's files are neighbours (see `scan_order`), and a batch is only cut
+        // between groups, so an item is rarely committed before all of its files are read
+        // (`rendered` and `unrendered` correct it when it is). Files mostly new (a backfill) are
+        // taken oldest first; files mostly known (a restart) in path order, which is their
+        // cursors' key order: each cursor is then on the page of the one before, where in time
+        // order every one would be a read of its own.
+        let prefix = format!("{}:{}/", F::NAME, dir.display());
+        let known = self
+            .store
+            .count_cursors(&prefix, total / 2 + 1)
+            .unwrap_or(total);
+        let by_time = known <= total / 2;
+        let found = scan_order(found, |p| {
+            by_time
+                .then(|| std::fs::symlink_metadata(p).and_then(|m| m.modified()).ok())
+                .flatten()
+        });
         let mut touched = BTreeSet::new();
         let mut group: Option<PathBuf> = None;
         let mut in_batch = 0usize;
@@ -610,9 +627,20 @@ impl<F: Format> StoreSource<F> {
     /// During a scan, once more than twice [`RESIDENT_FOLDS`] are in memory: sends the writer
     /// a barrier without waiting for it, and when a barrier sent earlier has been passed, lets
     /// go of the quiet folds read before it (their cursors are committed).
+    ///
+    /// With more than [`RESIDENT_WHILE_BEHIND`] in memory it waits for that barrier: the scan
+    /// reads faster than a large database takes writes, and would otherwise hold every fold
+    /// and batch the writer has not reached yet.
     fn let_go_while_scanning(&mut self) -> Step {
         if let Some((passed, mark)) = &self.letting_go {
-            match passed.try_recv() {
+            let waited = if self.resident > RESIDENT_WHILE_BEHIND {
+                passed
+                    .recv()
+                    .map_err(|_| std::sync::mpsc::TryRecvError::Disconnected)
+            } else {
+                passed.try_recv()
+            };
+            match waited {
                 Ok(()) => {
                     let mark = *mark;
                     self.letting_go = None;
@@ -928,16 +956,22 @@ fn reader_threads() -> usize {
 /// for every file at once, and most have no state in memory).
 type ReadJob<'a, F> = (&'a Path, Option<Box<FileState<F>>>);
 
+/// The jobs not taken yet, numbered in their order, shared by the readers and the caller.
+type Jobs<'a, F> = Arc<
+    std::sync::Mutex<std::iter::Peekable<std::iter::Enumerate<std::vec::IntoIter<ReadJob<'a, F>>>>>,
+>;
+
 /// Reads `jobs` with [`read_path`] on `workers` threads of `scope` and yields what they read in
 /// the jobs' order, each as soon as it and every job before it are read: the caller takes
-/// files in while the next ones are being read. Dropping it early stops the readers.
+/// files in while the next ones are being read, and reads one itself rather than wait for the
+/// next. Dropping it early stops the readers.
 fn read_in_order<'scope, 'env, F: Format>(
     scope: &'scope std::thread::Scope<'scope, 'env>,
     jobs: Vec<ReadJob<'env, F::Fold>>,
     store: &'env Store,
     prices: &'env Prices,
     workers: usize,
-) -> InOrder<FileRead<F::Fold>> {
+) -> InOrder<'env, F> {
     let (tx, rx) = std::sync::mpsc::channel();
     let progress = Arc::new((
         std::sync::Mutex::new(Progress {
@@ -946,7 +980,9 @@ fn read_in_order<'scope, 'env, F: Format>(
         }),
         std::sync::Condvar::new(),
     ));
-    let queue = Arc::new(std::sync::Mutex::new(jobs.into_iter().enumerate()));
+    let queue: Jobs<'env, F::Fold> = Arc::new(std::sync::Mutex::new(
+        jobs.into_iter().enumerate().peekable(),
+    ));
     for _ in 0..workers.max(1) {
         let (tx, progress, queue) = (tx.clone(), Arc::clone(&progress), Arc::clone(&queue));
         scope.spawn(move || {
@@ -982,6 +1018,9 @@ fn read_in_order<'scope, 'env, F: Format>(
         early: BTreeMap::new(),
         next: 0,
         progress,
+        queue,
+        store,
+        prices,
     }
 }
 
@@ -995,16 +1034,21 @@ struct Progress {
 }
 
 /// What [`read_in_order`] yields.
-struct InOrder<T> {
-    rx: std::sync::mpsc::Receiver<(usize, T)>,
+struct InOrder<'env, F: Format> {
+    rx: std::sync::mpsc::Receiver<(usize, FileRead<F::Fold>)>,
     /// Reads that arrived before one of a file ahead of them.
-    early: BTreeMap<usize, T>,
+    early: BTreeMap<usize, FileRead<F::Fold>>,
     /// The index of the next job to yield.
     next: usize,
     progress: Arc<(std::sync::Mutex<Progress>, std::sync::Condvar)>,
+    /// The jobs no reader took yet: the caller reads one of them itself when the next read is
+    /// not there yet.
+    queue: Jobs<'env, F::Fold>,
+    store: &'env Store,
+    prices: &'env Prices,
 }
 
-impl<T> InOrder<T> {
+impl<F: Format> InOrder<'_, F> {
     fn set_taken(&self, taken: Option<usize>) {
         let (lock, moved) = &*self.progress;
         let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -1015,14 +1059,32 @@ impl<T> InOrder<T> {
     }
 }
 
-impl<T> Iterator for InOrder<T> {
-    type Item = T;
-    fn next(&mut self) -> Option<T> {
+impl<F: Format> Iterator for InOrder<'_, F> {
+    type Item = FileRead<F::Fold>;
+    fn next(&mut self) -> Option<FileRead<F::Fold>> {
         loop {
             if let Some(read) = self.early.remove(&self.next) {
                 self.next += 1;
                 self.set_taken(Some(self.next));
                 return Some(read);
+            }
+            if let Ok((i, read)) = self.rx.try_recv() {
+                self.early.insert(i, read);
+                continue;
+            }
+            // The next file is not read yet: read one after it (within the read-ahead bound)
+            // rather than sleep until a reader wakes this thread, which would cost a wake-up
+            // per file and leave this thread's core to the others.
+            let ahead = self.next + READ_AHEAD;
+            let job = self
+                .queue
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .next_if(|(i, _)| *i < ahead);
+            if let Some((i, (path, prior))) = job {
+                let read = read_path::<F>(path, prior.map(|b| *b), self.store, self.prices);
+                self.early.insert(i, read);
+                continue;
             }
             // Every job is read by some reader unless a reader panicked (the scope then
             // propagates the panic); all senders gone means no job is left.
@@ -1032,7 +1094,7 @@ impl<T> Iterator for InOrder<T> {
     }
 }
 
-impl<T> Drop for InOrder<T> {
+impl<F: Format> Drop for InOrder<'_, F> {
     fn drop(&mut self) {
         self.set_taken(None);
     }
@@ -1197,6 +1259,40 @@ fn walk(dir: &Path, depth: usize, found: &mut Vec<PathBuf>, errors: &mut Vec<Str
     }
 }
 
+/// The order a scan reads its files in: a conversation's files together, sorted by their path
+/// without the extension, so its main file comes first (`S`, then `S/subagents/…`; by whole
+/// paths `S/…` would come before `S.jsonl`); and the conversations by when their files were last
+/// written (`modified`; oldest first, unknown first, ties in path order).
+///
+/// Why by time: the index is ordered by when each item was last updated, which is about when
+/// its files were last written. Taken in that order, a backfill's index entries land at the end
+/// of each partition and a transaction dirties a few of its pages. In path order they landed all
+/// over it, and every transaction of a large backfill rewrote nearly the whole index: at 50,000
+/// conversations, most of the writer's time.
+fn scan_order(
+    mut found: Vec<PathBuf>,
+    modified: impl Fn(&Path) -> Option<std::time::SystemTime>,
+) -> Vec<PathBuf> {
+    found.sort_by_cached_key(|p| p.with_extension(""));
+    // (the group's latest write, the group's number, the file)
+    let mut keyed: Vec<(Option<std::time::SystemTime>, usize, PathBuf)> =
+        Vec::with_capacity(found.len());
+    let (mut prefix, mut first, mut latest): (Option<PathBuf>, usize, _) = (None, 0, None);
+    for path in found {
+        if !prefix.as_ref().is_some_and(|g| path.starts_with(g)) {
+            keyed[first..].iter_mut().for_each(|k| k.0 = latest);
+            (first, latest) = (keyed.len(), None);
+            prefix = Some(path.with_extension(""));
+        }
+        latest = latest.max(modified(&path));
+        keyed.push((None, first, path));
+    }
+    keyed[first..].iter_mut().for_each(|k| k.0 = latest);
+    // Stable: a group's files keep their order.
+    keyed.sort_by_key(|(time, group, _)| (*time, *group));
+    keyed.into_iter().map(|(_, _, path)| path).collect()
+}
+
 /// `*.jsonl` (or another extension), not hidden: editors and atomic writers use dot-files.
 pub fn has_extension(p: &Path, ext: &str) -> bool {
     p.extension().is_some_and(|e| e == ext)
@@ -1207,6 +1303,37 @@ pub fn has_extension(p: &Path, ext: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scan_reads_conversations_oldest_first_with_their_files_together() {
+        let at = |s: u64| Some(std::time::UNIX_EPOCH + Duration::from_secs(s));
+        let files = [
+            ("/p/b.jsonl", at(50)),
+            ("/p/a.jsonl", at(10)),
+            ("/p/a/subagents/agent-2.jsonl", at(90)), // makes `a` the newest conversation
+            ("/p/a/subagents/agent-1.jsonl", at(20)),
+            ("/p/c.jsonl", at(50)),  // a tie with `b`: path order
+            ("/p/d.jsonl", None),    // unreadable times come first
+            ("/p/ab.jsonl", at(30)), // not one of `a`'s files
+        ];
+        let time: HashMap<PathBuf, _> = files.iter().map(|(p, t)| (PathBuf::from(p), *t)).collect();
+        let order = scan_order(files.iter().map(|(p, _)| PathBuf::from(p)).collect(), |p| {
+            time[p]
+        });
+        let order: Vec<_> = order.iter().map(|p| p.to_str().unwrap()).collect();
+        assert_eq!(
+            order,
+            [
+                "/p/d.jsonl",
+                "/p/ab.jsonl",
+                "/p/b.jsonl",
+                "/p/c.jsonl",
+                "/p/a.jsonl",
+                "/p/a/subagents/agent-1.jsonl",
+                "/p/a/subagents/agent-2.jsonl",
+            ]
+        );
+    }
 
     #[test]
     fn reading_on_several_threads_gives_what_reading_on_one_gives() {

@@ -435,6 +435,20 @@ impl Store {
         Ok(t.get(key)?.map(|v| v.value().to_vec()))
     }
 
+    /// How many cursors have keys starting with `prefix`, counting up to `limit`.
+    pub fn count_cursors(&self, prefix: &str, limit: usize) -> Result<usize, StoreError> {
+        let rx = self.db_patient()?.begin_read()?;
+        let t = rx.open_table(CURSORS)?;
+        let mut n = 0;
+        for entry in t.range::<&str>(prefix..)? {
+            if n >= limit || !entry?.0.value().starts_with(prefix) {
+                break;
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// The number of items in a partition (see [`partitions`]).
     pub fn count(&self, partition: &Partition) -> Result<u64, StoreError> {
         let rx = self.db()?.begin_read()?;

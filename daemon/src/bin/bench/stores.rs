@@ -246,10 +246,27 @@ pub(super) fn codex_session(rng: &mut Lcg, id: &str, t0: i64, turns: usize) -> S
     out
 }
 
+/// Sets a transcript's modification time to its last line's timestamp, as if written as it
+/// happened: the time a real store's file has, which the daemon's scan order follows.
+pub(super) fn written_at(path: &Path, text: &str) {
+    let last = text.lines().next_back().unwrap_or_default();
+    let at = serde_json::from_str::<Value>(last).ok().and_then(|v| {
+        v["timestamp"]
+            .as_str()
+            .and_then(agentd_wire::parse_rfc3339_ms)
+    });
+    if let Some(ms) = at {
+        let when = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(when).unwrap();
+    }
+}
+
 /// Writes the corpus under `home` (once; reused while its marker matches). Returns its bytes
 /// and one Claude transcript to append to.
 pub(super) fn generate(home: &Path, sessions: usize) -> (u64, std::path::PathBuf) {
-    let marker = home.join(".generated");
+    // Named after the layout: a corpus of an older layout is made again.
+    let marker = home.join(".generated-2");
     let probe = home.join(".claude/projects/-home-dev-src-app/live.jsonl");
     if let Ok(text) = std::fs::read_to_string(&marker)
         && let Some((day, bytes)) = text.trim().split_once(' ')
@@ -290,6 +307,7 @@ pub(super) fn generate(home: &Path, sessions: usize) -> (u64, std::path::PathBuf
         };
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, &text).unwrap();
+        written_at(&path, &text);
         bytes += text.len() as u64;
     }
     std::fs::create_dir_all(probe.parent().unwrap()).unwrap();
