@@ -95,12 +95,15 @@ pub fn format_rfc3339_ms(ms: i64) -> String {
 /// Returns `None` for anything else, including out-of-range fields.
 pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     let b = s.as_bytes();
+    // Digits only, no sign (every line of a transcript has a timestamp: parsed by hand).
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
         let part = b.get(r)?;
-        if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
+        if part.is_empty() {
             return None;
         }
-        std::str::from_utf8(part).ok()?.parse().ok()
+        part.iter().try_fold(0i64, |n, c| {
+            c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0'))
+        })
     };
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[13] != b':' || b[16] != b':' {
         return None;
@@ -124,8 +127,8 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
         if i == start {
             return None;
         }
-        let digits = &s[start..i.min(start + 3)];
-        frac_ms = digits.parse::<i64>().ok()? * 10i64.pow(3 - digits.len() as u32);
+        let digits = start..i.min(start + 3);
+        frac_ms = num(digits.clone())? * 10i64.pow(3 - digits.len() as u32);
     }
     let offset_min = match b.get(i)? {
         b'Z' | b'z' if i + 1 == b.len() => 0,
@@ -139,10 +142,17 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
         }
         _ => return None,
     };
-    let days = days_from_civil(y, mo as u32, d as u32);
-    if civil_from_days(days) != (y, mo as u32, d as u32) {
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let month_days = match mo {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if d > month_days {
         return None; // 2026-02-31 and friends
     }
+    let days = days_from_civil(y, mo as u32, d as u32);
     let secs = days * 86_400 + h * 3600 + mi * 60 + sec.min(59) - offset_min * 60;
     Some(secs * 1000 + frac_ms)
 }
@@ -182,6 +192,18 @@ mod tests {
         check("2026-11-28T09:14:03Zjunk", None);
         check("yesterday", None);
         check("", None);
+        check("2000-02-29T00:00:00Z", Some("2000-02-29T00:00:00.000Z"));
+        check("2100-02-29T00:00:00Z", None);
+        check("2026-04-31T00:00:00Z", None);
+        check("2026-04-30T23:59:60Z", Some("2026-04-30T23:59:59.000Z"));
+        check("2026-00-10T00:00:00Z", None);
+        check("2026-11-00T00:00:00Z", None);
+        check("+026-11-28T09:14:03Z", None);
+        check("2026-1a-28T09:14:03Z", None);
+        check("2026-11-28T09:14:03.4x5Z", None);
+        check("2026-11-28T09:14:03.05Z", Some("2026-11-28T09:14:03.050Z"));
+        check("2026-11-28T09:14:03+0a:00", None);
+        check("2026-11-28T09:14:03+24:00", None);
     }
 
     #[test]

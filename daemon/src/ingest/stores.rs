@@ -330,12 +330,21 @@ impl<F: Format> StoreSource<F> {
     /// Reads every store file under `dir` that changed since its cursor, in batches.
     fn scan_dir(&mut self, dir: &Path) -> Step {
         let started = std::time::Instant::now();
+        // A conversation's files are neighbours (see `scan_order`), and a batch is only cut
+        // between groups, so an item is rarely committed before all of its files are read
+        // (`rendered` and `unrendered` correct it when it is). In a first scan of the dir (a
+        // backfill: no file has a cursor) conversations are taken oldest first; otherwise (a
+        // restart) in path order, which is their cursors' key order: each cursor is then on the
+        // page of the one before, where in time order every one would be a read of its own.
+        // (`join("")` ends the prefix with one separator, as the files' paths have after it.)
+        let prefix = format!("{}:{}", F::NAME, dir.join("").display());
+        let first_scan = self.store.count_cursors(&prefix, 1).is_ok_and(|n| n == 0);
         let mut found = Vec::new();
         let mut errors = Vec::new();
-        walk(dir, 0, &mut found, &mut errors);
-        found.retain(|p| F::is_store_file(p));
+        walk(dir, 0, &mut found, &mut errors, first_scan);
+        found.retain(|(p, _)| F::is_store_file(p));
         let total = found.len();
-        let new = found.iter().filter(|p| self.file(p).is_none()).count();
+        let new = found.iter().filter(|(p, _)| self.file(p).is_none()).count();
         self.stats
             .scan_total
             .store((self.known_files + new) as u64, Ordering::Relaxed);
@@ -351,23 +360,7 @@ impl<F: Format> StoreSource<F> {
                 batch.last_error = Some(msg);
             }
         }
-        // A conversation's files are neighbours (see `scan_order`), and a batch is only cut
-        // between groups, so an item is rarely committed before all of its files are read
-        // (`rendered` and `unrendered` correct it when it is). Files mostly new (a backfill) are
-        // taken oldest first; files mostly known (a restart) in path order, which is their
-        // cursors' key order: each cursor is then on the page of the one before, where in time
-        // order every one would be a read of its own.
-        let prefix = format!("{}:{}/", F::NAME, dir.display());
-        let known = self
-            .store
-            .count_cursors(&prefix, total / 2 + 1)
-            .unwrap_or(total);
-        let by_time = known <= total / 2;
-        let found = scan_order(found, |p| {
-            by_time
-                .then(|| std::fs::symlink_metadata(p).and_then(|m| m.modified()).ok())
-                .flatten()
-        });
+        let found = scan_order(found);
         let mut touched = BTreeSet::new();
         let mut group: Option<PathBuf> = None;
         let mut in_batch = 0usize;
@@ -386,7 +379,9 @@ impl<F: Format> StoreSource<F> {
             .collect();
         let (store, prices) = (self.store.clone(), Arc::clone(&self.prices));
         std::thread::scope(|scope| -> Step {
-            let reads = read_in_order::<F>(scope, jobs, &store, &prices, reader_threads());
+            // None of the files has a cursor in a first scan of the dir: none is looked up.
+            let cursors = (!first_scan).then_some(&store);
+            let reads = read_in_order::<F>(scope, jobs, cursors, &prices, reader_threads());
             for read in reads {
                 if self.stop.load(Ordering::Relaxed) {
                     return Err(Stopped);
@@ -432,8 +427,8 @@ impl<F: Format> StoreSource<F> {
                 // A new dir (a new day of Codex sessions, a new project): its files may have
                 // been written before the watch on it was set up.
                 let mut found = Vec::new();
-                walk(&path, 0, &mut found, &mut Vec::new());
-                for p in found.into_iter().filter(|p| F::is_store_file(p)) {
+                walk(&path, 0, &mut found, &mut Vec::new(), false);
+                for (p, _) in found.into_iter().filter(|(p, _)| F::is_store_file(p)) {
                     self.read_file(&p, &mut batch, &mut touched);
                 }
                 continue;
@@ -472,7 +467,7 @@ impl<F: Format> StoreSource<F> {
         touched: &mut BTreeSet<SessionId>,
     ) {
         let prior = self.file(path).and_then(|e| e.state.as_deref().cloned());
-        let read = read_path::<F>(path, prior, &self.store, &self.prices);
+        let read = read_path::<F>(path, prior, Some(&self.store), &self.prices);
         self.take(read, batch, touched);
     }
 
@@ -968,7 +963,7 @@ type Jobs<'a, F> = Arc<
 fn read_in_order<'scope, 'env, F: Format>(
     scope: &'scope std::thread::Scope<'scope, 'env>,
     jobs: Vec<ReadJob<'env, F::Fold>>,
-    store: &'env Store,
+    cursors: Option<&'env Store>,
     prices: &'env Prices,
     workers: usize,
 ) -> InOrder<'env, F> {
@@ -1005,7 +1000,7 @@ fn read_in_order<'scope, 'env, F: Format>(
                 }
                 drop(p);
                 if tx
-                    .send((i, read_path::<F>(path, prior.map(|b| *b), store, prices)))
+                    .send((i, read_path::<F>(path, prior.map(|b| *b), cursors, prices)))
                     .is_err()
                 {
                     return;
@@ -1019,7 +1014,7 @@ fn read_in_order<'scope, 'env, F: Format>(
         next: 0,
         progress,
         queue,
-        store,
+        cursors,
         prices,
     }
 }
@@ -1044,7 +1039,7 @@ struct InOrder<'env, F: Format> {
     /// The jobs no reader took yet: the caller reads one of them itself when the next read is
     /// not there yet.
     queue: Jobs<'env, F::Fold>,
-    store: &'env Store,
+    cursors: Option<&'env Store>,
     prices: &'env Prices,
 }
 
@@ -1082,7 +1077,7 @@ impl<F: Format> Iterator for InOrder<'_, F> {
                 .unwrap_or_else(|e| e.into_inner())
                 .next_if(|(i, _)| *i < ahead);
             if let Some((i, (path, prior))) = job {
-                let read = read_path::<F>(path, prior.map(|b| *b), self.store, self.prices);
+                let read = read_path::<F>(path, prior.map(|b| *b), self.cursors, self.prices);
                 self.early.insert(i, read);
                 continue;
             }
@@ -1100,18 +1095,18 @@ impl<F: Format> Drop for InOrder<'_, F> {
     }
 }
 
-/// Reads what is new in `path` from `prior` (its state in memory, else its committed cursor)
-/// and folds it: no ingestor state is touched, so files can be read in parallel.
+/// Reads what is new in `path` from `prior` (its state in memory, else its committed cursor in
+/// `cursors`; `None` when no file has one) and folds it: no ingestor state is touched, so files can be read in parallel.
 fn read_path<F: Format>(
     path: &Path,
     prior: Option<FileState<F::Fold>>,
-    store: &Store,
+    cursors: Option<&Store>,
     prices: &Prices,
 ) -> FileRead<F::Fold> {
     let key = format!("{}:{}", F::NAME, path.display());
     let (mut state, known, cursor_error) = match prior {
         Some(s) => (s, true, None),
-        None => match store.cursor(&key) {
+        None => match cursors.map_or(Ok(None), |store| store.cursor(&key)) {
             Ok(Some(bytes)) => (crate::store::decode(&bytes).unwrap_or_default(), true, None),
             Ok(None) => (FileState::<F::Fold>::default(), false, None),
             Err(e) => (FileState::default(), false, Some(e.to_string())),
@@ -1232,8 +1227,15 @@ pub fn conversation_item(
 }
 
 /// Collects the regular files under `dir` (not following symlinks, so a link loop cannot trap
-/// the walk), up to [`MAX_DEPTH`]; unreadable dirs are reported in `errors`.
-fn walk(dir: &Path, depth: usize, found: &mut Vec<PathBuf>, errors: &mut Vec<String>) {
+/// the walk), up to [`MAX_DEPTH`], with their modification times when `times` is set;
+/// unreadable dirs are reported in `errors`.
+fn walk(
+    dir: &Path,
+    depth: usize,
+    found: &mut Vec<(PathBuf, Option<std::time::SystemTime>)>,
+    errors: &mut Vec<String>,
+    times: bool,
+) {
     if depth > MAX_DEPTH {
         return;
     }
@@ -1250,11 +1252,15 @@ fn walk(dir: &Path, depth: usize, found: &mut Vec<PathBuf>, errors: &mut Vec<Str
         };
         let path = entry.path();
         if kind.is_dir() {
-            walk(&path, depth + 1, found, errors);
+            walk(&path, depth + 1, found, errors, times);
         } else if !kind.is_symlink() {
             // FIFOs, sockets and devices too: reading refuses them with a message that is
-            // counted in `/v1/health`, rather than passing over them in silence.
-            found.push(path);
+            // counted in `/v1/health`, rather than passing over them in silence. (The time is
+            // read relative to the open dir, without walking down the whole path again.)
+            let modified = times
+                .then(|| entry.metadata().and_then(|m| m.modified()).ok())
+                .flatten();
+            found.push((path, modified));
         }
     }
 }
@@ -1262,29 +1268,26 @@ fn walk(dir: &Path, depth: usize, found: &mut Vec<PathBuf>, errors: &mut Vec<Str
 /// The order a scan reads its files in: a conversation's files together, sorted by their path
 /// without the extension, so its main file comes first (`S`, then `S/subagents/…`; by whole
 /// paths `S/…` would come before `S.jsonl`); and the conversations by when their files were last
-/// written (`modified`; oldest first, unknown first, ties in path order).
+/// written (oldest first, unknown first, ties in path order).
 ///
 /// Why by time: the index is ordered by when each item was last updated, which is about when
 /// its files were last written. Taken in that order, a backfill's index entries land at the end
 /// of each partition and a transaction dirties a few of its pages. In path order they landed all
 /// over it, and every transaction of a large backfill rewrote nearly the whole index: at 50,000
 /// conversations, most of the writer's time.
-fn scan_order(
-    mut found: Vec<PathBuf>,
-    modified: impl Fn(&Path) -> Option<std::time::SystemTime>,
-) -> Vec<PathBuf> {
-    found.sort_by_cached_key(|p| p.with_extension(""));
+fn scan_order(mut found: Vec<(PathBuf, Option<std::time::SystemTime>)>) -> Vec<PathBuf> {
+    found.sort_by_cached_key(|(p, _)| p.with_extension(""));
     // (the group's latest write, the group's number, the file)
     let mut keyed: Vec<(Option<std::time::SystemTime>, usize, PathBuf)> =
         Vec::with_capacity(found.len());
     let (mut prefix, mut first, mut latest): (Option<PathBuf>, usize, _) = (None, 0, None);
-    for path in found {
+    for (path, modified) in found {
         if !prefix.as_ref().is_some_and(|g| path.starts_with(g)) {
             keyed[first..].iter_mut().for_each(|k| k.0 = latest);
             (first, latest) = (keyed.len(), None);
             prefix = Some(path.with_extension(""));
         }
-        latest = latest.max(modified(&path));
+        latest = latest.max(modified);
         keyed.push((None, first, path));
     }
     keyed[first..].iter_mut().for_each(|k| k.0 = latest);
@@ -1316,10 +1319,7 @@ mod tests {
             ("/p/d.jsonl", None),    // unreadable times come first
             ("/p/ab.jsonl", at(30)), // not one of `a`'s files
         ];
-        let time: HashMap<PathBuf, _> = files.iter().map(|(p, t)| (PathBuf::from(p), *t)).collect();
-        let order = scan_order(files.iter().map(|(p, _)| PathBuf::from(p)).collect(), |p| {
-            time[p]
-        });
+        let order = scan_order(files.iter().map(|(p, t)| (PathBuf::from(p), *t)).collect());
         let order: Vec<_> = order.iter().map(|p| p.to_str().unwrap()).collect();
         assert_eq!(
             order,
@@ -1379,7 +1379,7 @@ mod tests {
                     read_in_order::<super::super::formats::Qwen>(
                         scope,
                         paths.iter().map(|p| (p.as_path(), None)).collect(),
-                        &store,
+                        Some(&store),
                         &prices,
                         workers,
                     )
@@ -1399,7 +1399,7 @@ mod tests {
             .collect();
         std::thread::scope(|scope| {
             let mut reads =
-                read_in_order::<super::super::formats::Qwen>(scope, many, &store, &prices, 2);
+                read_in_order::<super::super::formats::Qwen>(scope, many, Some(&store), &prices, 2);
             assert!(reads.next().is_some());
             std::thread::sleep(Duration::from_millis(50)); // the readers reach the bound
         });
