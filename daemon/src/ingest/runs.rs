@@ -274,7 +274,12 @@ impl RunsSource {
             .map(|e| e.path())
             .filter(|p| is_run_log(p))
             .collect();
-        paths.sort_unstable();
+        // All in `dir`: their names' bytes give the same order as comparing them as paths
+        // component by component, at a fraction of the cost over a million files.
+        paths.sort_unstable_by(|a, b| {
+            use std::os::unix::ffi::OsStrExt;
+            a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes())
+        });
         let (mut files, mut read) = (0u64, 0u64);
         for path in paths {
             if self.stop.load(Ordering::Relaxed) {
