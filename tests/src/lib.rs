@@ -351,6 +351,20 @@ impl Daemon {
     }
 
     /// A request over the Unix socket.
+    /// `GET path` as JSON, waiting out the moments the database is compacted (`503
+    /// unavailable`, for up to 60 s); any other answer but `200` fails the test.
+    pub fn get_waiting(&self, path: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = self.req("GET", path, b"");
+            match r.status {
+                200 => return r.json(),
+                503 if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                other => panic!("GET {path} answered {other}: {}", r.text()),
+            }
+        }
+    }
+
     pub fn req(&self, method: &str, path: &str, body: &[u8]) -> Resp {
         let s = UnixStream::connect(&self.socket).expect("connect socket");
         s.set_read_timeout(Some(WAIT)).unwrap();

@@ -13,29 +13,16 @@ fn db_size(d: &Daemon) -> u64 {
     std::fs::metadata(d.state.join("agentd.redb")).map_or(0, |m| m.len())
 }
 
-/// `GET path`, waiting out the moment the database is compacted (`503 unavailable`).
-fn get(d: &Daemon, path: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = d.req("GET", path, b"");
-        match r.status {
-            200 => return r.json(),
-            503 if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            other => panic!("GET {path} answered {other}: {}", r.text()),
-        }
-    }
-}
-
 /// What a reader sees of the whole store: the summary, and every item by status.
 fn snapshot(d: &Daemon) -> Value {
-    let mut out = json!({ "summary": get(d, "/v1/summary") });
+    let mut out = json!({ "summary": d.get_waiting("/v1/summary") });
     for status in ["working", "blocked", "success", "failed", "canceled"] {
-        let page = get(d, &format!("/v1/agents?tab=all&status={status}&limit=1000"));
-        out[status] = json!({ "total": page["total"], "items": page["items"] });
+        let page = d.get_waiting(&format!("/v1/agents?tab=all&status={status}&limit=1000"));
+        out[status] = page["items"].clone();
     }
     // Time moves these on between two reads; nothing else may change.
     for status in ["working", "blocked"] {
-        for item in out[status]["items"].as_array_mut().unwrap() {
+        for item in out[status].as_array_mut().unwrap() {
             item["duration_ms"] = Value::Null;
             item["blocked_ms"] = Value::Null;
         }
@@ -47,7 +34,7 @@ fn snapshot(d: &Daemon) -> Value {
 fn wait_scanned(d: &Daemon) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let h = get(d, "/v1/health");
+        let h = d.get_waiting("/v1/health");
         if h["items"] == RUNS
             && h["sources"]
                 .as_array()

@@ -194,7 +194,8 @@ fn generate(runs: &Path, n: usize) -> std::io::Result<()> {
             }
         };
         bytes += text.len();
-        let path = runs.join(format!("run-{i:07}.jsonl"));
+        // Named as `agentctl run` names its logs: 12 hex digits of a hash, in no order of time.
+        let path = runs.join(format!("{:012x}.jsonl", run_name_hash(i as u64)));
         std::fs::write(&path, text)?;
         // Written when its last record was, as a run's writer leaves it.
         std::fs::File::options()
@@ -214,7 +215,19 @@ fn generate(runs: &Path, n: usize) -> std::io::Result<()> {
 /// What `.generated` says of a corpus of `n` run logs of this generator (a corpus of an older
 /// one is generated again).
 fn generated_marker(n: usize) -> String {
-    format!("{n} (modified when last written)")
+    format!("{n} (modified when last written, hashed names)")
+}
+
+/// A run log's name for the `i`th generated run: distinct for every `i` below 2^48 (an
+/// invertible mix of the low 48 bits), scattered like `agentctl run`'s hashed names.
+fn run_name_hash(i: u64) -> u64 {
+    const MASK: u64 = (1 << 48) - 1;
+    // Odd multipliers and xor-shifts are each invertible modulo 2^48.
+    let mut x = i & MASK;
+    x = x.wrapping_mul(0x9E37_79B9_7F4B) & MASK;
+    x ^= x >> 23;
+    x = x.wrapping_mul(0xBF58_476D_1CE5) & MASK;
+    x ^ (x >> 29)
 }
 
 fn request(socket: &Path, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
@@ -380,9 +393,11 @@ impl Daemon {
     }
 }
 
-/// The database file's size once it has stopped changing for 3 s (the daemon compacts it a
-/// second after a backfill), and how long that took; gives up after 120 s.
-fn settled_size(db: &Path) -> (u64, Duration) {
+/// The database file's size once it has stopped changing for 3 s and the daemon has not
+/// answered `503` (it compacts the file a second after a backfill, and readers are told
+/// `unavailable` meanwhile; a large file's size changes only at the end of it), and how long
+/// that took; gives up after 120 s.
+fn settled_size(db: &Path, socket: &Path) -> (u64, Duration) {
     let started = Instant::now();
     let size = || std::fs::metadata(db).map(|m| m.len()).unwrap_or(0);
     let (mut last, mut since) = (size(), Instant::now());
@@ -390,7 +405,9 @@ fn settled_size(db: &Path) -> (u64, Duration) {
     while since.elapsed() < Duration::from_secs(3) && started.elapsed() < Duration::from_secs(120) {
         std::thread::sleep(Duration::from_millis(50));
         let now = size();
-        if now != last {
+        // A list reads the database (the summary is served from memory).
+        let compacting = request(socket, "/v1/agents?tab=all&limit=1").is_ok_and(|(s, _)| s == 503);
+        if now != last || compacting {
             (last, since) = (now, Instant::now());
             changed_at = started.elapsed();
         }
@@ -654,7 +671,7 @@ fn main() {
         let took = d.wait_items(n);
         if fresh_db {
             let after_backfill = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
-            let (at_rest, settled) = settled_size(&db);
+            let (at_rest, settled) = settled_size(&db, &d.socket);
             println!(
                 "  backfill through the runs-dir ingest: {:.1}s ({:.0} files/s), database {:.0} MB, at rest {:.0} MB ({:.2} KB per item, compacted {:.1}s later)",
                 took.as_secs_f64(),

@@ -490,7 +490,7 @@ pub fn main(args: Vec<String>) {
         let (d, _) = start(&dir);
         let took = d.wait_items(n);
         let size = std::fs::metadata(&db).map_or(0, |m| m.len());
-        let (at_rest, _) = super::settled_size(&db);
+        let (at_rest, _) = super::settled_size(&db, &d.socket);
         let (l50, l99) = measure(&d.socket, "/v1/agents?tab=all&status=failed&limit=50", 2000);
         // No generated Slack run is working or blocked: the smaller side (2 % of the items)
         // is checked whole against the other before the answer is known to be empty.
