@@ -350,7 +350,6 @@ impl Daemon {
         let _ = child.wait();
     }
 
-    /// A request over the Unix socket.
     /// `GET path` as JSON, waiting out the moments the database is compacted (`503
     /// unavailable`, for up to 60 s); any other answer but `200` fails the test.
     pub fn get_waiting(&self, path: &str) -> Value {
@@ -365,6 +364,7 @@ impl Daemon {
         }
     }
 
+    /// A request over the Unix socket.
     pub fn req(&self, method: &str, path: &str, body: &[u8]) -> Resp {
         let s = UnixStream::connect(&self.socket).expect("connect socket");
         s.set_read_timeout(Some(WAIT)).unwrap();

@@ -4,8 +4,9 @@
 //! Driven by the follower engine ([`super::follow`]): a scan reads only what changed since the
 //! stored cursor (so a restart re-reads nothing and picks up what was written while it was
 //! down, and visits files in name order so that ids, cursors and origins go into the store in
-//! key order; a dir's first scan looks no cursor up), a change reads the file from its cursor (at most every [`MIN_REREAD`] for a
-//! file that keeps changing), and the tick checks that open runs' writers are still alive.
+//! key order; a dir's first scan looks no cursor up), a change reads the file from its cursor
+//! (at most every [`MIN_REREAD`] for a file that keeps changing), and the tick checks that open
+//! runs' writers are still alive.
 //! Each file's cursor and fold are committed with its item, so a crash replays at most an
 //! uncommitted tail, which folds to the same item.
 

@@ -575,7 +575,7 @@ const SCAN_PAUSE: Duration = Duration::from_secs(30);
 
 /// The file is compacted when at least 1/this of it is free. A backfill in a few large
 /// transactions leaves less free space than one in many: 100,000 run logs in four left 31 % of
-/// the file free (1.39 KB per item against 0.96 KB compacted), which a third did not reach.
+/// the file free (1.39 KB per item against 0.94 KB compacted), which a third did not reach.
 const COMPACT_FREE_FRACTION: u64 = 4;
 
 /// Files smaller than this are not worth compacting.
