@@ -653,7 +653,8 @@ impl ConversationFold for ClaudeFold {
         if bytes.trim_ascii_start().first() != Some(&b'{') {
             return Err("not a JSON object".into());
         }
-        let line: Line = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+        let line: Line =
+            super::lenient::from_json_bytes(bytes).map_err(|e| format!("not JSON: {e}"))?;
         let Some(kind) = line.kind.as_deref() else {
             return Ok(()); // an object of a kind this version does not know
         };
@@ -1122,6 +1123,38 @@ mod tests {
             f.conversation(Millis(T0)).title.as_deref(),
             Some("still here")
         );
+    }
+
+    /// Lines are checked for UTF-8 whole before they are parsed as text; one that is not UTF-8
+    /// only in a field no fold reads (a tool's raw output, say) still counts, as it did when
+    /// the parser checked only the strings it kept.
+    #[test]
+    fn a_stray_byte_in_a_field_no_fold_reads_still_counts() {
+        /// `line` with the byte 0xff (never UTF-8) in place of the first `marker`.
+        fn with_stray_byte(line: &str, marker: &str) -> Vec<u8> {
+            let at = line.find(marker).expect("the marker is in the line");
+            let mut bytes = line.as_bytes().to_vec();
+            bytes.splice(at..at + marker.len(), [0xff]);
+            assert!(std::str::from_utf8(&bytes).is_err());
+            bytes
+        }
+        let prices = Prices::builtin();
+        let mut f = ClaudeFold::default();
+        f.apply(user(0, "hi").as_bytes(), &prices).unwrap();
+        let answer = assistant(1, "m1", text("hello"), 7, Some("end_turn")).replacen(
+            '{',
+            r#"{"debugOutput":"raw MARK output","#,
+            1,
+        );
+        f.apply(&with_stray_byte(&answer, "MARK"), &prices)
+            .expect("the stray byte is in a field no fold reads");
+        let c = f.conversation(Millis(T0 + 2000));
+        assert_eq!(c.usage.output_tokens, 7);
+        assert_eq!(c.model.as_deref(), Some("claude-sonnet-4-5-20250929"));
+        // The same byte where a fold reads it makes the line an error, not a wrong value.
+        let mut f = ClaudeFold::default();
+        let bad_cwd = with_stray_byte(&user(0, "hi"), "/src/app");
+        assert!(f.apply(&bad_cwd, &prices).is_err());
     }
 
     #[test]

@@ -383,8 +383,8 @@ impl CodexFold {
 
 impl ConversationFold for CodexFold {
     fn apply(&mut self, line: &[u8], prices: &Prices) -> Result<(), String> {
-        let line: Line =
-            serde_json::from_slice(line).map_err(|e| format!("not a rollout line: {e}"))?;
+        let line: Line = super::lenient::from_json_bytes(line)
+            .map_err(|e| format!("not a rollout line: {e}"))?;
         if let Some(ts) = line.timestamp.as_deref().and_then(timestamp) {
             self.first_ts.get_or_insert(ts);
             self.last_ts = Some(self.last_ts.map_or(ts, |t| t.max(ts)));

@@ -197,8 +197,8 @@ impl CopilotFold {
 
 impl ConversationFold for CopilotFold {
     fn apply(&mut self, line: &[u8], prices: &Prices) -> Result<(), String> {
-        let e: Event =
-            serde_json::from_slice(line).map_err(|e| format!("not a Copilot CLI event: {e}"))?;
+        let e: Event = super::lenient::from_json_bytes(line)
+            .map_err(|e| format!("not a Copilot CLI event: {e}"))?;
         note_rfc3339(
             &mut self.first_ts,
             &mut self.last_ts,

@@ -105,8 +105,8 @@ impl DroidFold {
 
 impl ConversationFold for DroidFold {
     fn apply(&mut self, line: &[u8], _prices: &Prices) -> Result<(), String> {
-        let v: Value =
-            serde_json::from_slice(line).map_err(|e| format!("not a Droid record: {e}"))?;
+        let v: Value = super::lenient::from_json_bytes(line)
+            .map_err(|e| format!("not a Droid record: {e}"))?;
         note_rfc3339(
             &mut self.first_ts,
             &mut self.last_ts,

@@ -306,8 +306,8 @@ impl KimiFold {
 
 impl ConversationFold for KimiFold {
     fn apply(&mut self, line: &[u8], prices: &Prices) -> Result<(), String> {
-        let v: Value =
-            serde_json::from_slice(line).map_err(|e| format!("not a Kimi wire record: {e}"))?;
+        let v: Value = super::lenient::from_json_bytes(line)
+            .map_err(|e| format!("not a Kimi wire record: {e}"))?;
         if let Some(message) = v.get("message").filter(|m| m.is_object()) {
             let kind = message
                 .get("type")

@@ -185,8 +185,8 @@ impl QwenFold {
 
 impl ConversationFold for QwenFold {
     fn apply(&mut self, line: &[u8], prices: &Prices) -> Result<(), String> {
-        let r: Record =
-            serde_json::from_slice(line).map_err(|e| format!("not a Qwen Code record: {e}"))?;
+        let r: Record = super::lenient::from_json_bytes(line)
+            .map_err(|e| format!("not a Qwen Code record: {e}"))?;
         note_rfc3339(
             &mut self.first_ts,
             &mut self.last_ts,

@@ -160,7 +160,8 @@ pub fn parse_line(line: &[u8]) -> Result<Record, LineError> {
         let ts = timestamp(peek.ts.as_ref()).ok_or(LineError::NoTimestamp)?;
         return Ok(Record::Output { ts });
     }
-    let v: Value = serde_json::from_slice(line).map_err(|e| LineError::NotJson(e.to_string()))?;
+    let v: Value =
+        super::lenient::from_json_bytes(line).map_err(|e| LineError::NotJson(e.to_string()))?;
     if !v.is_object() {
         return Err(LineError::NotJson(
             "a JSON value that is not an object".into(),

@@ -181,7 +181,7 @@ pub fn spawn<F: Format>(
         reads: 0,
         reads_at_tick: 0,
         letting_go: None,
-        resident: 0,
+        resident: Vec::new(),
         hooks: HashMap::new(),
         prices,
         liveness: std::cell::RefCell::new(crate::liveness::Liveness::new()),
@@ -221,8 +221,9 @@ struct StoreSource<F: Format> {
     /// are committed and can be let go of, so a backfill does not hold every fold at once and
     /// never waits for the writer to do it.
     letting_go: Option<(std::sync::mpsc::Receiver<()>, u64)>,
-    /// Files whose fold is in memory.
-    resident: usize,
+    /// The files whose fold is in memory (in no order). Letting go of folds looks only at
+    /// these, not at every file seen since start: a backfill lets go after every batch.
+    resident: Vec<PathId>,
     /// The latest hook signal per conversation (see [`HookSignal`]).
     hooks: HashMap<String, HookSignal>,
     prices: Arc<Prices>,
@@ -269,7 +270,7 @@ impl<F: Format> super::follow::Followed for StoreSource<F> {
     }
 
     fn tick(&mut self) -> Step {
-        if self.resident > RESIDENT_FOLDS {
+        if self.resident.len() > RESIDENT_FOLDS {
             self.writer.barrier().map_err(|_| Stopped)?;
             self.let_go_of_folds_read_by(self.reads_at_tick, "quiet");
         }
@@ -313,7 +314,7 @@ impl<F: Format> super::follow::Followed for StoreSource<F> {
     fn forget(&mut self) {
         self.files.iter_mut().for_each(|f| *f = None);
         self.known_files = 0;
-        self.resident = 0;
+        self.resident.clear();
         self.letting_go = None;
         for session in &mut self.sessions {
             // Only whether it was seen outlives what is forgotten.
@@ -392,7 +393,9 @@ impl<F: Format> StoreSource<F> {
                         .files
                         .store(self.known_files as u64, Ordering::Relaxed);
                     self.render_into(&mut batch, std::mem::take(&mut touched));
-                    self.send(std::mem::replace(&mut batch, self.batch()))?;
+                    let mut full = std::mem::replace(&mut batch, self.batch());
+                    full.scan_continues = true;
+                    self.send(full)?;
                     self.let_go_while_scanning()?;
                     tracing::info!("{}: scanned {n} of {total} files", F::NAME);
                     in_batch = 0;
@@ -597,7 +600,7 @@ impl<F: Format> StoreSource<F> {
             self.known_files += 1;
         }
         if was.is_none_or(|e| e.state.is_none()) {
-            self.resident += 1;
+            self.resident.push(path_id);
         }
     }
 
@@ -628,7 +631,7 @@ impl<F: Format> StoreSource<F> {
     /// and batch the writer has not reached yet.
     fn let_go_while_scanning(&mut self) -> Step {
         if let Some((passed, mark)) = &self.letting_go {
-            let waited = if self.resident > RESIDENT_WHILE_BEHIND {
+            let waited = if self.resident.len() > RESIDENT_WHILE_BEHIND {
                 passed
                     .recv()
                     .map_err(|_| std::sync::mpsc::TryRecvError::Disconnected)
@@ -645,7 +648,7 @@ impl<F: Format> StoreSource<F> {
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => return Err(Stopped),
             }
         }
-        if self.letting_go.is_none() && self.resident > 2 * RESIDENT_FOLDS {
+        if self.letting_go.is_none() && self.resident.len() > 2 * RESIDENT_FOLDS {
             let passed = self.writer.barrier_later().map_err(|_| Stopped)?;
             self.letting_go = Some((passed, self.reads));
         }
@@ -657,32 +660,36 @@ impl<F: Format> StoreSource<F> {
     /// caller has seen the writer commit everything sent before `mark`, so a fold loaded back
     /// from its cursor is the one that was let go of.
     fn let_go_of_folds_read_by(&mut self, mark: u64, why: &str) {
-        if self.resident <= RESIDENT_FOLDS {
+        if self.resident.len() <= RESIDENT_FOLDS {
             return;
         }
-        let mut quiet: Vec<(u64, usize)> = self
-            .files
+        let mut quiet: Vec<(u64, PathId)> = self
+            .resident
             .iter()
-            .enumerate()
-            .filter_map(|(i, e)| Some((i, e.as_ref()?)))
+            .filter_map(|&id| Some((id, self.files[id.0 as usize].as_ref()?)))
             .filter(|(_, e)| e.state.is_some() && e.read_at <= mark)
             .filter(|(_, e)| e.session.is_none_or(|id| !self.emitted.contains_key(&id)))
-            .map(|(i, e)| (e.read_at, i))
+            .map(|(id, e)| (e.read_at, id))
             .collect();
         quiet.sort();
-        let excess = self.resident - RESIDENT_FOLDS;
+        let excess = self.resident.len() - RESIDENT_FOLDS;
         let mut let_go = 0;
-        for (_, i) in quiet.into_iter().take(excess) {
-            if let Some(e) = &mut self.files[i] {
+        for (_, id) in quiet.into_iter().take(excess) {
+            if let Some(e) = &mut self.files[id.0 as usize] {
                 e.state = None;
-                self.resident -= 1;
                 let_go += 1;
             }
         }
+        let files = &self.files;
+        self.resident.retain(|id| {
+            files[id.0 as usize]
+                .as_ref()
+                .is_some_and(|e| e.state.is_some())
+        });
         tracing::debug!(
             "{}: let go of {let_go} folds ({why}); {} in memory",
             F::NAME,
-            self.resident
+            self.resident.len()
         );
         crate::store::writer::release_free_memory();
     }
