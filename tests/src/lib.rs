@@ -591,6 +591,21 @@ pub fn format_ms(ms: i64) -> String {
     )
 }
 
+/// A Codex rollout's `session_meta` payload of session `id` in `/src/api`, as Codex CLI 0.104
+/// writes it.
+pub fn codex_session_meta(id: &str, at: &str) -> Value {
+    serde_json::json!({"id": id, "timestamp": at, "cwd": "/src/api",
+        "originator": "codex_cli_rs", "cli_version": "0.104.0", "source": "cli"})
+}
+
+/// A Codex `token_count` event payload: `total` input tokens so far and a tenth as output.
+pub fn codex_token_count(total: u64) -> Value {
+    serde_json::json!({"type": "token_count", "info": {"total_token_usage": {
+        "input_tokens": total, "cached_input_tokens": 0, "output_tokens": total / 10,
+        "reasoning_output_tokens": 0, "total_tokens": total + total / 10},
+        "last_token_usage": null, "model_context_window": 272000}})
+}
+
 /// One run-log record as a JSON line.
 pub fn rec(v: Value) -> String {
     v.to_string()

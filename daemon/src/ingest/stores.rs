@@ -857,12 +857,16 @@ impl<F: Format> StoreSource<F> {
                 now,
             },
         );
-        let mtime = std::fs::metadata(path).ok().map(|m| {
-            use std::os::unix::fs::MetadataExt;
-            Millis(m.mtime() * 1000 + m.mtime_nsec() / 1_000_000)
-        });
-        let created = c.created_at.or(mtime).unwrap_or(now);
-        let updated = c.updated_at.or(mtime).unwrap_or(created).max(created);
+        // The file's time stands in for times its lines do not give (looked up only then: a
+        // backfill renders every conversation once).
+        let mtime = || {
+            std::fs::metadata(path).ok().map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                Millis(m.mtime() * 1000 + m.mtime_nsec() / 1_000_000)
+            })
+        };
+        let created = c.created_at.or_else(mtime).unwrap_or(now);
+        let updated = c.updated_at.or_else(mtime).unwrap_or(created).max(created);
         let mut detail = c.status_detail.clone();
         if entry.deleted {
             let gone = match self.history.copy_of(path) {

@@ -96,6 +96,9 @@ pub struct Opened {
     pub len: u64,
     /// Its modification time, epoch ms.
     pub mtime_ms: i64,
+    /// The same in nanoseconds, recorded in the cursor when the read ends where the file ended
+    /// when opened (see [`Opened::remember`]).
+    mtime_ns: i64,
 }
 
 /// What one read found.
@@ -152,6 +155,7 @@ impl Opened {
             reset,
             len: meta.len(),
             mtime_ms,
+            mtime_ns: mtime_ns(&meta),
         })
     }
 
@@ -185,6 +189,12 @@ impl Opened {
             // time (its bytes are not kept across reads of the file).
             cursor.offset = start + read - lines.pending.len() as u64;
             cursor.skipping = lines.skipping;
+            if n < chunk.len() {
+                // A short read of a regular file is its end: asking again only to be told so
+                // was a system call per file. What is appended after it comes with its own
+                // change event.
+                break;
+            }
         }
         // `pending` is normally a half-written line, left for next time. A complete JSON object
         // cannot be the prefix of a longer valid line, so one without its newline (a writer that
@@ -230,9 +240,13 @@ impl Opened {
         }
         let len = tail_len(cursor.offset);
         cursor.tail_hash = hash_at(&self.file, cursor.offset - len as u64, len).unwrap_or(0);
-        cursor.mtime_ns = match self.file.metadata() {
-            Ok(m) if m.len() == cursor.offset => mtime_ns(&m),
-            _ => 0, // still being written: the next read records it
+        // The time the file had when opened, if the read ended where the file did then (not
+        // asked again: a file rewritten in place since then has a newer time, and is read
+        // again from the start on the next look, which is what a stale time costs).
+        cursor.mtime_ns = if self.len == cursor.offset {
+            self.mtime_ns
+        } else {
+            0 // still being written: the next read records it
         };
     }
 }
