@@ -638,7 +638,7 @@ impl WriterState {
             };
             if self.unsynced {
                 wait = wait.min(
-                    self.durable_every()
+                    self.durable_every(false)
                         .saturating_sub(self.last_durable.elapsed()),
                 );
             }
@@ -671,7 +671,7 @@ impl WriterState {
                     if self.degraded {
                         self.probe();
                     }
-                    if self.unsynced && self.last_durable.elapsed() >= self.durable_every() {
+                    if self.unsynced && self.last_durable.elapsed() >= self.durable_every(false) {
                         self.sync();
                     }
                     self.publish_summary(); // at midnight today's totals start over
@@ -749,9 +749,12 @@ impl WriterState {
         }
     }
 
-    /// How soon after the last durable commit the ones since must be made durable.
-    fn durable_every(&self) -> Duration {
-        if self.unsynced_live {
+    /// How soon after the last durable commit the ones since, and one about to be made
+    /// (`live`: it holds a batch other than a scan's with more to send), must be made durable.
+    /// A scan's commit that follows unsynced live ones is made durable on their schedule: a
+    /// busy writer is never idle long enough to sync them otherwise.
+    fn durable_every(&self, live: bool) -> Duration {
+        if live || self.unsynced_live {
             DURABLE_EVERY
         } else {
             DURABLE_WHILE_SCANNING
@@ -1047,12 +1050,7 @@ impl WriterState {
         let mut tx = self.store.db()?.begin_write()?;
         tx.set_quick_repair(true);
         let scan_only = batches.iter().all(|b| b.scan_continues);
-        let durable = self.last_durable.elapsed()
-            >= if scan_only {
-                DURABLE_WHILE_SCANNING
-            } else {
-                DURABLE_EVERY
-            };
+        let durable = self.last_durable.elapsed() >= self.durable_every(!scan_only);
         if !durable {
             tx.set_durability(redb::Durability::None)?;
         }
