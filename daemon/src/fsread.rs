@@ -52,16 +52,50 @@ fn kind_of(meta: &Metadata) -> &'static str {
     }
 }
 
+/// How long a dir's owner, once looked up, is taken as known: a scan opens every file of a
+/// dir in turn, and asking for the dir's owner before each was a path lookup per file. A dir
+/// changes owner only by the superuser's hand; this is far shorter than anything that does.
+const DIR_OWNER_KNOWN_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Dirs whose owner a thread keeps at most; past it the ones kept are forgotten at once.
+const DIR_OWNERS_KEPT: usize = 1024;
+
+thread_local! {
+    /// The dirs this thread looked up lately: whether this user owned each, and when asked.
+    static DIR_OWNERS: std::cell::RefCell<std::collections::HashMap<std::path::PathBuf, (bool, std::time::Instant)>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// Whether `dir` exists and belongs to `uid` (this process's user; an answer is reused for
+/// [`DIR_OWNER_KNOWN_FOR`]).
+fn owned_dir(dir: &Path, uid: u32) -> bool {
+    let known = DIR_OWNERS.with(|owners| {
+        owners
+            .borrow()
+            .get(dir)
+            .filter(|(_, at)| at.elapsed() < DIR_OWNER_KNOWN_FOR)
+            .map(|(owned, _)| *owned)
+    });
+    if let Some(owned) = known {
+        return owned;
+    }
+    let owned = std::fs::metadata(dir).is_ok_and(|m| m.uid() == uid);
+    DIR_OWNERS.with(|owners| {
+        let mut owners = owners.borrow_mut();
+        if owners.len() >= DIR_OWNERS_KEPT {
+            owners.clear();
+        }
+        owners.insert(dir.to_owned(), (owned, std::time::Instant::now()));
+    });
+    owned
+}
+
 /// Opens `path` for reading under `trust`, returning the handle and its metadata (from the
 /// handle itself).
 pub fn open(path: &Path, trust: Trust) -> io::Result<(File, Metadata)> {
     let me = my_uid();
     // In a dir that is not ours, links are someone else's: never follow them.
-    let foreign_dir = trust == Trust::Found
-        && path
-            .parent()
-            .and_then(|d| std::fs::metadata(d).ok())
-            .is_none_or(|m| m.uid() != me);
+    let foreign_dir = trust == Trust::Found && path.parent().is_none_or(|d| !owned_dir(d, me));
     let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY;
     if foreign_dir {
         flags |= libc::O_NOFOLLOW;

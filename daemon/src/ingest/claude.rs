@@ -33,12 +33,14 @@ use super::convo::{
     ABANDONED_AFTER_MS, BLOCKED_AFTER_MS, Conversation, ConversationFold, CostSum, LiveState,
     QUIET_DONE_MS,
 };
+use super::lenient::BorrowedStr;
 use super::transcript::{say, tool};
 use crate::prices::Prices;
 use agentd_wire::{Millis, Status, Usage};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
+use std::marker::PhantomData;
 
 /// How many recent responses are remembered for de-duplication: the lines of one response are
 /// written together, so a short memory is enough and the fold stays small.
@@ -177,15 +179,19 @@ fn cut(text: &str) -> String {
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Line<'a> {
-    #[serde(rename = "type", borrow)]
+    #[serde(rename = "type", borrow, deserialize_with = "super::lenient::opt_str")]
     kind: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "super::lenient::opt_str")]
     subtype: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "super::lenient::opt_str")]
     timestamp: Option<Cow<'a, str>>,
-    #[serde(rename = "sessionId", borrow)]
+    #[serde(
+        rename = "sessionId",
+        borrow,
+        deserialize_with = "super::lenient::opt_str"
+    )]
     session_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "super::lenient::opt_str")]
     cwd: Option<Cow<'a, str>>,
     #[serde(rename = "isSidechain")]
     sidechain: Option<bool>,
@@ -195,21 +201,39 @@ struct Line<'a> {
     compact_summary: Option<bool>,
     #[serde(rename = "isApiErrorMessage")]
     api_error: Option<bool>,
-    #[serde(rename = "permissionMode", borrow)]
+    #[serde(
+        rename = "permissionMode",
+        borrow,
+        deserialize_with = "super::lenient::opt_str"
+    )]
     permission_mode: Option<Cow<'a, str>>,
-    #[serde(rename = "requestId", borrow)]
+    #[serde(
+        rename = "requestId",
+        borrow,
+        deserialize_with = "super::lenient::opt_str"
+    )]
     request_id: Option<Cow<'a, str>>,
     /// Only its string form matters ("User rejected tool use"); objects are skipped.
     #[serde(rename = "toolUseResult")]
-    tool_use_result: Text,
-    #[serde(rename = "customTitle", borrow)]
-    custom_title: Option<Cow<'a, str>>,
-    #[serde(rename = "aiTitle", borrow)]
-    ai_title: Option<Cow<'a, str>>,
     #[serde(borrow)]
+    tool_use_result: Text<'a>,
+    #[serde(
+        rename = "customTitle",
+        borrow,
+        deserialize_with = "super::lenient::opt_str"
+    )]
+    custom_title: Option<Cow<'a, str>>,
+    #[serde(
+        rename = "aiTitle",
+        borrow,
+        deserialize_with = "super::lenient::opt_str"
+    )]
+    ai_title: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "super::lenient::opt_str")]
     summary: Option<Cow<'a, str>>,
     /// `system/api_error`: `{message}`; an API error assistant line: a short code.
-    error: Text,
+    #[serde(borrow)]
+    error: Text<'a>,
     #[serde(borrow)]
     message: Option<Message<'a>>,
 }
@@ -217,14 +241,15 @@ struct Line<'a> {
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Message<'a> {
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "super::lenient::opt_str")]
     id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "super::lenient::opt_str")]
     model: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "super::lenient::opt_str")]
     stop_reason: Option<Cow<'a, str>>,
     usage: Option<RawUsage>,
-    content: Content,
+    #[serde(borrow)]
+    content: Content<'a>,
 }
 
 #[derive(Deserialize, Default)]
@@ -238,21 +263,21 @@ struct RawUsage {
 
 /// A message's content: a plain string, or blocks.
 #[derive(Default)]
-enum Content {
+enum Content<'a> {
     #[default]
     None,
-    Text(String),
-    Blocks(Vec<Block>),
+    Text(Cow<'a, str>),
+    Blocks(Vec<Block<'a>>),
 }
 
 /// One content block, reduced to what status and titles need.
 #[derive(Default)]
-struct Block {
+struct Block<'a> {
     kind: BlockKind,
     /// `text` blocks: the text; `tool_use`: the tool name.
-    text: Option<String>,
+    text: Option<Cow<'a, str>>,
     /// `tool_use`: its id; `tool_result`: the id it answers.
-    id: Option<String>,
+    id: Option<Cow<'a, str>>,
 }
 
 #[derive(Default, PartialEq)]
@@ -268,96 +293,110 @@ enum BlockKind {
 /// A value read only when it is a string (or an object's `message` string): anything else is
 /// skipped unbuilt.
 #[derive(Default)]
-struct Text(Option<String>);
+struct Text<'a>(Option<Cow<'a, str>>);
 
-impl<'de> Deserialize<'de> for Text {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Text, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Text;
+/// Reads an optional string borrowed where it can be; a value of another type is `None`.
+fn opt_str<'de, A: MapAccess<'de>>(m: &mut A) -> Option<Cow<'de, str>> {
+    m.next_value::<Option<BorrowedStr<'de>>>()
+        .ok()
+        .flatten()
+        .map(|s| s.0)
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Text<'a>, D::Error> {
+        struct V<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Text<'a>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("any value")
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text, E> {
-                Ok(Text(Some(v.to_owned())))
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Some(Cow::Borrowed(v))))
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Text, A::Error> {
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Some(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
                 let mut found = None;
                 while let Some(k) = m.next_key::<Cow<'de, str>>()? {
                     if k == "message" {
-                        found = m.next_value::<Option<String>>().ok().flatten();
+                        found = opt_str(&mut m);
                     } else {
                         m.next_value::<IgnoredAny>()?;
                     }
                 }
                 Ok(Text(found))
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Text, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
                 while s.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(Text(None))
             }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Text, E> {
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
                 Ok(Text(None))
             }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Text, E> {
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
                 Ok(Text(None))
             }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Text, E> {
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
                 Ok(Text(None))
             }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Text, E> {
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
                 Ok(Text(None))
             }
-            fn visit_unit<E: de::Error>(self) -> Result<Text, E> {
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
                 Ok(Text(None))
             }
         }
-        d.deserialize_any(V)
+        d.deserialize_any(V(PhantomData))
     }
 }
 
-impl<'de> Deserialize<'de> for Content {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Content, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Content;
+impl<'de: 'a, 'a> Deserialize<'de> for Content<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Content<'a>, D::Error> {
+        struct V<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Content<'a>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a string or a list of content blocks")
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Content, E> {
-                Ok(Content::Text(v.to_owned()))
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Content::Text(Cow::Borrowed(v)))
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Content, A::Error> {
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Content::Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
                 let mut blocks = Vec::new();
-                while let Some(b) = s.next_element::<BlockSeed>()? {
+                while let Some(b) = s.next_element::<BlockSeed<'de>>()? {
                     blocks.push(b.0);
                 }
                 Ok(Content::Blocks(blocks))
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Content, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
                 while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
                 Ok(Content::None)
             }
-            fn visit_unit<E: de::Error>(self) -> Result<Content, E> {
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
                 Ok(Content::None)
             }
         }
-        d.deserialize_any(V)
+        d.deserialize_any(V(PhantomData))
     }
 }
 
 /// Reads one block; anything that is not an object is an `Other` block.
-struct BlockSeed(Block);
+struct BlockSeed<'a>(Block<'a>);
 
-impl<'de> Deserialize<'de> for BlockSeed {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<BlockSeed, D::Error> {
+impl<'de> Deserialize<'de> for BlockSeed<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<BlockSeed<'de>, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = BlockSeed;
+            type Value = BlockSeed<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a content block")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<BlockSeed, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
                 let mut b = Block::default();
                 let (mut text, mut name) = (None, None);
                 while let Some(k) = m.next_key::<Cow<'de, str>>()? {
@@ -372,11 +411,9 @@ impl<'de> Deserialize<'de> for BlockSeed {
                                 _ => BlockKind::Other,
                             };
                         }
-                        "text" => text = m.next_value::<Option<String>>().ok().flatten(),
-                        "name" => name = m.next_value::<Option<String>>().ok().flatten(),
-                        "id" | "tool_use_id" => {
-                            b.id = m.next_value::<Option<String>>().ok().flatten()
-                        }
+                        "text" => text = opt_str(&mut m),
+                        "name" => name = opt_str(&mut m),
+                        "id" | "tool_use_id" => b.id = opt_str(&mut m),
                         _ => {
                             m.next_value::<IgnoredAny>()?;
                         }
@@ -389,26 +426,26 @@ impl<'de> Deserialize<'de> for BlockSeed {
                 };
                 Ok(BlockSeed(b))
             }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<BlockSeed, E> {
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
                 Ok(BlockSeed(Block::default()))
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<BlockSeed, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
                 while s.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(BlockSeed(Block::default()))
             }
-            fn visit_unit<E: de::Error>(self) -> Result<BlockSeed, E> {
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
                 Ok(BlockSeed(Block::default()))
             }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<BlockSeed, E> {
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
                 Ok(BlockSeed(Block::default()))
             }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<BlockSeed, E> {
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
                 Ok(BlockSeed(Block::default()))
             }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<BlockSeed, E> {
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
                 Ok(BlockSeed(Block::default()))
             }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<BlockSeed, E> {
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
                 Ok(BlockSeed(Block::default()))
             }
         }
@@ -430,7 +467,7 @@ fn key_hash(message_id: &str, request_id: &str) -> u64 {
 /// The typed text of a user message (not tool results).
 fn user_text(content: &Content) -> Option<String> {
     match content {
-        Content::Text(s) => Some(s.clone()),
+        Content::Text(s) => Some(s.clone().into_owned()),
         Content::Blocks(blocks) => {
             let texts: Vec<&str> = blocks
                 .iter()
@@ -550,7 +587,8 @@ impl ClaudeFold {
         if line.tool_use_result.0.as_deref() == Some("User rejected tool use") {
             if let Content::Blocks(blocks) = &message.content {
                 for b in blocks.iter().filter(|b| b.kind == BlockKind::ToolResult) {
-                    self.pending.retain(|(pid, _)| Some(pid) != b.id.as_ref());
+                    self.pending
+                        .retain(|(pid, _)| Some(pid.as_str()) != b.id.as_deref());
                 }
             }
             self.last = Last::Canceled("tool use rejected by the user".into());
@@ -611,7 +649,7 @@ impl ClaudeFold {
                         let id = b.id.clone().unwrap_or_default();
                         let name = b.text.clone().unwrap_or_else(|| "a tool".into());
                         if !self.pending.iter().any(|(pid, _)| *pid == id) {
-                            self.pending.push((id, name));
+                            self.pending.push((id.into_owned(), name.into_owned()));
                         }
                         self.progress_since_call = false;
                     }

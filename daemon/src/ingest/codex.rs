@@ -57,6 +57,7 @@ use agentd_wire::{Millis, Status, Usage};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::fmt;
 
 /// The model tokens are priced as when the rollout never named one (early-September-2025
@@ -192,28 +193,27 @@ impl CodexFold {
             return;
         }
         self.meta_seen = true;
-        self.session_id = p.id.filter(|s| !s.is_empty());
+        self.session_id = p.id.filter(|s| !s.is_empty()).map(Cow::into_owned);
         self.meta_created = p.timestamp.as_deref().and_then(timestamp);
         if let Some(cwd) = p.cwd.filter(|s| !s.is_empty()) {
-            self.cwd = Some(cwd);
+            replace(&mut self.cwd, &cwd);
         }
     }
 
     fn turn_context(&mut self, p: Payload) {
         if let Some(cwd) = p.cwd.filter(|s| !s.is_empty()) {
-            self.cwd = Some(cwd);
+            replace(&mut self.cwd, &cwd);
         }
         let collab = p.collaboration_mode.as_ref().and_then(|c| {
             c.get("model")
                 .or_else(|| c.get("settings")?.get("model"))?
                 .as_str()
-                .map(str::to_owned)
         });
-        if let Some(model) = p.model.or(collab).filter(|s| !s.is_empty()) {
-            self.model = Some(model);
+        if let Some(model) = p.model.as_deref().or(collab).filter(|s| !s.is_empty()) {
+            replace(&mut self.model, model);
         }
         if let Some(policy) = p.approval_policy {
-            self.approval_policy = Some(policy);
+            replace(&mut self.approval_policy, &policy);
         }
     }
 
@@ -227,12 +227,12 @@ impl CodexFold {
                         self.pending.remove(0);
                     }
                     let name = p.name.filter(|n| !n.is_empty());
-                    let name = name.unwrap_or_else(|| match kind {
-                        "local_shell_call" => "local_shell".to_owned(),
-                        other => other.to_owned(),
-                    });
+                    let name = name.unwrap_or(Cow::Borrowed(match kind {
+                        "local_shell_call" => "local_shell",
+                        other => other,
+                    }));
                     self.pending.push(PendingCall {
-                        call_id,
+                        call_id: call_id.into_owned(),
                         name: name.chars().take(NAME_CHARS).collect(),
                     });
                 }
@@ -274,7 +274,7 @@ impl CodexFold {
                 let detail = p.message.filter(|m| !m.trim().is_empty());
                 self.end_turn(
                     Status::Failed,
-                    Some(detail.unwrap_or_else(|| "error".into())),
+                    Some(detail.map_or_else(|| "error".to_owned(), Cow::into_owned)),
                 );
             }
             Some("user_message") => {
@@ -441,6 +441,14 @@ fn is_injected(text: &str) -> bool {
     INJECTED_PREFIXES.iter().any(|p| start.starts_with(p))
 }
 
+/// Sets `slot` to `value`, allocating only when it changes: a rollout repeats its cwd, model
+/// and approval policy on every turn.
+fn replace(slot: &mut Option<String>, value: &str) {
+    if slot.as_deref() != Some(value) {
+        *slot = Some(value.to_owned());
+    }
+}
+
 /// Whether an `error` event ends its turn: all do except the two kinds Codex itself says leave
 /// the turn running (`CodexErrorInfo::affects_turn_status`).
 fn error_ends_turn(info: Option<&Value>) -> bool {
@@ -457,31 +465,31 @@ fn error_ends_turn(info: Option<&Value>) -> bool {
 
 /// One rollout line: `timestamp`, `type` and the `payload`, read without building the parts
 /// this fold does not use (tool outputs and instructions are most of a rollout's bytes).
-struct Line {
-    timestamp: Option<String>,
-    kind: Option<String>,
-    payload: Option<Payload>,
+struct Line<'a> {
+    timestamp: Option<Cow<'a, str>>,
+    kind: Option<Cow<'a, str>>,
+    payload: Option<Payload<'a>>,
 }
 
 /// The payload fields any line type of interest uses; everything else is skipped unparsed.
 /// Each is taken only when it has the expected JSON type, so an odd value never fails a line.
 #[derive(Default)]
-struct Payload {
-    kind: Option<String>,
-    id: Option<String>,
-    timestamp: Option<String>,
-    cwd: Option<String>,
-    model: Option<String>,
+struct Payload<'a> {
+    kind: Option<Cow<'a, str>>,
+    id: Option<Cow<'a, str>>,
+    timestamp: Option<Cow<'a, str>>,
+    cwd: Option<Cow<'a, str>>,
+    model: Option<Cow<'a, str>>,
     collaboration_mode: Option<Value>,
-    approval_policy: Option<String>,
+    approval_policy: Option<Cow<'a, str>>,
     thread_name: Option<Value>,
-    message: Option<String>,
-    role: Option<String>,
-    name: Option<String>,
-    call_id: Option<String>,
+    message: Option<Cow<'a, str>>,
+    role: Option<Cow<'a, str>>,
+    name: Option<Cow<'a, str>>,
+    call_id: Option<Cow<'a, str>>,
     /// `last_agent_message` is present and not null.
     last_agent_message: bool,
-    reason: Option<String>,
+    reason: Option<Cow<'a, str>>,
     info: Option<TokenInfo>,
     codex_error_info: Option<Value>,
 }
@@ -611,28 +619,32 @@ impl<'de> Deserialize<'de> for Count {
     }
 }
 
-/// A string, or `None` for any other value (skipped unbuilt).
+/// A string, or `None` for any other value (skipped unbuilt). The string borrows from the
+/// line unless it has escapes: most of a rollout's strings are copied nowhere.
 #[derive(Default)]
-struct MaybeString(Option<String>);
+struct MaybeString<'a>(Option<Cow<'a, str>>);
 
-impl<'de> Deserialize<'de> for MaybeString {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<MaybeString, D::Error> {
+impl<'de> Deserialize<'de> for MaybeString<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<MaybeString<'de>, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = MaybeString;
+            type Value = MaybeString<'de>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("any JSON value")
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<MaybeString, E> {
-                Ok(MaybeString(Some(v.to_owned())))
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(MaybeString(Some(Cow::Borrowed(v))))
             }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<MaybeString, E> {
-                Ok(MaybeString(Some(v)))
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(MaybeString(Some(Cow::Owned(v.to_owned()))))
             }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<MaybeString, A::Error> {
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(MaybeString(Some(Cow::Owned(v))))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
                 skip_map(map).map(|()| MaybeString(None))
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<MaybeString, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
                 skip_seq(seq).map(|()| MaybeString(None))
             }
             scalars_are_empty!();
@@ -675,19 +687,19 @@ enum PayloadField {
 }
 
 /// A value kept only if it is a string.
-fn string<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Option<String>, A::Error> {
+fn string<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Option<Cow<'de, str>>, A::Error> {
     Ok(map.next_value::<MaybeString>()?.0)
 }
 
-impl<'de> Deserialize<'de> for Line {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Line, D::Error> {
+impl<'de> Deserialize<'de> for Line<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Line<'de>, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = Line;
+            type Value = Line<'de>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Line, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Line<'de>, A::Error> {
                 let mut line = Line {
                     timestamp: None,
                     kind: None,
@@ -710,15 +722,15 @@ impl<'de> Deserialize<'de> for Line {
     }
 }
 
-impl<'de> Deserialize<'de> for Payload {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Payload, D::Error> {
+impl<'de> Deserialize<'de> for Payload<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Payload<'de>, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = Payload;
+            type Value = Payload<'de>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("any JSON value")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Payload, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Payload<'de>, A::Error> {
                 let mut p = Payload::default();
                 while let Some(key) = map.next_key::<PayloadField>()? {
                     match key {
@@ -750,10 +762,10 @@ impl<'de> Deserialize<'de> for Payload {
                 Ok(p)
             }
             // A payload that is not an object has none of the fields: the line is ignored.
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Payload, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Payload<'de>, A::Error> {
                 skip_seq(seq).map(|()| Payload::default())
             }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Payload, E> {
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Payload<'de>, E> {
                 Ok(Payload::default())
             }
             scalars_are_empty!();
@@ -769,7 +781,7 @@ pub fn render(bytes: &[u8], out: &mut String) {
         return;
     };
     let p = line.payload.unwrap_or_default();
-    let text = |v: &Option<String>| v.as_deref().unwrap_or("").to_owned();
+    let text = |v: &Option<Cow<str>>| v.as_deref().unwrap_or("").to_owned();
     match (line.kind.as_deref(), p.kind.as_deref().unwrap_or("")) {
         (Some("event_msg"), "user_message") => say(out, "you", &text(&p.message)),
         (Some("event_msg"), "agent_message") => say(out, "codex", &text(&p.message)),

@@ -2,7 +2,8 @@
 //! type is read as "nothing here" and skipped unbuilt, so that one odd field never fails a line
 //! (agents' formats change under us) and the bytes a fold does not use are not allocated.
 
-use serde::de::{IgnoredAny, MapAccess, SeqAccess};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use std::borrow::Cow;
 
 /// Visitor methods that read any scalar (boolean, number, null) as `Self::Value::default()`.
 macro_rules! scalars_are_empty {
@@ -49,5 +50,73 @@ pub fn from_json_bytes<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> serde_
     match std::str::from_utf8(bytes) {
         Ok(text) => serde_json::from_str(text),
         Err(_) => serde_json::from_slice(bytes),
+    }
+}
+
+/// A string, borrowed from the record when it holds no escapes (see [`opt_str`]).
+pub(crate) struct BorrowedStr<'de>(pub(crate) Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for BorrowedStr<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = BorrowedStr<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(BorrowedStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(BorrowedStr(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(BorrowedStr(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// An optional string field, borrowed from the record when it holds no escapes:
+/// `#[serde(borrow, deserialize_with = "lenient::opt_str")]`. `#[serde(borrow)]` alone does not
+/// reach through `Option`: serde builds an `Option<Cow<str>>` owned, always, which was a heap
+/// copy of every such field of every line. Anything but a string or null is an error, as
+/// for a plain `Option<String>`.
+pub(crate) fn opt_str<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    Ok(<Option<BorrowedStr<'de>> as serde::Deserialize>::deserialize(d)?.map(|s| s.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize)]
+    struct Record<'a> {
+        #[serde(borrow, deserialize_with = "opt_str", default)]
+        field: Option<Cow<'a, str>>,
+    }
+
+    fn field(json: &str) -> Result<Option<Cow<'_, str>>, String> {
+        from_json_bytes::<Record>(json.as_bytes())
+            .map(|r| r.field)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The reason for `opt_str`: a plain string is not copied; one with escapes is decoded.
+    #[test]
+    fn an_optional_string_is_borrowed_unless_it_has_escapes() {
+        assert!(matches!(
+            field(r#"{"field":"plain"}"#),
+            Ok(Some(Cow::Borrowed("plain")))
+        ));
+        assert!(matches!(field(r#"{"field":"a\nb"}"#), Ok(Some(Cow::Owned(s))) if s == "a\nb"));
+        assert!(matches!(field(r#"{"field":null}"#), Ok(None)));
+        assert!(matches!(field(r#"{}"#), Ok(None)));
+        let err = field(r#"{"field":5}"#).unwrap_err();
+        assert!(err.contains("expected a string"), "{err}");
     }
 }

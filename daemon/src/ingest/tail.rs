@@ -172,17 +172,20 @@ impl Opened {
         let mut out = ReadOutcome::default();
         let mut lines = LineSplitter::new(max_line, cursor.skipping);
         let mut read = 0u64;
-        // No larger than what is there (plus room to see the end): most reads are of a small
-        // file or a short append, and a zeroed 64 KiB buffer each would cost more than them.
-        let there = usize::try_from(self.len.saturating_sub(start)).unwrap_or(CHUNK);
-        let mut chunk = vec![0u8; there.saturating_add(1).clamp(1024, CHUNK)];
-        loop {
+        // The bytes the cursor's hashes cover, kept as they pass: the file's first ones (when
+        // reading from its start) and the last ones read. Hashing them here saves reading them
+        // again once the lines are taken (two system calls per file).
+        let mut seen = Seen::new();
+        let mut chunk = CHUNK_BUF.with(|b| b.take());
+        chunk.resize(CHUNK, 0);
+        let result = loop {
             let n = match self.file.read(&mut chunk) {
-                Ok(0) => break,
+                Ok(0) => break Ok(()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+                Err(e) => break Err(e),
             };
+            seen.pass(start + read, &chunk[..n]);
             lines.feed(&chunk[..n], on_line, &mut out);
             read += n as u64;
             // Past every complete line; a line still without its newline is read again next
@@ -193,9 +196,13 @@ impl Opened {
                 // A short read of a regular file is its end: asking again only to be told so
                 // was a system call per file. What is appended after it comes with its own
                 // change event.
-                break;
+                break Ok(());
             }
-        }
+        };
+        // Kept for this thread's next file: zeroing a fresh 64 KiB buffer for each file cost
+        // more than reading a small one.
+        CHUNK_BUF.with(|b| b.replace(chunk));
+        result?;
         // `pending` is normally a half-written line, left for next time. A complete JSON object
         // cannot be the prefix of a longer valid line, so one without its newline (a writer that
         // ended with `print!`) is taken now; a newline arriving later is just an empty line.
@@ -203,7 +210,7 @@ impl Opened {
             deliver(&lines.pending, on_line, &mut out);
             cursor.offset = start + read;
         }
-        self.remember(cursor);
+        self.remember(cursor, &seen);
         Ok(out)
     }
 
@@ -229,17 +236,26 @@ impl Opened {
     }
 
     /// Records what identifies the content read so far: its first bytes, the bytes just before
-    /// the cursor, and the modification time if the cursor is at the end of the file.
-    fn remember(&self, cursor: &mut FileCursor) {
+    /// the cursor, and the modification time if the cursor is at the end of the file. What
+    /// `seen` kept of the read is used; the rest is read from the file.
+    fn remember(&self, cursor: &mut FileCursor, seen: &Seen) {
         if usize::from(cursor.head_len) < PROBE && cursor.offset > u64::from(cursor.head_len) {
             let len = cursor.offset.min(PROBE as u64) as usize;
-            if let Some(h) = hash_at(&self.file, 0, len) {
+            let hash = match seen.bytes(0, len) {
+                Some(bytes) => Some(fnv1a(bytes)),
+                None => hash_at(&self.file, 0, len),
+            };
+            if let Some(h) = hash {
                 cursor.head_len = len as u8;
                 cursor.head_hash = h;
             }
         }
         let len = tail_len(cursor.offset);
-        cursor.tail_hash = hash_at(&self.file, cursor.offset - len as u64, len).unwrap_or(0);
+        let at = cursor.offset - len as u64;
+        cursor.tail_hash = match seen.bytes(at, len) {
+            Some(bytes) => fnv1a(bytes),
+            None => hash_at(&self.file, at, len).unwrap_or(0),
+        };
         // The time the file had when opened, if the read ended where the file did then (not
         // asked again: a file rewritten in place since then has a newer time, and is read
         // again from the start on the next look, which is what a stale time costs).
@@ -248,6 +264,66 @@ impl Opened {
         } else {
             0 // still being written: the next read records it
         };
+    }
+}
+
+thread_local! {
+    /// Each thread's read buffer, [`CHUNK`] bytes once grown (see [`Opened::read_lines`]).
+    static CHUNK_BUF: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// What one read passed of the bytes a cursor's hashes cover: the file's first [`PROBE`]
+/// bytes, when the read began at its start, and the last `PROBE` bytes read.
+struct Seen {
+    head: [u8; PROBE],
+    head_len: usize,
+    /// The last bytes read, `recent_len` of them ending at `recent_end` (a file offset).
+    recent: [u8; PROBE],
+    recent_len: usize,
+    recent_end: u64,
+}
+
+impl Seen {
+    fn new() -> Seen {
+        Seen {
+            head: [0; PROBE],
+            head_len: 0,
+            recent: [0; PROBE],
+            recent_len: 0,
+            recent_end: 0,
+        }
+    }
+
+    /// Notes `bytes`, read at file offset `at` right after the ones noted before.
+    fn pass(&mut self, at: u64, bytes: &[u8]) {
+        if at == self.head_len as u64 && self.head_len < PROBE {
+            let take = bytes.len().min(PROBE - self.head_len);
+            self.head[self.head_len..self.head_len + take].copy_from_slice(&bytes[..take]);
+            self.head_len += take;
+        }
+        if bytes.len() >= PROBE {
+            self.recent.copy_from_slice(&bytes[bytes.len() - PROBE..]);
+            self.recent_len = PROBE;
+        } else {
+            // Keep the newest `PROBE` of what was there and what came.
+            let keep = self.recent_len.min(PROBE - bytes.len());
+            self.recent
+                .copy_within(self.recent_len - keep..self.recent_len, 0);
+            self.recent[keep..keep + bytes.len()].copy_from_slice(bytes);
+            self.recent_len = keep + bytes.len();
+        }
+        self.recent_end = at + bytes.len() as u64;
+    }
+
+    /// The `len` bytes at file offset `at`, if they passed.
+    fn bytes(&self, at: u64, len: usize) -> Option<&[u8]> {
+        let end = at + len as u64;
+        if end <= self.head_len as u64 {
+            return Some(&self.head[at as usize..end as usize]);
+        }
+        let recent_start = self.recent_end - self.recent_len as u64;
+        (end == self.recent_end && at >= recent_start)
+            .then(|| &self.recent[(at - recent_start) as usize..self.recent_len])
     }
 }
 
@@ -435,6 +511,64 @@ mod tests {
             .unwrap()
             .write_all(data)
             .unwrap();
+    }
+
+    /// The hashes a read records from the bytes passing through it are the ones read back from
+    /// the file, whatever the sizes of the appends (around the probe and the read size), the
+    /// half-written lines and the long ones.
+    #[test]
+    fn the_hashes_taken_while_reading_equal_the_files_bytes() {
+        let (_dir, path) = scratch("seen");
+        let sizes = [
+            1,
+            3,
+            30,
+            62,
+            63,
+            64,
+            65,
+            100,
+            4000,
+            CHUNK - 1,
+            CHUNK,
+            CHUNK + 5,
+            200_000,
+        ];
+        let mut cursor = FileCursor::default();
+        let mut content = Vec::new();
+        for (i, &len) in sizes.iter().enumerate() {
+            // A whole line of `len` bytes, then (every other time) the start of the next.
+            let mut append = vec![b'a' + (i % 26) as u8; len];
+            append.push(b'\n');
+            if i % 2 == 0 {
+                append.extend_from_slice(b"half");
+            }
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .unwrap()
+                .write_all(&append)
+                .unwrap();
+            content.extend_from_slice(&append);
+            let (reset, _, _) = read(&path, &mut cursor, usize::MAX);
+            // The first read finds a file the cursor did not know; every later one an append.
+            assert_eq!(reset, i == 0, "append {i}");
+            let offset = cursor.offset as usize;
+            let head = offset.min(PROBE);
+            assert_eq!(usize::from(cursor.head_len), head);
+            assert_eq!(
+                cursor.head_hash,
+                fnv1a(&content[..head]),
+                "head after append {i}"
+            );
+            let tail = tail_len(cursor.offset);
+            assert_eq!(
+                cursor.tail_hash,
+                fnv1a(&content[offset - tail..offset]),
+                "tail after append {i}"
+            );
+        }
     }
 
     #[test]
