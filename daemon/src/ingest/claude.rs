@@ -31,7 +31,7 @@
 
 use super::convo::{
     ABANDONED_AFTER_MS, BLOCKED_AFTER_MS, Conversation, ConversationFold, CostSum, LiveState,
-    QUIET_DONE_MS,
+    QUIET_DONE_MS, set_if_changed,
 };
 use super::lenient::BorrowedStr;
 use super::transcript::{say, tool};
@@ -319,8 +319,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
                 let mut found = None;
-                while let Some(k) = m.next_key::<Cow<'de, str>>()? {
-                    if k == "message" {
+                while let Some(k) = m.next_key::<BorrowedStr<'de>>()? {
+                    if k.0 == "message" {
                         found = opt_str(&mut m);
                     } else {
                         m.next_value::<IgnoredAny>()?;
@@ -399,11 +399,11 @@ impl<'de> Deserialize<'de> for BlockSeed<'de> {
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
                 let mut b = Block::default();
                 let (mut text, mut name) = (None, None);
-                while let Some(k) = m.next_key::<Cow<'de, str>>()? {
-                    match k.as_ref() {
+                while let Some(k) = m.next_key::<BorrowedStr<'de>>()? {
+                    match k.0.as_ref() {
                         "type" => {
-                            let t: Cow<'de, str> = m.next_value()?;
-                            b.kind = match t.as_ref() {
+                            let t: BorrowedStr<'de> = m.next_value()?;
+                            b.kind = match t.0.as_ref() {
                                 "text" => BlockKind::Text,
                                 "thinking" | "redacted_thinking" => BlockKind::Thinking,
                                 "tool_use" => BlockKind::ToolUse,
@@ -464,17 +464,28 @@ fn key_hash(message_id: &str, request_id: &str) -> u64 {
         })
 }
 
-/// The typed text of a user message (not tool results).
-fn user_text(content: &Content) -> Option<String> {
+/// The typed text of a user message (not tool results), borrowed unless it is in several
+/// blocks (joined with newlines).
+fn user_text<'c>(content: &'c Content) -> Option<Cow<'c, str>> {
     match content {
-        Content::Text(s) => Some(s.clone().into_owned()),
+        Content::Text(s) => Some(Cow::Borrowed(s)),
         Content::Blocks(blocks) => {
-            let texts: Vec<&str> = blocks
+            let mut texts = blocks
                 .iter()
                 .filter(|b| b.kind == BlockKind::Text)
-                .filter_map(|b| b.text.as_deref())
-                .collect();
-            (!texts.is_empty()).then(|| texts.join("\n"))
+                .filter_map(|b| b.text.as_deref());
+            let first = texts.next()?;
+            match texts.next() {
+                None => Some(Cow::Borrowed(first)),
+                Some(second) => {
+                    let mut joined = [first, second].join("\n");
+                    for more in texts {
+                        joined.push('\n');
+                        joined.push_str(more);
+                    }
+                    Some(Cow::Owned(joined))
+                }
+            }
         }
         Content::None => None,
     }
@@ -578,7 +589,7 @@ impl ClaudeFold {
 
     fn on_user(&mut self, line: &Line) {
         if let Some(mode) = &line.permission_mode {
-            self.permission_mode = Some(mode.to_string());
+            set_if_changed(&mut self.permission_mode, mode);
         }
         let meta = line.meta == Some(true) || line.compact_summary == Some(true);
         let Some(message) = &line.message else {
@@ -638,7 +649,7 @@ impl ClaudeFold {
             return;
         }
         if let Some(model) = message.model.as_deref().filter(|m| *m != "<synthetic>") {
-            self.model = Some(model.to_owned());
+            set_if_changed(&mut self.model, model);
         }
         let stop = message.stop_reason.as_deref();
         let mut wrote_text = false;
@@ -727,7 +738,7 @@ impl ConversationFold for ClaudeFold {
             "user" | "assistant" | "system" | "progress" => {
                 self.touch(ts, !sidechain);
                 if let Some(cwd) = line.cwd.as_deref().filter(|c| !c.is_empty()) {
-                    self.cwd = Some(cwd.to_owned());
+                    set_if_changed(&mut self.cwd, cwd);
                 }
                 if kind == "assistant"
                     && let Some(message) = &line.message
@@ -739,11 +750,10 @@ impl ConversationFold for ClaudeFold {
                 }
                 match kind {
                     "user" => self.on_user(&line),
-                    "assistant" => {
-                        let message = line.message.as_ref();
-                        let empty = Message::default();
-                        self.on_assistant(&line, message.unwrap_or(&empty));
-                    }
+                    "assistant" => match &line.message {
+                        Some(message) => self.on_assistant(&line, message),
+                        None => self.on_assistant(&line, &Message::default()),
+                    },
                     "system" => self.on_system(&line),
                     _ => self.progress_since_call = true,
                 }

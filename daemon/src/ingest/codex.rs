@@ -49,8 +49,9 @@
 
 use super::convo::{
     ABANDONED_AFTER_MS, BLOCKED_AFTER_MS, Conversation, ConversationFold, CostSum, QUIET_DONE_MS,
+    set_if_changed,
 };
-use super::lenient::{scalars_are_empty, skip_map, skip_seq};
+use super::lenient::{BorrowedStr, scalars_are_empty, skip_map, skip_seq};
 use super::transcript::{say, tool};
 use crate::prices::Prices;
 use agentd_wire::{Millis, Status, Usage};
@@ -188,21 +189,21 @@ impl Tokens {
 }
 
 impl CodexFold {
-    fn session_meta(&mut self, p: Payload) {
+    fn session_meta(&mut self, p: &Payload) {
         if self.meta_seen {
             return;
         }
         self.meta_seen = true;
-        self.session_id = p.id.filter(|s| !s.is_empty()).map(Cow::into_owned);
+        self.session_id = p.id.as_deref().filter(|s| !s.is_empty()).map(str::to_owned);
         self.meta_created = p.timestamp.as_deref().and_then(timestamp);
-        if let Some(cwd) = p.cwd.filter(|s| !s.is_empty()) {
-            replace(&mut self.cwd, &cwd);
+        if let Some(cwd) = p.cwd.as_deref().filter(|s| !s.is_empty()) {
+            set_if_changed(&mut self.cwd, cwd);
         }
     }
 
-    fn turn_context(&mut self, p: Payload) {
-        if let Some(cwd) = p.cwd.filter(|s| !s.is_empty()) {
-            replace(&mut self.cwd, &cwd);
+    fn turn_context(&mut self, p: &Payload) {
+        if let Some(cwd) = p.cwd.as_deref().filter(|s| !s.is_empty()) {
+            set_if_changed(&mut self.cwd, cwd);
         }
         let collab = p.collaboration_mode.as_ref().and_then(|c| {
             c.get("model")
@@ -210,37 +211,37 @@ impl CodexFold {
                 .as_str()
         });
         if let Some(model) = p.model.as_deref().or(collab).filter(|s| !s.is_empty()) {
-            replace(&mut self.model, model);
+            set_if_changed(&mut self.model, model);
         }
-        if let Some(policy) = p.approval_policy {
-            replace(&mut self.approval_policy, &policy);
+        if let Some(policy) = &p.approval_policy {
+            set_if_changed(&mut self.approval_policy, policy);
         }
     }
 
-    fn response_item(&mut self, p: Payload) {
+    fn response_item(&mut self, p: &Payload) {
         match p.kind.as_deref() {
             Some("message") if p.role.as_deref() == Some("assistant") => self.answer(),
             Some(kind @ ("function_call" | "custom_tool_call" | "local_shell_call")) => {
                 self.answer_last = false;
-                if let Some(call_id) = p.call_id {
+                if let Some(call_id) = &p.call_id {
                     if self.pending.len() >= MAX_PENDING {
                         self.pending.remove(0);
                     }
-                    let name = p.name.filter(|n| !n.is_empty());
-                    let name = name.unwrap_or(Cow::Borrowed(match kind {
+                    let name = p.name.as_deref().filter(|n| !n.is_empty());
+                    let name = name.unwrap_or(match kind {
                         "local_shell_call" => "local_shell",
                         other => other,
-                    }));
+                    });
                     self.pending.push(PendingCall {
-                        call_id: call_id.into_owned(),
+                        call_id: call_id.to_string(),
                         name: name.chars().take(NAME_CHARS).collect(),
                     });
                 }
             }
             Some("function_call_output" | "custom_tool_call_output") => {
                 self.answer_last = false;
-                if let Some(id) = p.call_id {
-                    self.pending.retain(|c| c.call_id != id);
+                if let Some(id) = &p.call_id {
+                    self.pending.retain(|c| c.call_id != *id);
                 }
             }
             // Reasoning, user and developer messages, searches, snapshots: the agent is busy.
@@ -248,7 +249,7 @@ impl CodexFold {
         }
     }
 
-    fn event(&mut self, p: Payload, prices: &Prices) {
+    fn event(&mut self, p: &Payload, prices: &Prices) {
         match p.kind.as_deref() {
             Some("task_started" | "turn_started") => {
                 self.lifecycle = true;
@@ -271,11 +272,8 @@ impl CodexFold {
                 self.end_turn(Status::Canceled, Some(detail));
             }
             Some("error") if error_ends_turn(p.codex_error_info.as_ref()) => {
-                let detail = p.message.filter(|m| !m.trim().is_empty());
-                self.end_turn(
-                    Status::Failed,
-                    Some(detail.map_or_else(|| "error".to_owned(), Cow::into_owned)),
-                );
+                let detail = p.message.as_deref().filter(|m| !m.trim().is_empty());
+                self.end_turn(Status::Failed, Some(detail.unwrap_or("error").to_owned()));
             }
             Some("user_message") => {
                 let text = p.message.as_deref().unwrap_or("");
@@ -294,8 +292,8 @@ impl CodexFold {
             Some("agent_message") => self.answer(),
             Some("agent_reasoning" | "agent_reasoning_raw_content") => self.answer_last = false,
             Some("thread_name_updated") => {
-                self.thread_name = match p.thread_name {
-                    Some(Value::String(name)) => title(&name),
+                self.thread_name = match &p.thread_name {
+                    Some(Value::String(name)) => title(name),
                     _ => None,
                 };
             }
@@ -389,7 +387,15 @@ impl ConversationFold for CodexFold {
             self.first_ts.get_or_insert(ts);
             self.last_ts = Some(self.last_ts.map_or(ts, |t| t.max(ts)));
         }
-        let payload = line.payload.unwrap_or_default();
+        // Borrowed, not moved: a payload is a few hundred bytes, copied at each move.
+        let none;
+        let payload = match &line.payload {
+            Some(p) => p,
+            None => {
+                none = Payload::default();
+                &none
+            }
+        };
         match line.kind.as_deref() {
             Some("session_meta") => self.session_meta(payload),
             Some("turn_context") => self.turn_context(payload),
@@ -439,14 +445,6 @@ fn title(text: &str) -> Option<String> {
 fn is_injected(text: &str) -> bool {
     let start = text.trim_start();
     INJECTED_PREFIXES.iter().any(|p| start.starts_with(p))
-}
-
-/// Sets `slot` to `value`, allocating only when it changes: a rollout repeats its cwd, model
-/// and approval policy on every turn.
-fn replace(slot: &mut Option<String>, value: &str) {
-    if slot.as_deref() != Some(value) {
-        *slot = Some(value.to_owned());
-    }
 }
 
 /// Whether an `error` event ends its turn: all do except the two kinds Codex itself says leave
@@ -514,8 +512,8 @@ impl<'de> Deserialize<'de> for TokenInfo {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TokenInfo, A::Error> {
                 let mut info = TokenInfo::default();
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    match key.as_ref() {
+                while let Some(key) = map.next_key::<BorrowedStr<'de>>()? {
+                    match key.0.as_ref() {
                         "total_token_usage" => info.total = map.next_value::<Counts>()?.0,
                         "last_token_usage" => info.last = map.next_value::<Counts>()?.0,
                         _ => {
@@ -552,8 +550,8 @@ impl<'de> Deserialize<'de> for Counts {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Counts, A::Error> {
                 let mut t = Tokens::default();
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    let slot = match key.as_ref() {
+                while let Some(key) = map.next_key::<BorrowedStr<'de>>()? {
+                    let slot = match key.0.as_ref() {
                         "input_tokens" => &mut t.input,
                         "cached_input_tokens" => &mut t.cached,
                         "output_tokens" => &mut t.output,

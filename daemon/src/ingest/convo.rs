@@ -42,6 +42,14 @@ pub fn note_rfc3339(first: &mut Option<Millis>, last: &mut Option<Millis>, ts: O
     }
 }
 
+/// Sets `slot` to `value`, allocating only when it changes: transcripts repeat their model,
+/// working dir and modes on every turn or line.
+pub fn set_if_changed(slot: &mut Option<String>, value: &str) {
+    if slot.as_deref() != Some(value) {
+        *slot = Some(value.to_owned());
+    }
+}
+
 /// One conversation as its store describes it at some moment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Conversation {
