@@ -35,6 +35,11 @@ use std::time::Duration;
 pub const MAX_LINE: usize = 16 * 1024 * 1024;
 /// How often live conversations are re-evaluated and missing store dirs looked for.
 const TICK: Duration = Duration::from_secs(1);
+
+/// How long after a dir is seen created it is walked again. The watcher sets up the watch on a
+/// new dir after reporting it, once it has handled the events read with it: milliseconds, far
+/// less than this; a file written in that gap is read this late, not never.
+const CREATED_DIR_RECHECK: Duration = Duration::from_millis(500);
 /// Notifications queued for the ingestor; beyond this a rescan replaces the dropped events.
 const EVENT_QUEUE: usize = 8192;
 /// Files per batch during a scan: large enough to share commits, small enough to show progress.
@@ -182,6 +187,7 @@ pub fn spawn<F: Format>(
         reads_at_tick: 0,
         letting_go: None,
         resident: Vec::new(),
+        created_dirs: Vec::new(),
         hooks: HashMap::new(),
         prices,
         liveness: std::cell::RefCell::new(crate::liveness::Liveness::new()),
@@ -224,6 +230,9 @@ struct StoreSource<F: Format> {
     /// The files whose fold is in memory (in no order). Letting go of folds looks only at
     /// these, not at every file seen since start: a backfill lets go after every batch.
     resident: Vec<PathId>,
+    /// Dirs seen created, and when: walked again once [`CREATED_DIR_RECHECK`] has passed (see
+    /// [`Self::process_paths`]).
+    created_dirs: Vec<(PathBuf, std::time::Instant)>,
     /// The latest hook signal per conversation (see [`HookSignal`]).
     hooks: HashMap<String, HookSignal>,
     prices: Arc<Prices>,
@@ -270,6 +279,22 @@ impl<F: Format> super::follow::Followed for StoreSource<F> {
     }
 
     fn tick(&mut self) -> Step {
+        let due = self
+            .created_dirs
+            .iter()
+            .filter(|(_, at)| at.elapsed() >= CREATED_DIR_RECHECK)
+            .count();
+        if due > 0 {
+            // In the order seen: the ones due are the first.
+            let dirs: Vec<PathBuf> = self.created_dirs.drain(..due).map(|(d, _)| d).collect();
+            let mut batch = self.batch();
+            let mut touched = BTreeSet::new();
+            for dir in dirs {
+                self.read_dir_files(&dir, &mut batch, &mut touched);
+            }
+            self.render_into(&mut batch, touched);
+            self.send(batch)?;
+        }
         if self.resident.len() > RESIDENT_FOLDS {
             self.writer.barrier().map_err(|_| Stopped)?;
             self.let_go_of_folds_read_by(self.reads_at_tick, "quiet");
@@ -429,13 +454,13 @@ impl<F: Format> StoreSource<F> {
         let mut touched = BTreeSet::new();
         for path in paths {
             if path.is_dir() {
-                // A new dir (a new day of Codex sessions, a new project): its files may have
-                // been written before the watch on it was set up.
-                let mut found = Vec::new();
-                walk(&path, 0, &mut found, &mut Vec::new(), false);
-                for (p, _) in found.into_iter().filter(|(p, _)| F::is_store_file(p)) {
-                    self.read_file(&p, &mut batch, &mut touched);
-                }
+                // A new dir (a new day of Codex sessions, a new project, a conversation's
+                // sub-agents): its files may have been written before the watch on it was set
+                // up. The watcher reports a dir before it watches it, so a file written between
+                // this walk and that watch has no event of its own: the dir is walked once more
+                // a little later, when its watch is surely in place (reading only what is new).
+                self.read_dir_files(&path, &mut batch, &mut touched);
+                self.created_dirs.push((path, std::time::Instant::now()));
                 continue;
             }
             if !path.exists() {
@@ -460,6 +485,20 @@ impl<F: Format> StoreSource<F> {
             .files
             .store(self.known_files as u64, Ordering::Relaxed);
         self.send(batch)
+    }
+
+    /// Reads what is new in every store file under `dir`.
+    fn read_dir_files(
+        &mut self,
+        dir: &Path,
+        batch: &mut IngestBatch,
+        touched: &mut BTreeSet<SessionId>,
+    ) {
+        let mut found = Vec::new();
+        walk(dir, 0, &mut found, &mut Vec::new(), false);
+        for (p, _) in found.into_iter().filter(|(p, _)| F::is_store_file(p)) {
+            self.read_file(&p, batch, touched);
+        }
     }
 
     /// Reads what is new in `path`, folding it, and notes its conversation in `touched` when
