@@ -33,7 +33,7 @@ use super::convo::{
     ABANDONED_AFTER_MS, BLOCKED_AFTER_MS, Conversation, ConversationFold, CostSum, LiveState,
     QUIET_DONE_MS, set_if_changed,
 };
-use super::lenient::BorrowedStr;
+use super::lenient::{BorrowedStr, string};
 use super::transcript::{say, tool};
 use crate::prices::Prices;
 use agentd_wire::{Millis, Status, Usage};
@@ -295,14 +295,6 @@ enum BlockKind {
 #[derive(Default)]
 struct Text<'a>(Option<Cow<'a, str>>);
 
-/// Reads an optional string borrowed where it can be; a value of another type is `None`.
-fn opt_str<'de, A: MapAccess<'de>>(m: &mut A) -> Option<Cow<'de, str>> {
-    m.next_value::<Option<BorrowedStr<'de>>>()
-        .ok()
-        .flatten()
-        .map(|s| s.0)
-}
-
 impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Text<'a>, D::Error> {
         struct V<'a>(PhantomData<&'a ()>);
@@ -321,7 +313,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
                 let mut found = None;
                 while let Some(k) = m.next_key::<BorrowedStr<'de>>()? {
                     if k.0 == "message" {
-                        found = opt_str(&mut m);
+                        found = string(&mut m)?;
                     } else {
                         m.next_value::<IgnoredAny>()?;
                     }
@@ -411,9 +403,9 @@ impl<'de> Deserialize<'de> for BlockSeed<'de> {
                                 _ => BlockKind::Other,
                             };
                         }
-                        "text" => text = opt_str(&mut m),
-                        "name" => name = opt_str(&mut m),
-                        "id" | "tool_use_id" => b.id = opt_str(&mut m),
+                        "text" => text = string(&mut m)?,
+                        "name" => name = string(&mut m)?,
+                        "id" | "tool_use_id" => b.id = string(&mut m)?,
                         _ => {
                             m.next_value::<IgnoredAny>()?;
                         }
@@ -1225,5 +1217,18 @@ mod tests {
         }
         let now = Millis(T0 + 3000);
         assert_eq!(f.conversation(now), fold(&lines).conversation(now));
+    }
+
+    /// A block field of an unexpected type (a number where the text, name or id is) is read
+    /// as nothing; it used to fail the whole line, losing its usage.
+    #[test]
+    fn a_block_field_of_another_type_does_not_fail_the_line() {
+        let prices = Prices::builtin();
+        let mut f = ClaudeFold::default();
+        let odd = serde_json::json!([{"type": "text", "text": 5}, {"type": "tool_use", "id": ["x"], "name": {"n": 1}, "input": {}}]);
+        f.apply(assistant(1, "m1", odd, 7, None).as_bytes(), &prices)
+            .expect("an odd field is not an error");
+        let c = f.conversation(Millis(T0 + 2000));
+        assert_eq!(c.usage.output_tokens, 7);
     }
 }

@@ -51,7 +51,7 @@ use super::convo::{
     ABANDONED_AFTER_MS, BLOCKED_AFTER_MS, Conversation, ConversationFold, CostSum, QUIET_DONE_MS,
     set_if_changed,
 };
-use super::lenient::{BorrowedStr, scalars_are_empty, skip_map, skip_seq};
+use super::lenient::{BorrowedStr, scalars_are_empty, skip_map, skip_seq, string};
 use super::transcript::{say, tool};
 use crate::prices::Prices;
 use agentd_wire::{Millis, Status, Usage};
@@ -617,40 +617,6 @@ impl<'de> Deserialize<'de> for Count {
     }
 }
 
-/// A string, or `None` for any other value (skipped unbuilt). The string borrows from the
-/// line unless it has escapes: most of a rollout's strings are copied nowhere.
-#[derive(Default)]
-struct MaybeString<'a>(Option<Cow<'a, str>>);
-
-impl<'de> Deserialize<'de> for MaybeString<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<MaybeString<'de>, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = MaybeString<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(MaybeString(Some(Cow::Borrowed(v))))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(MaybeString(Some(Cow::Owned(v.to_owned()))))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(MaybeString(Some(Cow::Owned(v))))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                skip_map(map).map(|()| MaybeString(None))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-                skip_seq(seq).map(|()| MaybeString(None))
-            }
-            scalars_are_empty!();
-        }
-        d.deserialize_any(V)
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(field_identifier, rename_all = "snake_case")]
 enum LineField {
@@ -682,11 +648,6 @@ enum PayloadField {
     CodexErrorInfo,
     #[serde(other)]
     Other,
-}
-
-/// A value kept only if it is a string.
-fn string<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Option<Cow<'de, str>>, A::Error> {
-    Ok(map.next_value::<MaybeString>()?.0)
 }
 
 impl<'de> Deserialize<'de> for Line<'de> {

@@ -2,8 +2,10 @@
 //! type is read as "nothing here" and skipped unbuilt, so that one odd field never fails a line
 //! (agents' formats change under us) and the bytes a fold does not use are not allocated.
 
-use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
+use std::fmt;
 
 /// Visitor methods that read any scalar (boolean, number, null) as `Self::Value::default()`.
 macro_rules! scalars_are_empty {
@@ -88,6 +90,47 @@ impl<'de> serde::Deserialize<'de> for BorrowedStr<'de> {
 /// for a plain `Option<String>`.
 pub(crate) fn opt_str<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
     Ok(<Option<BorrowedStr<'de>> as serde::Deserialize>::deserialize(d)?.map(|s| s.0))
+}
+
+/// A string, or `None` for any other value (skipped unbuilt). The string borrows from the
+/// line unless it has escapes: most of a rollout's strings are copied nowhere.
+#[derive(Default)]
+pub(crate) struct MaybeString<'a>(Option<Cow<'a, str>>);
+
+impl<'de> Deserialize<'de> for MaybeString<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<MaybeString<'de>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = MaybeString<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(MaybeString(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(MaybeString(Some(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(MaybeString(Some(Cow::Owned(v))))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                skip_map(map).map(|()| MaybeString(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                skip_seq(seq).map(|()| MaybeString(None))
+            }
+            scalars_are_empty!();
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A value kept only if it is a string.
+pub(crate) fn string<'de, A: MapAccess<'de>>(
+    map: &mut A,
+) -> Result<Option<Cow<'de, str>>, A::Error> {
+    Ok(map.next_value::<MaybeString>()?.0)
 }
 
 #[cfg(test)]
