@@ -66,8 +66,9 @@ pub struct Prices {
     /// in the order of `entries`.
     dashed: Vec<String>,
     /// Model names already matched → the index of their entry: every response of a backfill is
-    /// priced, and matching a name is a scan of the whole table.
-    matched: RwLock<HashMap<Box<str>, Option<usize>>>,
+    /// priced, and matching a name is a scan of the whole table. hashbrown's default hasher, not
+    /// SipHash: the names come from our own files, and hashing was most of a lookup.
+    matched: RwLock<hashbrown::HashMap<Box<str>, Option<usize>>>,
 }
 
 impl Clone for Prices {

@@ -33,13 +33,14 @@ use super::convo::{
     ABANDONED_AFTER_MS, BLOCKED_AFTER_MS, Conversation, ConversationFold, CostSum, LiveState,
     QUIET_DONE_MS, set_if_changed,
 };
-use super::lenient::{BorrowedStr, string};
+use super::lenient::{BorrowedStr, LazyStr, string};
 use super::transcript::{say, tool};
 use crate::prices::Prices;
 use agentd_wire::{Millis, Status, Usage};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::marker::PhantomData;
 
 /// How many recent responses are remembered for de-duplication: the lines of one response are
@@ -98,7 +99,9 @@ pub struct ClaudeFold {
     permission_mode: Option<String>,
     usage: Usage,
     cost: CostSum,
-    recent: Vec<Response>,
+    /// Oldest first. A deque, so that a full one drops its oldest without shifting the rest
+    /// (it is full in most conversations, and a response comes every few lines).
+    recent: VecDeque<Response>,
     /// Set when this file is the live registry (`sessions/<pid>.json`), not a transcript.
     registry: Option<Registry>,
 }
@@ -274,8 +277,11 @@ enum Content<'a> {
 #[derive(Default)]
 struct Block<'a> {
     kind: BlockKind,
-    /// `text` blocks: the text; `tool_use`: the tool name.
-    text: Option<Cow<'a, str>>,
+    /// `text` blocks: the text, decoded only where it is read (a user's prompt, an API error,
+    /// the transcript): an answer's text is most of what a fold would otherwise copy.
+    text: LazyStr<'a>,
+    /// `tool_use` blocks: the tool's name.
+    name: Option<Cow<'a, str>>,
     /// `tool_use`: its id; `tool_result`: the id it answers.
     id: Option<Cow<'a, str>>,
 }
@@ -390,7 +396,7 @@ impl<'de> Deserialize<'de> for BlockSeed<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
                 let mut b = Block::default();
-                let (mut text, mut name) = (None, None);
+                let (mut text, mut name) = (LazyStr::default(), None);
                 while let Some(k) = m.next_key::<BorrowedStr<'de>>()? {
                     match k.0.as_ref() {
                         "type" => {
@@ -403,7 +409,7 @@ impl<'de> Deserialize<'de> for BlockSeed<'de> {
                                 _ => BlockKind::Other,
                             };
                         }
-                        "text" => text = string(&mut m)?,
+                        "text" => text = m.next_value()?,
                         "name" => name = string(&mut m)?,
                         "id" | "tool_use_id" => b.id = string(&mut m)?,
                         _ => {
@@ -411,11 +417,11 @@ impl<'de> Deserialize<'de> for BlockSeed<'de> {
                         }
                     }
                 }
-                b.text = if b.kind == BlockKind::ToolUse {
-                    name
+                if b.kind == BlockKind::ToolUse {
+                    b.name = name;
                 } else {
-                    text
-                };
+                    b.text = text;
+                }
                 Ok(BlockSeed(b))
             }
             fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
@@ -465,15 +471,15 @@ fn user_text<'c>(content: &'c Content) -> Option<Cow<'c, str>> {
             let mut texts = blocks
                 .iter()
                 .filter(|b| b.kind == BlockKind::Text)
-                .filter_map(|b| b.text.as_deref());
+                .filter_map(|b| b.text.get());
             let first = texts.next()?;
             match texts.next() {
-                None => Some(Cow::Borrowed(first)),
+                None => Some(first),
                 Some(second) => {
                     let mut joined = [first, second].join("\n");
                     for more in texts {
                         joined.push('\n');
-                        joined.push_str(more);
+                        joined.push_str(&more);
                     }
                     Some(Cow::Owned(joined))
                 }
@@ -546,7 +552,9 @@ impl ClaudeFold {
             if total(&usage) <= total(&old.usage) {
                 return; // an earlier, smaller snapshot of a response already counted
             }
-            let old = self.recent.remove(i);
+            let Some(old) = self.recent.remove(i) else {
+                return;
+            };
             self.usage.input_tokens = self
                 .usage
                 .input_tokens
@@ -568,12 +576,17 @@ impl ClaudeFold {
         self.usage.add(&usage);
         self.cost.add(prices, model, &usage, 1.0);
         if let Some(key) = key {
-            if self.recent.len() >= RECENT_RESPONSES {
-                self.recent.remove(0);
-            }
-            self.recent.push(Response {
+            // The dropped oldest entry's string is reused: a full memory allocates nothing.
+            let mut name = if self.recent.len() >= RECENT_RESPONSES {
+                self.recent.pop_front().map(|r| r.model).unwrap_or_default()
+            } else {
+                String::new()
+            };
+            name.clear();
+            name.push_str(model);
+            self.recent.push_back(Response {
                 key,
-                model: model.to_owned(),
+                model: name,
                 usage,
             });
         }
@@ -650,7 +663,7 @@ impl ClaudeFold {
                 match b.kind {
                     BlockKind::ToolUse => {
                         let id = b.id.clone().unwrap_or_default();
-                        let name = b.text.clone().unwrap_or_else(|| "a tool".into());
+                        let name = b.name.clone().unwrap_or_else(|| "a tool".into());
                         if !self.pending.iter().any(|(pid, _)| *pid == id) {
                             self.pending.push((id.into_owned(), name.into_owned()));
                         }
@@ -844,8 +857,8 @@ pub fn render(bytes: &[u8], out: &mut String) {
         (Some("assistant"), Content::Blocks(blocks)) => {
             for b in blocks {
                 match b.kind {
-                    BlockKind::Text => say(out, "claude", b.text.as_deref().unwrap_or("")),
-                    BlockKind::ToolUse => tool(out, b.text.as_deref()),
+                    BlockKind::Text => say(out, "claude", &b.text.get().unwrap_or_default()),
+                    BlockKind::ToolUse => tool(out, b.name.as_deref()),
                     _ => {}
                 }
             }

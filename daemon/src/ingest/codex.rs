@@ -51,7 +51,7 @@ use super::convo::{
     ABANDONED_AFTER_MS, BLOCKED_AFTER_MS, Conversation, ConversationFold, CostSum, QUIET_DONE_MS,
     set_if_changed,
 };
-use super::lenient::{BorrowedStr, scalars_are_empty, skip_map, skip_seq, string};
+use super::lenient::{BorrowedStr, LazyStr, scalars_are_empty, skip_map, skip_seq, string};
 use super::transcript::{say, tool};
 use crate::prices::Prices;
 use agentd_wire::{Millis, Status, Usage};
@@ -272,11 +272,13 @@ impl CodexFold {
                 self.end_turn(Status::Canceled, Some(detail));
             }
             Some("error") if error_ends_turn(p.codex_error_info.as_ref()) => {
-                let detail = p.message.as_deref().filter(|m| !m.trim().is_empty());
+                let message = p.message.get();
+                let detail = message.as_deref().filter(|m| !m.trim().is_empty());
                 self.end_turn(Status::Failed, Some(detail.unwrap_or("error").to_owned()));
             }
             Some("user_message") => {
-                let text = p.message.as_deref().unwrap_or("");
+                let message = p.message.get();
+                let text = message.as_deref().unwrap_or("");
                 if is_injected(text) {
                     return;
                 }
@@ -481,7 +483,8 @@ struct Payload<'a> {
     collaboration_mode: Option<Value>,
     approval_policy: Option<Cow<'a, str>>,
     thread_name: Option<Value>,
-    message: Option<Cow<'a, str>>,
+    /// Decoded where read: an agent message is long and the fold only notes that it came.
+    message: LazyStr<'a>,
     role: Option<Cow<'a, str>>,
     name: Option<Cow<'a, str>>,
     call_id: Option<Cow<'a, str>>,
@@ -703,7 +706,7 @@ impl<'de> Deserialize<'de> for Payload<'de> {
                         }
                         PayloadField::ApprovalPolicy => p.approval_policy = string(&mut map)?,
                         PayloadField::ThreadName => p.thread_name = map.next_value()?,
-                        PayloadField::Message => p.message = string(&mut map)?,
+                        PayloadField::Message => p.message = map.next_value()?,
                         PayloadField::Role => p.role = string(&mut map)?,
                         PayloadField::Name => p.name = string(&mut map)?,
                         PayloadField::CallId => p.call_id = string(&mut map)?,
@@ -742,8 +745,8 @@ pub fn render(bytes: &[u8], out: &mut String) {
     let p = line.payload.unwrap_or_default();
     let text = |v: &Option<Cow<str>>| v.as_deref().unwrap_or("").to_owned();
     match (line.kind.as_deref(), p.kind.as_deref().unwrap_or("")) {
-        (Some("event_msg"), "user_message") => say(out, "you", &text(&p.message)),
-        (Some("event_msg"), "agent_message") => say(out, "codex", &text(&p.message)),
+        (Some("event_msg"), "user_message") => say(out, "you", &text(&p.message.get())),
+        (Some("event_msg"), "agent_message") => say(out, "codex", &text(&p.message.get())),
         (Some("response_item"), "function_call" | "custom_tool_call") => {
             tool(out, p.name.as_deref())
         }
