@@ -1,4 +1,5 @@
-//! `agentd-bench report [--ccusage PATH] [--out FILE] [--large] [--quick] [--backfill-only]`:
+//! `agentd-bench report [--ccusage PATH] [--out FILE] [--large] [--quick] [--rounds N]
+//! [--backfill-only]`:
 //! the whole benchmark in one run, written as a Markdown report (and an SVG chart beside it).
 //!
 //! - backfill of seeded conversation corpora (Claude Code 70 %, Codex 30 %, all today) of
@@ -10,7 +11,9 @@
 //!   ratios, when agentd's history copies
 //!   (made after the backfill) were all made and its CPU time by then, its RSS settled after
 //!   them, a restart over what it ingested (to every source scanned, and its RSS then), and
-//!   today's cost from both;
+//!   today's cost from both. The backfill and ccusage run in turn `--rounds` times (3 by
+//!   default): the report gives the medians and the range of the paired ratios, since a shared
+//!   machine's speed changes from one minute to the next;
 //! - "cost today" again: agentd's `/v1/summary` against a ccusage rerun;
 //! - a line appended → its item's update on `/v1/events`;
 //! - agentd's CPU while idle for 60 s (10 s with `--quick`);
@@ -35,6 +38,8 @@ struct Options {
     quick: bool,
     /// Only the backfill rows, printed; no report written.
     backfill_only: bool,
+    /// Backfills (each beside a ccusage run) per corpus size: medians are reported.
+    rounds: usize,
 }
 
 fn options(args: Vec<String>) -> Options {
@@ -45,6 +50,7 @@ fn options(args: Vec<String>) -> Options {
         large: false,
         quick: false,
         backfill_only: false,
+        rounds: 3,
     };
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
@@ -55,10 +61,17 @@ fn options(args: Vec<String>) -> Options {
             "--large" => o.large = true,
             "--quick" => o.quick = true,
             "--backfill-only" => o.backfill_only = true,
+            "--rounds" => match it.next().and_then(|n| n.parse().ok()) {
+                Some(n) if n >= 1 => o.rounds = n,
+                _ => {
+                    eprintln!("agentd-bench report: --rounds takes a number of at least 1");
+                    std::process::exit(2);
+                }
+            },
             other => {
                 eprintln!(
                     "agentd-bench report: unknown argument {other}\n\
-                     usage: agentd-bench report [--ccusage PATH] [--out FILE] [--dir DIR] [--large] [--quick] [--backfill-only]"
+                     usage: agentd-bench report [--ccusage PATH] [--out FILE] [--dir DIR] [--large] [--quick] [--rounds N] [--backfill-only]"
                 );
                 std::process::exit(2);
             }
@@ -71,8 +84,14 @@ fn options(args: Vec<String>) -> Options {
 struct Scale {
     sessions: usize,
     mb: f64,
+    /// agentd's backfill, start to every item queryable: the medians over the rounds.
     wall: f64,
     cpu: f64,
+    /// Each round's agentd wall and CPU over ccusage's (paired: run one after the other): the
+    /// lowest and the highest, and the median.
+    wall_ratios: Option<Range>,
+    cpu_ratios: Option<Range>,
+    rounds: usize,
     peak_mb: f64,
     settled_mb: f64,
     /// When the history copies of every file were made (they wait for the backfill), and
@@ -85,7 +104,42 @@ struct Scale {
     restart_mb: f64,
     /// Every line of the corpus decoded and folded on one core, in memory (seconds).
     fold_limit: f64,
-    ccusage: Option<(f64, f64, f64, f64)>, // wall, cpu, peak MB (larger of the two runs), cost
+    /// wall, cpu (medians over the rounds), peak MB (the largest run), cost
+    ccusage: Option<(f64, f64, f64, f64)>,
+}
+
+/// Figures of several rounds: lowest, median, highest.
+#[derive(Clone, Copy)]
+struct Range {
+    low: f64,
+    median: f64,
+    high: f64,
+}
+
+impl Range {
+    fn of(mut values: Vec<f64>) -> Option<Range> {
+        values.sort_by(f64::total_cmp);
+        let n = values.len();
+        let median = match n {
+            0 => return None,
+            _ if n % 2 == 1 => values[n / 2],
+            _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+        };
+        Some(Range {
+            low: values[0],
+            median,
+            high: values[n - 1],
+        })
+    }
+
+    /// `0.45 (0.41–0.52)`, or just the figure when every round gave it.
+    fn show(&self) -> String {
+        if self.high - self.low < 0.005 {
+            format!("{:.2}", self.median)
+        } else {
+            format!("{:.2} ({:.2}–{:.2})", self.median, self.low, self.high)
+        }
+    }
 }
 
 /// The least work a backfill of `home` can do: every line of every conversation file decoded
@@ -135,7 +189,7 @@ fn fold_limit(home: &Path) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
-fn backfill_scale(dir: &Path, sessions: usize, ccusage: Option<&Path>) -> Scale {
+fn backfill_scale(dir: &Path, sessions: usize, ccusage: Option<&Path>, rounds: usize) -> Scale {
     let dir = dir.join(format!("scale-{sessions}"));
     let home = dir.join("home");
     let (bytes, _) = stores::generate(&home, sessions);
@@ -162,7 +216,8 @@ fn backfill_scale(dir: &Path, sessions: usize, ccusage: Option<&Path>) -> Scale 
     let (restart_rss, _) = d.rss_kib();
     d.stop();
     let fold_limit = fold_limit(&home);
-    let theirs = ccusage.and_then(|bin| {
+    // ccusage once: wall, CPU, the larger peak RSS of its two runs, cost.
+    let theirs_once = |bin: &Path| {
         let args = |agent| [agent, "daily", "--json", "--offline", "-z", "UTC"];
         let a = ccusage_run(bin, &home, &args("claude"))?;
         let b = ccusage_run(bin, &home, &args("codex"))?;
@@ -172,12 +227,37 @@ fn backfill_scale(dir: &Path, sessions: usize, ccusage: Option<&Path>) -> Scale 
             a.rss_kib.max(b.rss_kib) as f64 / 1024.0,
             a.cost + b.cost,
         ))
-    });
+    };
+    // Each round: agentd's backfill from an empty state, then ccusage on the same files; the
+    // first round's backfill is the one above.
+    let mut pairs = vec![((wall, cpu), ccusage.and_then(theirs_once))];
+    for _ in 1..rounds {
+        let _ = std::fs::remove_dir_all(dir.join("state"));
+        let (d, _) = start_with_home(&dir, &home);
+        let started = Instant::now();
+        let wall = super::formats::backfill(&d.socket, sessions, started).as_secs_f64();
+        let cpu = d.cpu_seconds();
+        d.stop();
+        pairs.push(((wall, cpu), ccusage.and_then(theirs_once)));
+    }
+    let median = |v: Vec<f64>| Range::of(v).map_or(0.0, |r| r.median);
+    let theirs: Vec<_> = pairs.iter().filter_map(|(_, t)| *t).collect();
+    let ratios = |of: fn(&(f64, f64, f64, f64)) -> f64, ours: fn(&(f64, f64)) -> f64| {
+        Range::of(
+            pairs
+                .iter()
+                .filter_map(|(o, t)| t.as_ref().map(|t| ours(o) / of(t)))
+                .collect(),
+        )
+    };
     let s = Scale {
         sessions,
         mb: bytes as f64 / 1e6,
-        wall,
-        cpu,
+        wall: median(pairs.iter().map(|(o, _)| o.0).collect()),
+        cpu: median(pairs.iter().map(|(o, _)| o.1).collect()),
+        wall_ratios: ratios(|t| t.0, |o| o.0),
+        cpu_ratios: ratios(|t| t.1, |o| o.1),
+        rounds: pairs.len(),
         peak_mb: hwm as f64 / 1024.0,
         settled_mb: settled as f64 / 1024.0,
         copied,
@@ -186,7 +266,14 @@ fn backfill_scale(dir: &Path, sessions: usize, ccusage: Option<&Path>) -> Scale 
         restart,
         restart_mb: restart_rss as f64 / 1024.0,
         fold_limit,
-        ccusage: theirs,
+        ccusage: (!theirs.is_empty()).then(|| {
+            (
+                median(theirs.iter().map(|t| t.0).collect()),
+                median(theirs.iter().map(|t| t.1).collect()),
+                theirs.iter().map(|t| t.2).fold(0.0, f64::max),
+                theirs[0].3,
+            )
+        }),
     };
     println!(
         "  {sessions} conversations: agentd {:.2}s (cpu {:.2}s, peak {:.0} MB, settled {:.0} MB; \
@@ -199,7 +286,10 @@ fn backfill_scale(dir: &Path, sessions: usize, ccusage: Option<&Path>) -> Scale 
         s.restart,
         s.restart_mb,
         s.ccusage.map_or(String::new(), |(w, c, r, _)| format!(
-            "; ccusage {w:.2}s (cpu {c:.2}s, peak {r:.0} MB)"
+            "; ccusage {w:.2}s (cpu {c:.2}s, peak {r:.0} MB); ratios over {} rounds: wall {}, cpu {}",
+            s.rounds,
+            s.wall_ratios.map_or("–".into(), |r| r.show()),
+            s.cpu_ratios.map_or("–".into(), |r| r.show()),
         ))
     );
     s
@@ -336,9 +426,14 @@ pub fn main(args: Vec<String>) {
     let _ = writeln!(md, "# agentd benchmark report\n");
     let _ = writeln!(
         md,
-        "Generated by `agentd-bench report{}{}` on {} ({cores} cores), agentd {}{}. Every ratio is paired within this one run; \
+        "Generated by `agentd-bench report{}{}{}` on {} ({cores} cores), agentd {}{}. Every ratio is paired within this one run; \
          the machine may have been busy, so compare runs, not single figures.\n",
         if o.large { " --large" } else { "" },
+        if o.rounds == 3 {
+            String::new()
+        } else {
+            format!(" --rounds {}", o.rounds)
+        },
         if o.ccusage.is_some() {
             " --ccusage …"
         } else {
@@ -358,7 +453,7 @@ pub fn main(args: Vec<String>) {
     }
     let scales: Vec<Scale> = sizes
         .iter()
-        .map(|n| backfill_scale(&o.dir, *n, o.ccusage.as_deref()))
+        .map(|n| backfill_scale(&o.dir, *n, o.ccusage.as_deref(), o.rounds))
         .collect();
     if o.backfill_only {
         return;
@@ -382,10 +477,10 @@ pub fn main(args: Vec<String>) {
             s.mb,
             s.wall,
             f(c.map(|c| c.0), " s"),
-            f(c.map(|c| s.wall / c.0), ""),
+            s.wall_ratios.map_or("–".to_owned(), |r| r.show()),
             s.cpu,
             f(c.map(|c| c.1), " s"),
-            f(c.map(|c| s.cpu / c.1), ""),
+            s.cpu_ratios.map_or("–".to_owned(), |r| r.show()),
             s.fold_limit,
             s.fold_limit / cores as f64,
             s.wall / (s.fold_limit / cores as f64),
@@ -412,6 +507,14 @@ pub fn main(args: Vec<String>) {
          best of three rounds). Divided by the cores it is the shortest a backfill could take if that \
          work were spread perfectly and reading the files, keeping the database and answering cost \
          nothing; the column after it says how far agentd's backfill is from that."
+    );
+    let _ = writeln!(
+        md,
+        "\nThe backfill and ccusage ran in turn {} times on each corpus (agentd from an empty state, \
+         then ccusage on the same files): their wall and CPU times are the medians, and a ratio is \
+         the median of the rounds' paired ratios, the lowest and the highest in brackets. Peak and \
+         settled RSS, the history copies and the restart are the first round's.",
+        o.rounds
     );
     let _ = writeln!(
         md,

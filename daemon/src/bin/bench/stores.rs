@@ -356,6 +356,20 @@ pub(super) fn ccusage_run(bin: &Path, home: &Path, args: &[&str]) -> Option<Ccus
         .ok()?;
     let took = started.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // A peer that did not run leaves its columns empty; say why, or the report just lacks them.
+    if !out.status.success() {
+        let why = stderr
+            .lines()
+            .find(|l| !l.starts_with("MAXRSS ") && !l.starts_with("Command "));
+        eprintln!(
+            "  {} {} did not run ({}): {}",
+            bin.display(),
+            args.join(" "),
+            out.status,
+            why.unwrap_or("no message")
+        );
+        return None;
+    }
     let line = stderr
         .lines()
         .find(|l| l.starts_with("MAXRSS "))
