@@ -67,7 +67,8 @@ pub struct Prices {
     dashed: Vec<String>,
     /// Model names already matched → the index of their entry: every response of a backfill is
     /// priced, and matching a name is a scan of the whole table. hashbrown's default hasher, not
-    /// SipHash: the names come from our own files, and hashing was most of a lookup.
+    /// SipHash (hashing was most of a lookup): the map holds at most [`REMEMBERED_MODELS`]
+    /// names, so names chosen to collide cannot make it slow.
     matched: RwLock<hashbrown::HashMap<Box<str>, Option<usize>>>,
 }
 
