@@ -275,6 +275,32 @@ fn write_backfill_corpus(home: &Path, claude: usize, codex: usize) {
     }
 }
 
+/// Regression: a scan's last batch is synced on the scan's schedule too, not at once, so a
+/// backfill is listed before it is on disk. SIGKILL agentd as soon as every item is listed: the
+/// next start must read again what was not synced, and count it once.
+#[test]
+fn sigkill_as_soon_as_a_backfill_is_listed_loses_and_double_counts_nothing() {
+    let seed = seed();
+    let mut d = Daemon::prepare("crash-after-backfill", Options::default());
+    write_backfill_corpus(&d.home, 300, 120);
+    d.spawn();
+    d.wait_for("/v1/health", "the backfill listed", |h| {
+        h["items"].as_u64() == Some(420)
+            && h["sources"]
+                .as_array()
+                .is_some_and(|s| s.iter().all(|s| s["scan_done"] == true))
+    });
+    d.kill();
+    d.spawn();
+    d.wait_scanned();
+    let after_crash = settled(&d);
+    assert_eq!(d.stop().code(), Some(0));
+    assert_eq!(after_crash.len(), 420, "every conversation is there");
+    let mut fresh = Daemon::prepare("crash-after-backfill-fresh", Options::default());
+    fresh.home = d.home.clone();
+    same_as_a_fresh_ingest(&after_crash, &mut fresh, seed);
+}
+
 /// Regression: a scan's batches with more to come are made durable only every few seconds, so
 /// a crash during a backfill loses several batches at once. What is lost must be read again,
 /// once: SIGKILL agentd at random moments of a conversation backfill, again and again, and the

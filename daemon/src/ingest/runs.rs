@@ -231,6 +231,7 @@ impl RunsSource {
         }
         let mut batch = IngestBatch {
             source: SOURCE,
+            scanned: true,
             ..Default::default()
         };
         for path in paths {
@@ -258,6 +259,7 @@ impl RunsSource {
             batch,
             IngestBatch {
                 source: SOURCE,
+                scanned: true,
                 ..Default::default()
             },
         );
@@ -288,6 +290,7 @@ impl RunsSource {
         };
         let mut batch = IngestBatch {
             source: SOURCE,
+            scanned: true,
             ..Default::default()
         };
         // (`join("")` ends the prefix with one separator, as the files' paths have after it.)

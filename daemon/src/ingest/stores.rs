@@ -376,7 +376,7 @@ impl<F: Format> StoreSource<F> {
         self.stats
             .scan_total
             .store((self.known_files + new) as u64, Ordering::Relaxed);
-        let mut batch = self.batch();
+        let mut batch = self.scan_batch();
         for msg in errors {
             if self
                 .failing
@@ -420,7 +420,7 @@ impl<F: Format> StoreSource<F> {
                         .files
                         .store(self.known_files as u64, Ordering::Relaxed);
                     self.render_into(&mut batch, std::mem::take(&mut touched));
-                    let mut full = std::mem::replace(&mut batch, self.batch());
+                    let mut full = std::mem::replace(&mut batch, self.scan_batch());
                     full.scan_continues = true;
                     self.send(full)?;
                     self.let_go_while_scanning()?;
@@ -939,6 +939,14 @@ impl<F: Format> StoreSource<F> {
         IngestBatch {
             source: F::NAME,
             ..Default::default()
+        }
+    }
+
+    /// A batch of a scan (see [`IngestBatch::scanned`]).
+    fn scan_batch(&self) -> IngestBatch {
+        IngestBatch {
+            scanned: true,
+            ..self.batch()
         }
     }
 

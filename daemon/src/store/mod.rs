@@ -64,6 +64,16 @@ pub(crate) const TRUSTED_CURSORS_SINCE: u32 = 2;
 /// far past its memory budget; hot data (recent index pages, counts) fits comfortably in this.
 const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
+/// redb's page cache from start until the writer first settles (see [`Store::settle`]): the
+/// start's scans, a first backfill above all. A backfill's transactions dirty index pages all
+/// over the file, and redb keeps its buffer of dirty pages under half its cache: with
+/// [`CACHE_BYTES`], half of them went to the file during the transaction and were read back
+/// (10,000 conversations: 94 MB written for a 71 MB file, 52 MB with this; each write also a
+/// system call, and a page more for the file system to sync). The cache never holds more than
+/// the file, and it is given back once the writer is idle, as the resident memory at rest
+/// must not grow with the user's history.
+const CATCH_UP_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 /// Why the store could not be opened or read.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -124,8 +134,12 @@ pub struct IndexContext {
 #[derive(Clone)]
 pub struct Store {
     slot: Arc<RwLock<Option<Arc<redb::Database>>>>,
-    /// Set while [`Store::compact`] holds the database, so readers are told why they wait.
+    /// Set while [`Store::compact`] (or [`Store::settle`]) holds the database, so readers are
+    /// told why they wait.
     compacting: Arc<std::sync::atomic::AtomicBool>,
+    /// The handle in the slot was opened with the steady cache ([`CACHE_BYTES`]), not the
+    /// catch-up one.
+    settled: Arc<std::sync::atomic::AtomicBool>,
     pub(crate) ctx: Arc<IndexContext>,
     path: Arc<PathBuf>,
 }
@@ -163,7 +177,7 @@ fn make_private(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-fn open_db(path: &Path) -> Result<redb::Database, StoreError> {
+fn open_db(path: &Path, cache_bytes: usize) -> Result<redb::Database, StoreError> {
     make_private(path).map_err(|io| {
         if is_disk_full(&io) {
             StoreError::DiskFull {
@@ -178,7 +192,7 @@ fn open_db(path: &Path) -> Result<redb::Database, StoreError> {
         }
     })?;
     redb::Builder::new()
-        .set_cache_size(CACHE_BYTES)
+        .set_cache_size(cache_bytes)
         .create(path)
         .map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
@@ -211,7 +225,7 @@ impl Store {
     /// Opens or creates the database, checks its schema version and rebuilds indexes when the
     /// schema, the user or the time zone changed since the last run.
     pub fn open(path: &Path, ctx: IndexContext) -> Result<Store, StoreError> {
-        let db = open_db(path)?;
+        let db = open_db(path, CATCH_UP_CACHE_BYTES)?;
         let unreadable = |e: redb::Error| match e {
             redb::Error::Io(io) if is_disk_full(&io) => StoreError::DiskFull {
                 path: path.to_owned(),
@@ -225,6 +239,7 @@ impl Store {
         let store = Store {
             slot: Arc::new(RwLock::new(Some(Arc::new(db)))),
             compacting: Arc::default(),
+            settled: Arc::default(),
             ctx: Arc::new(ctx),
             path: Arc::new(path.to_owned()),
         };
@@ -303,26 +318,13 @@ impl Store {
     /// database to itself for this: readers are answered [`StoreError::Compacting`] meanwhile
     /// (about 0.6 s per 100 MB). Returns whether the file shrank; `false` also when a reader
     /// held on and it was left for later.
+    /// Also settles the cache (see [`Store::settle`]).
     pub(crate) fn compact(&self) -> Result<bool, StoreError> {
         let _flag = Flag::raise(&self.compacting);
         let mut slot = self.slot.write().unwrap_or_else(|p| p.into_inner());
-        let Some(mut shared) = slot.take() else {
-            return Err(StoreError::Reopening);
-        };
-        // In-flight readers hold a clone for a moment; a reader that holds on is not waited for.
         let deadline = std::time::Instant::now() + std::time::Duration::from_millis(250);
-        let mut db = loop {
-            match Arc::try_unwrap(shared) {
-                Ok(db) => break db,
-                Err(still) if std::time::Instant::now() < deadline => {
-                    shared = still;
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                }
-                Err(still) => {
-                    *slot = Some(still);
-                    return Ok(false);
-                }
-            }
+        let Some(mut db) = Self::take_alone(&mut slot, deadline)? else {
+            return Ok(false);
         };
         let before = std::fs::metadata(&*self.path).map(|m| m.len()).unwrap_or(0);
         // A read transaction begun just before the slot was taken may still be open (it does
@@ -334,7 +336,7 @@ impl Store {
             std::thread::sleep(std::time::Duration::from_millis(1));
             result = db.compact();
         }
-        *slot = Some(Arc::new(db));
+        *slot = Some(Arc::new(self.settled_handle(db)?));
         drop(slot);
         match result {
             Ok(_) => {
@@ -348,6 +350,69 @@ impl Store {
             ) => Ok(false),
             Err(e) => Err(StoreError::Db(e.into())),
         }
+    }
+
+    /// Gives back the catch-up cache ([`CATCH_UP_CACHE_BYTES`]) by opening the database again
+    /// with the steady one, once the writer is idle after the start's scans. Like a
+    /// compaction, it needs the database to itself for a moment. Returns whether it did; `false`
+    /// when already settled or when a reader held on (then it is left for later).
+    pub(crate) fn settle(&self) -> Result<bool, StoreError> {
+        if self.settled.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let _flag = Flag::raise(&self.compacting);
+        let mut slot = self.slot.write().unwrap_or_else(|p| p.into_inner());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(250);
+        let Some(db) = Self::take_alone(&mut slot, deadline)? else {
+            return Ok(false);
+        };
+        *slot = Some(Arc::new(self.settled_handle(db)?));
+        Ok(true)
+    }
+
+    /// Whether the catch-up cache was given back (see [`Store::settle`]).
+    #[cfg(test)]
+    pub(crate) fn is_settled(&self) -> bool {
+        self.settled.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Takes the database out of `slot` for an operation that needs it alone. In-flight readers
+    /// hold a clone for a moment; one that still holds on at `deadline` is not waited for: the
+    /// handle is put back and `None` returned.
+    fn take_alone(
+        slot: &mut Option<Arc<redb::Database>>,
+        deadline: std::time::Instant,
+    ) -> Result<Option<redb::Database>, StoreError> {
+        let Some(mut shared) = slot.take() else {
+            return Err(StoreError::Reopening);
+        };
+        loop {
+            match Arc::try_unwrap(shared) {
+                Ok(db) => return Ok(Some(db)),
+                Err(still) if std::time::Instant::now() < deadline => {
+                    shared = still;
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                Err(still) => {
+                    *slot = Some(still);
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// `db`, or the database opened again with the steady cache if `db` has the catch-up one.
+    /// If it cannot be opened again the slot stays empty: readers are told the database is
+    /// being reopened, and the writer's recovery opens it (see [`Store::reopen`]).
+    fn settled_handle(&self, db: redb::Database) -> Result<redb::Database, StoreError> {
+        if self.settled.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(db);
+        }
+        drop(db);
+        let db = open_db(&self.path, CACHE_BYTES)?;
+        self.settled
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(db)
     }
 
     /// The database file.
@@ -380,7 +445,9 @@ impl Store {
                 }
             }
         }
-        *slot = Some(Arc::new(open_db(&self.path)?));
+        *slot = Some(Arc::new(open_db(&self.path, CACHE_BYTES)?));
+        self.settled
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 

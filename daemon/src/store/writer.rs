@@ -70,10 +70,12 @@ pub struct IngestBatch {
     /// scans and backfills.
     pub appended_at: Option<std::time::SystemTime>,
     /// Sent by a scan that has more batches to send: the writer does not count the pause
-    /// before the next one as idleness (see [`SCAN_PAUSE`]), and makes commits of such batches
-    /// alone durable less often (see [`DURABLE_WHILE_SCANNING`]). A scan's last batch is
-    /// unmarked.
+    /// before the next one as idleness (see [`SCAN_PAUSE`]). A scan's last batch is unmarked.
     pub scan_continues: bool,
+    /// Read by a scan of what was already there (a backfill, the scan at start, a rescan), not
+    /// a change as it happened: commits of such batches alone, the scan's last one included,
+    /// are made durable less often (see [`DURABLE_WHILE_SCANNING`]).
+    pub scanned: bool,
 }
 
 /// The writer's closed set of messages.
@@ -708,11 +710,13 @@ const RECOVERY_PROBE: Duration = Duration::from_secs(1);
 /// costs a handful of fsyncs a second instead of one per burst.
 const DURABLE_EVERY: Duration = Duration::from_millis(250);
 
-/// Commits that hold only batches of a scan with more to send (see
-/// [`IngestBatch::scan_continues`]) are made durable at most this often. A backfill's batches
-/// are re-read from their files after a crash like any others; syncing them four times a
-/// second wrote every page a backfill dirtied again and again (50,000 conversations: 610 MB
-/// written, 315 MB with this), for progress the next start would redo in a few seconds.
+/// Commits that hold only batches read by a scan (see [`IngestBatch::scanned`]) are made
+/// durable at most this often. A backfill's batches are re-read from their files after a crash
+/// like any others; syncing them four times a second wrote every page a backfill dirtied again
+/// and again (50,000 conversations: 610 MB written, 315 MB with this), for progress the next
+/// start would redo in a few seconds. The scan's last batch waits too: syncing it at once put
+/// the sync of the whole backfill (tens of MB on a 10,000-conversation one) between its last
+/// items and their being listed.
 const DURABLE_WHILE_SCANNING: Duration = Duration::from_secs(5);
 
 /// Free bytes for unprivileged users on the file system holding `path`.
@@ -911,12 +915,18 @@ impl WriterState {
                 free >> 20,
                 before >> 20
             );
+            match self.store.settle() {
+                Ok(false) => {}
+                Ok(true) => release_free_memory(),
+                Err(e) => tracing::warn!("opening the database again failed: {e}"),
+            }
             self.written_since_compaction = 0;
             return;
         }
         let started = std::time::Instant::now();
         match self.store.compact() {
             Ok(true) => {
+                release_free_memory();
                 self.written_since_compaction = 0;
                 self.compaction_attempts = 0;
                 tracing::info!(
@@ -1110,6 +1120,7 @@ impl WriterState {
                     )),
                     appended_at: None,
                     scan_continues: batch.scan_continues,
+                    scanned: batch.scanned,
                 };
                 tracing::error!("{}", skipped.last_error.as_deref().unwrap_or_default());
                 let mut health_delta = HashMap::new();
@@ -1158,7 +1169,7 @@ impl WriterState {
         let mut wait_moves = Vec::new();
         let mut tx = self.store.db()?.begin_write()?;
         tx.set_quick_repair(true);
-        let scan_only = batches.iter().all(|b| b.scan_continues);
+        let scan_only = batches.iter().all(|b| b.scanned || b.scan_continues);
         let durable = self.last_durable.elapsed() >= self.durable_every(!scan_only);
         if !durable {
             tx.set_durability(redb::Durability::None)?;
@@ -1509,6 +1520,68 @@ pub(crate) mod tests {
             store.get("cli:r00001").unwrap().unwrap().title.as_deref(),
             Some("renamed")
         );
+        writer.send(WriteOp::Shutdown).unwrap();
+        thread.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The catch-up cache is given back once the writer is idle after the start's scans, also
+    /// when the file is too small to be worth compacting: the database is opened again with the
+    /// steady cache, and reads and writes go on.
+    #[test]
+    fn the_catch_up_cache_is_given_back_once_the_writer_is_idle() {
+        let dir = scratch("settle");
+        let ctx = super::super::IndexContext {
+            me: "me".into(),
+            tz: jiff::tz::TimeZone::UTC,
+        };
+        let store = Store::open(&dir.join("agentd.redb"), ctx).unwrap();
+        assert!(!store.is_settled());
+        let (writer, _published, thread) = spawn(
+            store.clone(),
+            0,
+            crate::metrics::Metrics::new("test".into()),
+        )
+        .unwrap();
+        let update = |i: usize, title: &str| {
+            let mut item = run_item(i);
+            item.title = Some(title.into());
+            ItemUpdate {
+                item,
+                mine: MineRule::Creator,
+                origin: None,
+            }
+        };
+        writer
+            .send(WriteOp::Ingest(IngestBatch {
+                source: "runs",
+                updates: (0..300).map(|i| update(i, "first")).collect(),
+                scanned: true,
+                ..Default::default()
+            }))
+            .unwrap();
+        writer.barrier().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !store.is_settled() {
+            assert!(std::time::Instant::now() < deadline, "never settled");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let title = |id: &str| loop {
+            match store.get(id) {
+                Err(StoreError::Compacting) => std::thread::sleep(Duration::from_millis(5)),
+                other => break other.unwrap().unwrap().title,
+            }
+        };
+        assert_eq!(title("cli:r00299").as_deref(), Some("first"));
+        writer
+            .send(WriteOp::Ingest(IngestBatch {
+                source: "runs",
+                updates: vec![update(7, "second")],
+                ..Default::default()
+            }))
+            .unwrap();
+        writer.barrier().unwrap();
+        assert_eq!(title("cli:r00007").as_deref(), Some("second"));
         writer.send(WriteOp::Shutdown).unwrap();
         thread.join().unwrap();
         let _ = std::fs::remove_dir_all(&dir);
