@@ -55,7 +55,7 @@ use super::lenient::{BorrowedStr, LazyStr, scalars_are_empty, skip_map, skip_seq
 use super::transcript::{say, tool};
 use crate::prices::Prices;
 use agentd_wire::{Millis, Status, Usage};
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -382,22 +382,16 @@ impl CodexFold {
 }
 
 impl ConversationFold for CodexFold {
-    fn apply(&mut self, line: &[u8], prices: &Prices) -> Result<(), String> {
-        let line: Line = super::lenient::from_json_bytes(line)
+    fn apply(&mut self, bytes: &[u8], prices: &Prices) -> Result<(), String> {
+        let mut line = Line::default();
+        super::lenient::from_json_bytes_seed(bytes, LineSeed(&mut line))
             .map_err(|e| format!("not a rollout line: {e}"))?;
         if let Some(ts) = line.timestamp.as_deref().and_then(timestamp) {
             self.first_ts.get_or_insert(ts);
             self.last_ts = Some(self.last_ts.map_or(ts, |t| t.max(ts)));
         }
         // Borrowed, not moved: a payload is a few hundred bytes, copied at each move.
-        let none;
-        let payload = match &line.payload {
-            Some(p) => p,
-            None => {
-                none = Payload::default();
-                &none
-            }
-        };
+        let payload = &line.payload;
         match line.kind.as_deref() {
             Some("session_meta") => self.session_meta(payload),
             Some("turn_context") => self.turn_context(payload),
@@ -465,10 +459,13 @@ fn error_ends_turn(info: Option<&Value>) -> bool {
 
 /// One rollout line: `timestamp`, `type` and the `payload`, read without building the parts
 /// this fold does not use (tool outputs and instructions are most of a rollout's bytes).
+/// Decoded in place ([`LineSeed`]).
+#[derive(Default)]
 struct Line<'a> {
     timestamp: Option<Cow<'a, str>>,
     kind: Option<Cow<'a, str>>,
-    payload: Option<Payload<'a>>,
+    /// Empty when the line has none, or one that is not an object.
+    payload: Payload<'a>,
 }
 
 /// The payload fields any line type of interest uses; everything else is skipped unparsed.
@@ -653,47 +650,60 @@ enum PayloadField {
     Other,
 }
 
-impl<'de> Deserialize<'de> for Line<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Line<'de>, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Line<'de>;
+/// Decodes a line into a [`Line`] the caller holds. A payload is a few hundred bytes: built on
+/// the stack, then moved into its line and the line out to the fold, it cost a Codex backfill
+/// about a twentieth of its CPU time in copies.
+struct LineSeed<'l, 'a>(&'l mut Line<'a>);
+
+impl<'de> DeserializeSeed<'de> for LineSeed<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        struct V<'l, 'a>(&'l mut Line<'a>);
+        impl<'de> Visitor<'de> for V<'_, 'de> {
+            type Value = ();
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Line<'de>, A::Error> {
-                let mut line = Line {
-                    timestamp: None,
-                    kind: None,
-                    payload: None,
-                };
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+                let line = self.0;
+                let mut payload_seen = false;
                 while let Some(key) = map.next_key::<LineField>()? {
                     match key {
                         LineField::Timestamp => line.timestamp = string(&mut map)?,
                         LineField::Type => line.kind = string(&mut map)?,
-                        LineField::Payload => line.payload = Some(map.next_value()?),
+                        LineField::Payload => {
+                            // A key given twice: the last one counts, whole.
+                            if std::mem::replace(&mut payload_seen, true) {
+                                line.payload = Payload::default();
+                            }
+                            map.next_value_seed(PayloadSeed(&mut line.payload))?
+                        }
                         LineField::Other => {
                             map.next_value::<IgnoredAny>()?;
                         }
                     }
                 }
-                Ok(line)
+                Ok(())
             }
         }
-        d.deserialize_map(V)
+        d.deserialize_map(V(self.0))
     }
 }
 
-impl<'de> Deserialize<'de> for Payload<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Payload<'de>, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Payload<'de>;
+/// Decodes a payload into the [`Payload`] of a line (see [`LineSeed`]), which is empty.
+struct PayloadSeed<'p, 'a>(&'p mut Payload<'a>);
+
+impl<'de> DeserializeSeed<'de> for PayloadSeed<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        struct V<'p, 'a>(&'p mut Payload<'a>);
+        impl<'de> Visitor<'de> for V<'_, 'de> {
+            type Value = ();
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("any JSON value")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Payload<'de>, A::Error> {
-                let mut p = Payload::default();
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+                let p = self.0;
                 while let Some(key) = map.next_key::<PayloadField>()? {
                     match key {
                         PayloadField::Type => p.kind = string(&mut map)?,
@@ -721,28 +731,29 @@ impl<'de> Deserialize<'de> for Payload<'de> {
                         }
                     }
                 }
-                Ok(p)
+                Ok(())
             }
             // A payload that is not an object has none of the fields: the line is ignored.
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Payload<'de>, A::Error> {
-                skip_seq(seq).map(|()| Payload::default())
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+                skip_seq(seq)
             }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Payload<'de>, E> {
-                Ok(Payload::default())
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+                Ok(())
             }
             scalars_are_empty!();
         }
-        d.deserialize_any(V)
+        d.deserialize_any(V(self.0))
     }
 }
 
 /// Renders one line for the transcript (see [`super::transcript`]), from the fold's own
 /// decoding: prompts, answers, the tools called, interruptions.
 pub fn render(bytes: &[u8], out: &mut String) {
-    let Ok(line) = serde_json::from_slice::<Line>(bytes) else {
+    let mut line = Line::default();
+    if super::lenient::from_json_bytes_seed(bytes, LineSeed(&mut line)).is_err() {
         return;
-    };
-    let p = line.payload.unwrap_or_default();
+    }
+    let p = &line.payload;
     let text = |v: &Option<Cow<str>>| v.as_deref().unwrap_or("").to_owned();
     match (line.kind.as_deref(), p.kind.as_deref().unwrap_or("")) {
         (Some("event_msg"), "user_message") => say(out, "you", &text(&p.message.get())),
@@ -1169,14 +1180,36 @@ mod tests {
             let line = format!(
                 r#"{{"timestamp":"2026-02-23T19:50:00.000Z","type":"event_msg","payload":{{"type":"token_count","info":{info},"rate_limits":null}}}}"#
             );
-            let typed: Line = serde_json::from_str(&line).unwrap();
+            let mut typed = Line::default();
+            super::super::lenient::from_json_bytes_seed(line.as_bytes(), LineSeed(&mut typed))
+                .unwrap();
             let value: Value = serde_json::from_str(info).unwrap();
-            let read = typed.payload.and_then(|p| p.info).and_then(|i| i.total);
+            let read = typed.payload.info.and_then(|i| i.total);
             assert_eq!(read, by_value(&value), "{info}");
             // And the fold takes such a line without failing.
             let (_, errors) = fold(&[META, &line]);
             assert!(errors.is_empty(), "{info}: {errors:?}");
         }
+    }
+
+    /// A line decoded in place reads as one decoded whole did: a key given twice counts once,
+    /// the last one, whole (no field of the first payload is left over in the second).
+    #[test]
+    fn a_payload_given_twice_is_the_last_one_whole() {
+        let twice = r#"{"timestamp":"2026-02-23T19:34:26.099Z","type":"event_msg","payload":{"type":"user_message","message":"from the first"},"payload":{"message":"from the second"}}"#;
+        let (f, errors) = fold(&[META, twice]);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(f.conversation(Millis(0)).title, None);
+        let swapped = r#"{"timestamp":"2026-02-23T19:34:26.099Z","type":"event_msg","payload":{"message":"from the first"},"payload":{"type":"user_message","message":"from the second"}}"#;
+        let (f, _) = fold(&[META, swapped]);
+        assert_eq!(
+            f.conversation(Millis(0)).title.as_deref(),
+            Some("from the second")
+        );
+        let not_an_object = r#"{"timestamp":"2026-02-23T19:34:26.099Z","type":"event_msg","payload":{"type":"user_message","message":"from the first"},"payload":[1]}"#;
+        let (f, errors) = fold(&[META, not_an_object]);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(f.conversation(Millis(0)).title, None);
     }
 
     #[test]

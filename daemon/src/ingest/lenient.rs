@@ -49,9 +49,27 @@ pub(crate) fn skip_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Erro
 /// Bytes that are not UTF-8 are decoded as before (the parser then checks only the strings it
 /// keeps), so a line with a stray byte in a field no fold reads still counts.
 pub fn from_json_bytes<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> serde_json::Result<T> {
+    from_json_bytes_seed(bytes, std::marker::PhantomData)
+}
+
+/// [`from_json_bytes`] through a seed: to decode into a value the caller holds rather than
+/// build one and move it out (a record type of a few hundred bytes is copied at each move).
+pub fn from_json_bytes_seed<'a, S: de::DeserializeSeed<'a>>(
+    bytes: &'a [u8],
+    seed: S,
+) -> serde_json::Result<S::Value> {
+    /// The whole input is one value (what `serde_json::from_str` checks after it).
+    fn whole<'a, R: serde_json::de::Read<'a>, S: de::DeserializeSeed<'a>>(
+        mut de: serde_json::Deserializer<R>,
+        seed: S,
+    ) -> serde_json::Result<S::Value> {
+        let value = seed.deserialize(&mut de)?;
+        de.end()?;
+        Ok(value)
+    }
     match simdutf8::basic::from_utf8(bytes) {
-        Ok(text) => serde_json::from_str(text),
-        Err(_) => serde_json::from_slice(bytes),
+        Ok(text) => whole(serde_json::Deserializer::from_str(text), seed),
+        Err(_) => whole(serde_json::Deserializer::from_slice(bytes), seed),
     }
 }
 

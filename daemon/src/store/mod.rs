@@ -74,6 +74,10 @@ const CACHE_BYTES: usize = 16 * 1024 * 1024;
 /// must not grow with the user's history.
 const CATCH_UP_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
+/// How long [`Store::settle`] holds readers back while a reader that took the database just
+/// before lets go of it (a request takes well under this); past it, it is tried again later.
+const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Why the store could not be opened or read.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -353,16 +357,24 @@ impl Store {
     }
 
     /// Gives back the catch-up cache ([`CATCH_UP_CACHE_BYTES`]) by opening the database again
-    /// with the steady one, once the writer is idle after the start's scans. Like a
-    /// compaction, it needs the database to itself for a moment. Returns whether it did; `false`
-    /// when already settled or when a reader held on (then it is left for later).
+    /// with the steady one, once the writer is idle after the start's scans (a compaction does
+    /// it too). It needs the database to itself for a moment, so it is not even tried while a
+    /// reader holds it (a scan reads cursors all along), and readers are held back for at most
+    /// [`SETTLE_WAIT`]. Returns whether it did; `false` when already settled or when a reader
+    /// held on (it is tried again later).
     pub(crate) fn settle(&self) -> Result<bool, StoreError> {
-        if self.settled.load(std::sync::atomic::Ordering::Relaxed) {
+        if self.settled() {
+            return Ok(false);
+        }
+        let in_use = |slot: &Option<Arc<redb::Database>>| {
+            slot.as_ref().is_none_or(|db| Arc::strong_count(db) > 1)
+        };
+        if in_use(&self.slot.read().unwrap_or_else(|p| p.into_inner())) {
             return Ok(false);
         }
         let _flag = Flag::raise(&self.compacting);
         let mut slot = self.slot.write().unwrap_or_else(|p| p.into_inner());
-        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(250);
+        let deadline = std::time::Instant::now() + SETTLE_WAIT;
         let Some(db) = Self::take_alone(&mut slot, deadline)? else {
             return Ok(false);
         };
@@ -371,8 +383,7 @@ impl Store {
     }
 
     /// Whether the catch-up cache was given back (see [`Store::settle`]).
-    #[cfg(test)]
-    pub(crate) fn is_settled(&self) -> bool {
+    pub(crate) fn settled(&self) -> bool {
         self.settled.load(std::sync::atomic::Ordering::Relaxed)
     }
 
@@ -405,7 +416,7 @@ impl Store {
     /// If it cannot be opened again the slot stays empty: readers are told the database is
     /// being reopened, and the writer's recovery opens it (see [`Store::reopen`]).
     fn settled_handle(&self, db: redb::Database) -> Result<redb::Database, StoreError> {
-        if self.settled.load(std::sync::atomic::Ordering::Relaxed) {
+        if self.settled() {
             return Ok(db);
         }
         drop(db);

@@ -778,6 +778,19 @@ impl WriterState {
                     wait = wait.min(COMPACT_WHEN_IDLE - quiet_for);
                 }
             }
+            if !self.store.settled() && !self.degraded && self.scans_under_way.is_empty() {
+                let quiet_for = self.last_write.elapsed();
+                if quiet_for < COMPACT_WHEN_IDLE {
+                    wait = wait.min(COMPACT_WHEN_IDLE - quiet_for);
+                } else {
+                    match self.store.settle() {
+                        Ok(true) => release_free_memory(),
+                        // A reader held on: at the next idle moment.
+                        Ok(false) => wait = wait.min(COMPACT_WHEN_IDLE),
+                        Err(e) => tracing::warn!("opening the database again failed: {e}"),
+                    }
+                }
+            }
             let first = match rx.recv_timeout(wait) {
                 Ok(op) => op,
                 Err(RecvTimeoutError::Timeout) => {
@@ -915,11 +928,6 @@ impl WriterState {
                 free >> 20,
                 before >> 20
             );
-            match self.store.settle() {
-                Ok(false) => {}
-                Ok(true) => release_free_memory(),
-                Err(e) => tracing::warn!("opening the database again failed: {e}"),
-            }
             self.written_since_compaction = 0;
             return;
         }
@@ -1536,7 +1544,7 @@ pub(crate) mod tests {
             tz: jiff::tz::TimeZone::UTC,
         };
         let store = Store::open(&dir.join("agentd.redb"), ctx).unwrap();
-        assert!(!store.is_settled());
+        assert!(!store.settled());
         let (writer, _published, thread) = spawn(
             store.clone(),
             0,
@@ -1562,7 +1570,7 @@ pub(crate) mod tests {
             .unwrap();
         writer.barrier().unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while !store.is_settled() {
+        while !store.settled() {
             assert!(std::time::Instant::now() < deadline, "never settled");
             std::thread::sleep(Duration::from_millis(10));
         }
