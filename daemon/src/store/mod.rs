@@ -64,8 +64,8 @@ pub(crate) const TRUSTED_CURSORS_SINCE: u32 = 2;
 /// far past its memory budget; hot data (recent index pages, counts) fits comfortably in this.
 const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
-/// redb's page cache from start until the writer first settles (see [`Store::settle`]): the
-/// start's scans, a first backfill above all. A backfill's transactions dirty index pages all
+/// redb's page cache on a first start (no database yet), until the writer first settles (see
+/// [`Store::settle`]): that start's scans are the user's backfill. A backfill's transactions dirty index pages all
 /// over the file, and redb keeps its buffer of dirty pages under half its cache: with
 /// [`CACHE_BYTES`], half of them went to the file during the transaction and were read back
 /// (10,000 conversations: 94 MB written for a 71 MB file, 52 MB with this; each write also a
@@ -229,7 +229,15 @@ impl Store {
     /// Opens or creates the database, checks its schema version and rebuilds indexes when the
     /// schema, the user or the time zone changed since the last run.
     pub fn open(path: &Path, ctx: IndexContext) -> Result<Store, StoreError> {
-        let db = open_db(path, CATCH_UP_CACHE_BYTES)?;
+        // A first start (no database yet) is the backfill; a later one reads mostly cursors,
+        // for which the steady cache does, and should not peak higher than it used to.
+        let first_start = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
+        let cache = if first_start {
+            CATCH_UP_CACHE_BYTES
+        } else {
+            CACHE_BYTES
+        };
+        let db = open_db(path, cache)?;
         let unreadable = |e: redb::Error| match e {
             redb::Error::Io(io) if is_disk_full(&io) => StoreError::DiskFull {
                 path: path.to_owned(),
@@ -243,7 +251,7 @@ impl Store {
         let store = Store {
             slot: Arc::new(RwLock::new(Some(Arc::new(db)))),
             compacting: Arc::default(),
-            settled: Arc::default(),
+            settled: Arc::new(std::sync::atomic::AtomicBool::new(!first_start)),
             ctx: Arc::new(ctx),
             path: Arc::new(path.to_owned()),
         };
