@@ -393,16 +393,22 @@ impl Daemon {
     }
 }
 
-/// The database file's size once it has stopped changing for 3 s and the daemon has not
-/// answered `503` (it compacts the file a second after a backfill, and readers are told
-/// `unavailable` meanwhile; a large file's size changes only at the end of it), and how long
-/// that took; gives up after 120 s.
+/// The database file's size once it has stopped changing for [`AT_REST_AFTER`] and the daemon
+/// has not answered `503` (it compacts the file once idle after a backfill, and readers are
+/// told `unavailable` meanwhile; a large file's size changes only at the end of it), and how
+/// long that took; gives up after 120 s.
+/// How long the file must stay the same size, with no `503`, to be at rest. Before it compacts,
+/// the writer syncs what the backfill's last commits left unsynced (they are listed before
+/// they are synced): for a million run logs that took 3 s, with the file unchanged and readers
+/// answered.
+const AT_REST_AFTER: Duration = Duration::from_secs(10);
+
 fn settled_size(db: &Path, socket: &Path) -> (u64, Duration) {
     let started = Instant::now();
     let size = || std::fs::metadata(db).map(|m| m.len()).unwrap_or(0);
     let (mut last, mut since) = (size(), Instant::now());
     let mut changed_at = Duration::ZERO;
-    while since.elapsed() < Duration::from_secs(3) && started.elapsed() < Duration::from_secs(120) {
+    while since.elapsed() < AT_REST_AFTER && started.elapsed() < Duration::from_secs(120) {
         std::thread::sleep(Duration::from_millis(50));
         let now = size();
         // A list reads the database (the summary is served from memory).
