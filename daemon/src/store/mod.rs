@@ -78,6 +78,11 @@ const CATCH_UP_CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// before lets go of it (a request takes well under this); past it, it is tried again later.
 const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
 
+/// How long a reader waits for [`Store::settle`] to swap the handle before it is told to retry:
+/// the wait above plus opening the file again (a millisecond or two for a small database,
+/// about 300 ms for a million items).
+const SETTLE_READER_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Why the store could not be opened or read.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -144,6 +149,8 @@ pub struct Store {
     /// The handle in the slot was opened with the steady cache ([`CACHE_BYTES`]), not the
     /// catch-up one.
     settled: Arc<std::sync::atomic::AtomicBool>,
+    /// Set while [`Store::settle`] swaps the handle: readers wait for the new one.
+    settling: Arc<std::sync::atomic::AtomicBool>,
     pub(crate) ctx: Arc<IndexContext>,
     path: Arc<PathBuf>,
 }
@@ -252,6 +259,7 @@ impl Store {
             slot: Arc::new(RwLock::new(Some(Arc::new(db)))),
             compacting: Arc::default(),
             settled: Arc::new(std::sync::atomic::AtomicBool::new(!first_start)),
+            settling: Arc::default(),
             ctx: Arc::new(ctx),
             path: Arc::new(path.to_owned()),
         };
@@ -279,8 +287,25 @@ impl Store {
         &self.ctx
     }
 
-    /// The current database handle.
+    /// The current database handle. While [`Store::settle`] swaps it (milliseconds), a reader
+    /// waits for the new one, up to [`SETTLE_READER_WAIT`], rather than being told to retry.
     pub(crate) fn db(&self) -> Result<Arc<redb::Database>, StoreError> {
+        let deadline = std::time::Instant::now() + SETTLE_READER_WAIT;
+        loop {
+            match self.db_now() {
+                Err(StoreError::Reopening)
+                    if self.settling.load(std::sync::atomic::Ordering::Relaxed)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The current database handle, or why there is none at this moment.
+    fn db_now(&self) -> Result<Arc<redb::Database>, StoreError> {
         // `try_read`: while the writer reopens the file, readers answer an error at once
         // instead of holding a runtime thread (and with it the accept loop).
         match self.slot.try_read() {
@@ -367,9 +392,10 @@ impl Store {
     /// Gives back the catch-up cache ([`CATCH_UP_CACHE_BYTES`]) by opening the database again
     /// with the steady one, once the writer is idle after the start's scans (a compaction does
     /// it too). It needs the database to itself for a moment, so it is not even tried while a
-    /// reader holds it (a scan reads cursors all along), and readers are held back for at most
-    /// [`SETTLE_WAIT`]. Returns whether it did; `false` when already settled or when a reader
-    /// held on (it is tried again later).
+    /// reader holds it (a scan reads cursors all along); readers that come meanwhile wait for
+    /// the new handle (see [`Store::db`]), and one that holds on past [`SETTLE_WAIT`] puts it
+    /// off. Returns whether it did; `false` when already settled or when a reader held on (it
+    /// is tried again later).
     pub(crate) fn settle(&self) -> Result<bool, StoreError> {
         if self.settled() {
             return Ok(false);
@@ -380,7 +406,7 @@ impl Store {
         if in_use(&self.slot.read().unwrap_or_else(|p| p.into_inner())) {
             return Ok(false);
         }
-        let _flag = Flag::raise(&self.compacting);
+        let _flag = Flag::raise(&self.settling);
         let mut slot = self.slot.write().unwrap_or_else(|p| p.into_inner());
         let deadline = std::time::Instant::now() + SETTLE_WAIT;
         let Some(db) = Self::take_alone(&mut slot, deadline)? else {
