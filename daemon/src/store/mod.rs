@@ -143,8 +143,7 @@ pub struct IndexContext {
 #[derive(Clone)]
 pub struct Store {
     slot: Arc<RwLock<Option<Arc<redb::Database>>>>,
-    /// Set while [`Store::compact`] (or [`Store::settle`]) holds the database, so readers are
-    /// told why they wait.
+    /// Set while [`Store::compact`] holds the database, so readers are told why they wait.
     compacting: Arc<std::sync::atomic::AtomicBool>,
     /// The handle in the slot was opened with the steady cache ([`CACHE_BYTES`]), not the
     /// catch-up one.
@@ -290,15 +289,17 @@ impl Store {
     /// The current database handle. While [`Store::settle`] swaps it (milliseconds), a reader
     /// waits for the new one, up to [`SETTLE_READER_WAIT`], rather than being told to retry.
     pub(crate) fn db(&self) -> Result<Arc<redb::Database>, StoreError> {
+        let settling = || self.settling.load(std::sync::atomic::Ordering::Relaxed);
+        match self.db_now() {
+            Err(StoreError::Reopening) if settling() => {}
+            other => return other,
+        }
         let deadline = std::time::Instant::now() + SETTLE_READER_WAIT;
         loop {
+            std::thread::sleep(std::time::Duration::from_millis(1));
             match self.db_now() {
                 Err(StoreError::Reopening)
-                    if self.settling.load(std::sync::atomic::Ordering::Relaxed)
-                        && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                }
+                    if settling() && std::time::Instant::now() < deadline => {}
                 other => return other,
             }
         }
@@ -354,8 +355,7 @@ impl Store {
     /// pages they free, so the file ends up two or three times its content). redb needs the
     /// database to itself for this: readers are answered [`StoreError::Compacting`] meanwhile
     /// (about 0.6 s per 100 MB). Returns whether the file shrank; `false` also when a reader
-    /// held on and it was left for later.
-    /// Also settles the cache (see [`Store::settle`]).
+    /// held on and it was left for later. Also settles the cache (see [`Store::settle`]).
     pub(crate) fn compact(&self) -> Result<bool, StoreError> {
         let _flag = Flag::raise(&self.compacting);
         let mut slot = self.slot.write().unwrap_or_else(|p| p.into_inner());
@@ -470,24 +470,11 @@ impl Store {
     /// file lock must be released before the file is opened again.
     pub(crate) fn reopen(&self) -> Result<(), StoreError> {
         let mut slot = self.slot.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(old) = slot.take() {
+        if slot.is_some() {
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-            let mut old = old;
-            loop {
-                match Arc::try_unwrap(old) {
-                    Ok(db) => {
-                        drop(db);
-                        break;
-                    }
-                    Err(still_shared) if std::time::Instant::now() < deadline => {
-                        old = still_shared;
-                        std::thread::sleep(std::time::Duration::from_millis(2));
-                    }
-                    Err(still_shared) => {
-                        *slot = Some(still_shared);
-                        return Err(StoreError::Reopening);
-                    }
-                }
+            match Self::take_alone(&mut slot, deadline)? {
+                Some(old) => drop(old),
+                None => return Err(StoreError::Reopening),
             }
         }
         *slot = Some(Arc::new(open_db(&self.path, CACHE_BYTES)?));

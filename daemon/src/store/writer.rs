@@ -1177,7 +1177,7 @@ impl WriterState {
         let mut wait_moves = Vec::new();
         let mut tx = self.store.db()?.begin_write()?;
         tx.set_quick_repair(true);
-        let scan_only = batches.iter().all(|b| b.scanned || b.scan_continues);
+        let scan_only = batches.iter().all(|b| b.scanned);
         let durable = self.last_durable.elapsed() >= self.durable_every(!scan_only);
         if !durable {
             tx.set_durability(redb::Durability::None)?;
@@ -1420,6 +1420,7 @@ pub(crate) mod tests {
                     })
                     .collect(),
                 scan_continues,
+                scanned: true,
                 ..Default::default()
             };
             writer.send(WriteOp::Ingest(batch)).unwrap();
