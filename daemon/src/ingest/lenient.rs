@@ -211,6 +211,113 @@ mod tests {
         assert!(err.contains("expected a string"), "{err}");
     }
 
+    /// How serde_json reads `json` from a slice (its skipping of strings patched to look at 32
+    /// bytes at a time, see vendor/serde_json/PATCH.md) and from a reader (byte at a time, not
+    /// patched): decoded as a string, skipped, and kept as its literal.
+    fn both_readers(json: &[u8]) -> [(String, String); 3] {
+        let show = |r: Result<String, serde_json::Error>| match r {
+            Ok(s) => format!("ok {s:?}"),
+            Err(e) => format!("error {:?}", e.classify()),
+        };
+        let decoded = (
+            show(serde_json::from_slice::<String>(json)),
+            show(serde_json::from_reader::<_, String>(json)),
+        );
+        let skipped = (
+            show(serde_json::from_slice::<IgnoredAny>(json).map(|_| String::new())),
+            show(serde_json::from_reader::<_, IgnoredAny>(json).map(|_| String::new())),
+        );
+        let literal = (
+            show(
+                serde_json::from_slice::<&serde_json::value::RawValue>(json)
+                    .map(|r| r.get().to_owned()),
+            ),
+            show(
+                serde_json::from_reader::<_, Box<serde_json::value::RawValue>>(json)
+                    .map(|r| r.get().to_owned()),
+            ),
+        );
+        [decoded, skipped, literal]
+    }
+
+    /// A skipped string ends where the byte-at-a-time reader ends it, and fails where it fails:
+    /// every kind of escape (and ones JSON does not have, or cut short), control characters,
+    /// bytes that are plain (0x20, 0x7F, UTF-8, `/`), a string cut off, each at every offset
+    /// around two 32-byte blocks. (Where the CPU has no AVX2 the published code runs, and this
+    /// checks that instead.)
+    #[test]
+    fn a_skipped_string_ends_and_fails_where_the_bytewise_reader_says() {
+        let stops: &[&[u8]] = &[
+            b"\"",
+            b"\\\\\"",
+            b"\\\\\\\"",
+            b"\\\\\\\\\"",
+            b"\\u12\"",
+            b"\\uD83D",
+            b"\\",
+            b"\\n",
+            b"\\\"",
+            b"\\u00e9",
+            b"\\ud83d\\ude00",
+            b"\\q",
+            b"\\u12",
+            b"\x00",
+            b"\x01",
+            b"\x01\"",
+            b"\n",
+            b"\x1f",
+            b" ",
+            b"\x7f",
+            "\u{e9}\u{1f600}".as_bytes(),
+            b"/",
+            b"",
+        ];
+        let mut checked = 0;
+        for run in 0..80 {
+            for stop in stops {
+                for tail in [&b"\""[..], b"tail\"", b"", b"x"] {
+                    let mut json = vec![b'"'];
+                    json.extend((0..run).map(|i| b'a' + (i % 26) as u8));
+                    json.extend_from_slice(stop);
+                    json.extend((0..40).map(|i| b'A' + (i % 26) as u8));
+                    json.extend_from_slice(tail);
+                    for [slice, reader] in both_readers(&json).map(|(a, b)| [a, b]) {
+                        assert_eq!(slice, reader, "{}", String::from_utf8_lossy(&json));
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 80 * stops.len() * 4);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(512))]
+        /// The same on random strings: plain runs of random lengths, each ended by a byte
+        /// drawn from the ones that matter (runs of backslashes, quotes, escapes cut short).
+        #[test]
+        fn random_skipped_strings_read_as_the_bytewise_reader_reads_them(
+            pieces in proptest::collection::vec(
+                (0..70usize, proptest::sample::select(vec![
+                    b' ', b'"', b'\\', b'n', b'u', b'0', b'e', b'\n', 0x01, 0x1f, 0x7f, 0xc3,
+                    0xa9, 0xff,
+                ])),
+                0..8,
+            )
+        ) {
+            let body: Vec<u8> = pieces
+                .iter()
+                .flat_map(|(run, stop)| std::iter::repeat_n(b'a', *run).chain([*stop]))
+                .collect();
+            let mut json = vec![b'"'];
+            json.extend_from_slice(&body);
+            json.push(b'"');
+            for (slice, reader) in both_readers(&json) {
+                proptest::prop_assert_eq!(slice, reader);
+            }
+        }
+    }
+
     #[derive(serde::Deserialize)]
     struct Lazy<'a> {
         #[serde(borrow, default)]
