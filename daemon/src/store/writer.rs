@@ -356,10 +356,14 @@ fn rebuild_indexes(store: &Store) -> Result<(), StoreError> {
 }
 
 /// Counter changes gathered over one transaction, written once per key at its end.
+///
+/// Its maps hash with hashbrown's default hasher (foldhash), not SipHash: every item looks up
+/// a dozen partition and tally names, and SipHash was a twentieth of a run-log backfill's
+/// writer. Nothing here is keyed by what a client sends.
 #[derive(Default)]
 struct Deltas {
-    counts: HashMap<String, i64>,
-    totals: HashMap<String, DayTotals>,
+    counts: hashbrown::HashMap<String, i64>,
+    totals: hashbrown::HashMap<String, DayTotals>,
     index: IndexDeltas,
 }
 
@@ -375,7 +379,7 @@ struct Deltas {
 #[derive(Default)]
 struct IndexDeltas {
     /// Partition name → its number in `names`.
-    numbers: HashMap<String, u32>,
+    numbers: hashbrown::HashMap<String, u32>,
     names: Vec<String>,
     /// The id of each item indexed (an item's entries share one).
     ids: Vec<String>,
@@ -438,12 +442,10 @@ impl IndexDeltas {
             rank[*n as usize] = r as u32;
         }
         let id = |e: &IndexDelta| ids[e.id as usize].as_str();
-        entries.sort_unstable_by(|a, b| {
-            rank[a.partition as usize]
-                .cmp(&rank[b.partition as usize])
-                .then(a.recency.cmp(&b.recency))
-                .then_with(|| id(a).cmp(id(b)))
-        });
+        // The recency bytes compare as the big-endian number they are (one comparison, not a
+        // call to compare bytes); ids only when partition and recency are the same.
+        let order = |e: &IndexDelta| (rank[e.partition as usize], u64::from_be_bytes(e.recency));
+        entries.sort_unstable_by(|a, b| order(a).cmp(&order(b)).then_with(|| id(a).cmp(id(b))));
         let mut key = Vec::new();
         let mut rest = entries.as_slice();
         while let Some(first) = rest.first() {
@@ -452,7 +454,7 @@ impl IndexDeltas {
                 .take_while(|e| {
                     e.partition == first.partition
                         && e.recency == first.recency
-                        && id(e) == id(first)
+                        && (e.id == first.id || id(e) == id(first))
                 })
                 .count();
             let net: i32 = rest[..same].iter().map(|e| i32::from(e.sign)).sum();
