@@ -1,6 +1,7 @@
 //! Property tests (fuzzing on the stable toolchain) of every parser agentd runs on data it did
 //! not write: the run-log parser and fold, each conversation store's fold, the query-parameter
-//! parser and the hook payload decoders.
+//! parser and the hook payload decoders; and the one change agentd carries in serde_json (its
+//! skipping of strings, `vendor/serde_json/PATCH.md`) against serde_json's own reader.
 //!
 //! For every store fold two properties hold over generated sessions, made of realistic records
 //! with random counts, ids and texts, mixed with garbage, truncated and oversized records:
@@ -437,6 +438,67 @@ fn fuzz_hook_payloads() {
             let _ = agentd::ingest::hooks::decode(kind, &junk);
             let _ = agentd::ingest::hooks::session_of(&junk);
         }
+        Ok(())
+    });
+}
+
+/// The patched skipping of a string (`vendor/serde_json/PATCH.md`) against serde_json's
+/// byte-at-a-time reader, which it does not touch: a record holding a random string, skipped
+/// (`IgnoredAny`), kept as its literal (`RawValue`) and read as a string, must be accepted or
+/// refused alike, and read alike. The strings are plain runs of random lengths (across the
+/// 32-byte blocks), each ended by a byte drawn from those that matter: quotes, backslashes
+/// (runs of them too), escape letters, control characters, UTF-8 and bytes that are not.
+#[test]
+fn fuzz_json_string_skip() {
+    let stop = prop::sample::select(vec![
+        b' ', b'"', b'\\', b'n', b'u', b'0', b'e', b'F', b'/', b'\n', 0x00, 0x01, 0x1f, 0x7f, 0xc3,
+        0xa9, 0xff,
+    ]);
+    let body = proptest::collection::vec((0..80usize, stop), 0..10);
+    run("json-skip", body, |pieces| {
+        let mut record = br#"{"skipped":""#.to_vec();
+        for (run, stop) in &pieces {
+            record.extend(std::iter::repeat_n(b'a', *run));
+            record.push(*stop);
+        }
+        record.extend_from_slice(br#"","after":1}"#);
+        #[derive(serde::Deserialize, PartialEq, Debug)]
+        struct Skipped {
+            after: u32,
+        }
+        #[derive(serde::Deserialize)]
+        struct Literal<'a> {
+            #[serde(borrow)]
+            skipped: &'a serde_json::value::RawValue,
+            after: u32,
+        }
+        #[derive(serde::Deserialize)]
+        struct OwnedLiteral {
+            skipped: Box<serde_json::value::RawValue>,
+            after: u32,
+        }
+        #[derive(serde::Deserialize, PartialEq, Debug)]
+        struct Decoded {
+            skipped: String,
+            after: u32,
+        }
+        let kind = |e: serde_json::Error| format!("{:?}", e.classify());
+        prop_assert_eq!(
+            serde_json::from_slice::<Skipped>(&record).map_err(kind),
+            serde_json::from_reader::<_, Skipped>(record.as_slice()).map_err(kind)
+        );
+        prop_assert_eq!(
+            serde_json::from_slice::<Literal>(&record)
+                .map(|l| (l.skipped.get().to_owned(), l.after))
+                .map_err(kind),
+            serde_json::from_reader::<_, OwnedLiteral>(record.as_slice())
+                .map(|l| (l.skipped.get().to_owned(), l.after))
+                .map_err(kind)
+        );
+        prop_assert_eq!(
+            serde_json::from_slice::<Decoded>(&record).map_err(kind),
+            serde_json::from_reader::<_, Decoded>(record.as_slice()).map_err(kind)
+        );
         Ok(())
     });
 }

@@ -244,7 +244,8 @@ mod tests {
     /// every kind of escape (and ones JSON does not have, or cut short), control characters,
     /// bytes that are plain (0x20, 0x7F, UTF-8, `/`), a string cut off, each at every offset
     /// around two 32-byte blocks. (Where the CPU has no AVX2 the published code runs, and this
-    /// checks that instead.)
+    /// checks that instead.) `tests/properties.rs` does the same on random strings
+    /// (`json-skip`).
     #[test]
     fn a_skipped_string_ends_and_fails_where_the_bytewise_reader_says() {
         let stops: &[&[u8]] = &[
@@ -289,33 +290,6 @@ mod tests {
             }
         }
         assert_eq!(checked, 80 * stops.len() * 4);
-    }
-
-    proptest::proptest! {
-        #![proptest_config(proptest::test_runner::Config::with_cases(512))]
-        /// The same on random strings: plain runs of random lengths, each ended by a byte
-        /// drawn from the ones that matter (runs of backslashes, quotes, escapes cut short).
-        #[test]
-        fn random_skipped_strings_read_as_the_bytewise_reader_reads_them(
-            pieces in proptest::collection::vec(
-                (0..70usize, proptest::sample::select(vec![
-                    b' ', b'"', b'\\', b'n', b'u', b'0', b'e', b'\n', 0x01, 0x1f, 0x7f, 0xc3,
-                    0xa9, 0xff,
-                ])),
-                0..8,
-            )
-        ) {
-            let body: Vec<u8> = pieces
-                .iter()
-                .flat_map(|(run, stop)| std::iter::repeat_n(b'a', *run).chain([*stop]))
-                .collect();
-            let mut json = vec![b'"'];
-            json.extend_from_slice(&body);
-            json.push(b'"');
-            for (slice, reader) in both_readers(&json) {
-                proptest::prop_assert_eq!(slice, reader);
-            }
-        }
     }
 
     #[derive(serde::Deserialize)]
