@@ -789,7 +789,7 @@ impl WriterState {
                         Ok(true) => release_free_memory(),
                         // A reader held on: at the next idle moment.
                         Ok(false) => wait = wait.min(COMPACT_WHEN_IDLE),
-                        Err(e) => tracing::warn!("opening the database again failed: {e}"),
+                        Err(e) => self.lost_handle("giving back the catch-up cache", e),
                     }
                 }
             }
@@ -956,8 +956,22 @@ impl WriterState {
             }
             Err(e) => {
                 self.written_since_compaction = 0;
-                tracing::warn!("compacting the database failed: {e}");
+                self.lost_handle("compacting the database", e);
             }
+        }
+    }
+
+    /// After compacting or settling failed. Both close the database and open it again; if the
+    /// opening is what failed, the store has no handle left, and nothing would open it again
+    /// until a write failed: the writer reports the error and is degraded, and its probe
+    /// reopens the file (every [`RECOVERY_PROBE`]) and has the sources rescan.
+    fn lost_handle(&mut self, what: &str, e: StoreError) {
+        if self.store.db().is_ok() {
+            tracing::warn!("{what} failed: {e}");
+        } else {
+            self.fail(format!(
+                "{what} failed and the database could not be opened again ({e}); retrying every {RECOVERY_PROBE:?}"
+            ));
         }
     }
 
@@ -1593,6 +1607,67 @@ pub(crate) mod tests {
             .unwrap();
         writer.barrier().unwrap();
         assert_eq!(title("cli:r00007").as_deref(), Some("second"));
+        writer.send(WriteOp::Shutdown).unwrap();
+        thread.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// If the database cannot be opened again when the catch-up cache is given back, the
+    /// error is reported and the writer probes until it can: it does not go on without a
+    /// handle, every read failing, until some write happens to fail.
+    #[test]
+    fn a_failed_reopening_when_settling_is_reported_and_retried() {
+        let dir = scratch("settle-fails");
+        let path = dir.join("agentd.redb");
+        let ctx = super::super::IndexContext {
+            me: "me".into(),
+            tz: jiff::tz::TimeZone::UTC,
+        };
+        let store = Store::open(&path, ctx).unwrap();
+        let (writer, published, thread) = spawn(
+            store.clone(),
+            0,
+            crate::metrics::Metrics::new("test".into()),
+        )
+        .unwrap();
+        // The open handle keeps writing to the file moved away; a dir takes its name.
+        let moved = dir.join("moved.redb");
+        std::fs::rename(&path, &moved).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        writer
+            .send(WriteOp::Ingest(IngestBatch {
+                source: "runs",
+                updates: vec![ItemUpdate {
+                    item: run_item(1),
+                    mine: MineRule::Creator,
+                    origin: None,
+                }],
+                scanned: true,
+                ..Default::default()
+            }))
+            .unwrap();
+        writer.barrier().unwrap();
+        let error = || published.store_error.read().unwrap().clone();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while error().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the failure was not reported"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            error().unwrap().contains("could not be opened again"),
+            "{:?}",
+            error()
+        );
+        std::fs::remove_dir(&path).unwrap();
+        std::fs::rename(&moved, &path).unwrap();
+        while error().is_some() || store.get("cli:r00001").is_err() {
+            assert!(std::time::Instant::now() < deadline, "never recovered");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(store.get("cli:r00001").unwrap().is_some());
         writer.send(WriteOp::Shutdown).unwrap();
         thread.join().unwrap();
         let _ = std::fs::remove_dir_all(&dir);
