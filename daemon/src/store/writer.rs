@@ -633,6 +633,46 @@ pub(crate) fn release_free_memory() {
     }
 }
 
+/// The ops one transaction takes: the first, then whatever is already queued, up to
+/// [`MAX_OPS_PER_TXN`] ops or [`MAX_UPDATES_PER_TXN`] updates, and never past a barrier. A barrier
+/// is answered once the transaction it ends is committed, so whoever waits on it (a scan, before
+/// it sends its next batch) waits for what it sent before the barrier only: taking the batch
+/// queued behind it into the same transaction made a run-log backfill's reading and writing
+/// take turns instead of overlapping. A barrier that comes first ends a group of its own, of
+/// nothing to commit, and is answered at once.
+fn take_group(first: WriteOp, rx: &Receiver<WriteOp>) -> Group {
+    let mut group = Group {
+        updates: op_updates(&first),
+        ops: vec![first],
+        drained: false,
+    };
+    while !matches!(group.ops.last(), Some(WriteOp::Barrier(_)))
+        && group.ops.len() < MAX_OPS_PER_TXN
+        && group.updates < MAX_UPDATES_PER_TXN
+    {
+        match rx.try_recv() {
+            Ok(op) => {
+                group.updates += op_updates(&op);
+                group.ops.push(op);
+            }
+            Err(_) => {
+                group.drained = true;
+                break;
+            }
+        }
+    }
+    group
+}
+
+/// What [`take_group`] took for one transaction.
+struct Group {
+    ops: Vec<WriteOp>,
+    /// Item updates and cursors in them.
+    updates: usize,
+    /// The queue was found empty (the burst is over, for now).
+    drained: bool,
+}
+
 fn op_updates(op: &WriteOp) -> usize {
     match op {
         WriteOp::Ingest(b) => b.updates.len() + b.cursors.len(),
@@ -810,21 +850,11 @@ impl WriterState {
                     return;
                 }
             };
-            let mut updates = op_updates(&first);
-            let mut ops = vec![first];
-            let mut drained = false;
-            while ops.len() < MAX_OPS_PER_TXN && updates < MAX_UPDATES_PER_TXN {
-                match rx.try_recv() {
-                    Ok(op) => {
-                        updates += op_updates(&op);
-                        ops.push(op);
-                    }
-                    Err(_) => {
-                        drained = true;
-                        break;
-                    }
-                }
-            }
+            let Group {
+                ops,
+                updates,
+                drained,
+            } = take_group(first, &rx);
             let mut barriers = Vec::new();
             let mut batches = Vec::new();
             let mut shutdown = false;
@@ -1374,6 +1404,60 @@ pub(crate) mod tests {
         );
         fold.apply(runlog::parse_line(start.as_bytes()).unwrap());
         fold.item(&format!("r{i:05}"), Millis(0), false)
+    }
+
+    /// What each transaction takes from a queue, as `b` (a batch of one update) and `|` (a
+    /// barrier), one string per transaction.
+    fn groups(queue: &str) -> Vec<String> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(queue.len());
+        let mut answers = Vec::new();
+        for op in queue.chars() {
+            tx.send(match op {
+                'b' => WriteOp::Ingest(IngestBatch {
+                    updates: vec![ItemUpdate {
+                        item: run_item(1),
+                        mine: MineRule::Creator,
+                        origin: None,
+                    }],
+                    ..Default::default()
+                }),
+                '|' => {
+                    let (done, answer) = std::sync::mpsc::sync_channel(1);
+                    answers.push(answer);
+                    WriteOp::Barrier(done)
+                }
+                other => panic!("unknown op {other}"),
+            })
+            .unwrap();
+        }
+        let mut out = Vec::new();
+        while let Ok(first) = rx.try_recv() {
+            let group = take_group(first, &rx);
+            out.push(
+                group
+                    .ops
+                    .iter()
+                    .map(|op| match op {
+                        WriteOp::Ingest(_) => 'b',
+                        WriteOp::Barrier(_) => '|',
+                        WriteOp::Shutdown => 's',
+                    })
+                    .collect(),
+            );
+        }
+        out
+    }
+
+    #[test]
+    fn a_barrier_ends_its_transaction_so_batches_after_it_do_not_delay_its_answer() {
+        // The run-log scan's pattern: a batch, the barrier it waits on before sending the
+        // batch after next, and the next batch, already queued.
+        assert_eq!(groups("b|b"), ["b|", "b"]);
+        // The barrier sent after a batch the writer had already taken comes first: it is
+        // answered without waiting for the batch behind it.
+        assert_eq!(groups("|b"), ["|", "b"]);
+        assert_eq!(groups("bbb|bb||b"), ["bbb|", "bb|", "|", "b"]);
+        assert_eq!(groups("bbb"), ["bbb"]);
     }
 
     fn scratch(name: &str) -> std::path::PathBuf {
